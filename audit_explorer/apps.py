@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AuditExplorerConfig(AppConfig):
+    name = "audit_explorer"
+    verbose_name = "Audit explorer"

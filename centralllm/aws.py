@@ -1,0 +1,64 @@
+"""The one place that builds boto3 clients.
+
+The same code path serves the local AWS stand-in and real AWS: when ``AWS_ENDPOINT_URL``
+is set every client talks to it, otherwise boto3's default endpoint and credential chain
+apply.
+"""
+
+import os
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+DEFAULT_REGION = "eu-central-1"
+
+
+def region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def endpoint_url() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def client(
+    service: str,
+    *,
+    region_name: str | None = None,
+    connect_timeout: float = 5,
+    read_timeout: float = 60,
+    max_attempts: int = 5,
+) -> Any:
+    """A boto3 client for ``service`` with adaptive retries.
+
+    Clients are thread-safe and costly to build, so each combination is built once.
+    """
+    return _cached_client(
+        service,
+        region_name or region(),
+        endpoint_url(),
+        connect_timeout,
+        read_timeout,
+        max_attempts,
+    )
+
+
+@lru_cache(maxsize=64)
+def _cached_client(
+    service: str,
+    region_name: str,
+    endpoint: str | None,
+    connect_timeout: float,
+    read_timeout: float,
+    max_attempts: int,
+) -> Any:
+    config = Config(
+        region_name=region_name,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"mode": "adaptive", "max_attempts": max_attempts},
+    )
+    # A session per client: boto3's default session is not thread-safe to build clients from.
+    return boto3.session.Session().client(service, endpoint_url=endpoint, config=config)

@@ -1,0 +1,29 @@
+from django.contrib.auth.decorators import login_not_required, permission_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from console import api_keys, health
+
+
+@login_not_required
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    report = health.as_json(health.run_checks())
+    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+
+
+@never_cache
+def dashboard(request: HttpRequest) -> HttpResponse:
+    template = "console/dashboard.html"
+    if request.htmx and not request.htmx.boosted:
+        template = "console/_health_badges.html"
+    return render(request, template, {"checks": health.run_checks()})
+
+
+@permission_required("console.manage_api_keys", raise_exception=True)
+def api_key_list(request: HttpRequest) -> HttpResponse:
+    keys, error = api_keys.list_api_keys()
+    return render(request, "console/api_keys.html", {"keys": keys, "error": error})

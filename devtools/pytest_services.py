@@ -1,0 +1,36 @@
+"""pytest plugin: real Redis and a moto server for the whole test session.
+
+It runs before pytest-django reads the settings, so the settings see REDIS_URL and the
+AWS endpoint exactly as in production. A REDIS_URL that answers is reused (on a spare
+database number: the tests flush it).
+"""
+
+import os
+import secrets
+
+import pytest
+
+from devtools import services
+
+_started: list = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args) -> None:
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not (redis_url and services.redis_answers(redis_url)):
+        process, redis_url = services.start_redis()
+        _started.append(process)
+    os.environ["REDIS_URL"] = redis_url
+    local_aws = services.LocalAWS().start()
+    _started.append(local_aws)
+    os.environ.update(services.local_aws_env(local_aws.url))
+    os.environ.setdefault("AWS_REGION", "eu-central-1")
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
+    os.environ.setdefault("DJANGO_SECURE_COOKIES", "false")
+
+
+def pytest_unconfigure(config) -> None:
+    while _started:
+        _started.pop().stop()

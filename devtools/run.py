@@ -1,0 +1,77 @@
+"""`make run`: the console with everything it needs, on embedded defaults.
+
+Starts Redis (unless REDIS_URL answers), the local AWS (unless LOCAL_AWS=0, which means
+real AWS with the default credential chain), migrates, creates the first admin, then runs a
+worker and the web server at http://127.0.0.1:8000 until Ctrl-C stops them all.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from devtools import services
+
+MANAGE = [sys.executable, str(services.ROOT / "manage.py")]
+
+
+def main() -> int:
+    services.VAR.mkdir(exist_ok=True)
+    os.environ.setdefault("DJANGO_DEBUG", "true")
+    started: list = []
+
+    def stop_all(*_args) -> None:
+        for process in reversed(started):
+            process.stop()
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        redis_url = os.environ.get("REDIS_URL", "")
+        if redis_url and services.redis_answers(redis_url):
+            print(f"Redis: using {redis_url}")
+        else:
+            process, redis_url = services.start_redis(services.VAR / "redis")
+            started.append(process)
+            os.environ["REDIS_URL"] = redis_url
+            print(f"Redis: started {redis_url} (data in var/redis)")
+
+        if os.environ.get("LOCAL_AWS", "1") == "1":
+            port = int(os.environ.get("LOCAL_AWS_PORT", "5100"))
+            local_aws = services.LocalAWS(port, state_dir=services.VAR / "local-aws").start()
+            started.append(local_aws)
+            os.environ.update(services.local_aws_env(local_aws.url))
+            print(f"Local AWS: {local_aws.url} (state replayed from var/local-aws)")
+        else:
+            print("AWS: real AWS through the default credential chain")
+
+        subprocess.run([*MANAGE, "migrate", "--no-input", "-v", "0"], check=True)
+        subprocess.run([*MANAGE, "ensure_local_admin"], check=True)
+        for name, args in _long_running().items():
+            started.append(services.Process(name, args))
+        address = os.environ.get("CONSOLE_ADDRESS", "127.0.0.1:8000")
+        print(f"Console: http://{address}  (Ctrl-C stops everything)", flush=True)
+        while all(process.alive() for process in started):
+            time.sleep(0.5)
+        dead = [process.name for process in started if not process.alive()]
+        print(f"stopped because {', '.join(dead)} exited", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except (services.ServiceError, subprocess.CalledProcessError) as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stop_all()
+
+
+def _long_running() -> dict[str, list[str]]:
+    address = os.environ.get("CONSOLE_ADDRESS", "127.0.0.1:8000")
+    return {
+        "worker": [*MANAGE, "rqworker", "default", "provisioning", "audit"],
+        "web": [*MANAGE, "runserver", address],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

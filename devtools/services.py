@@ -1,0 +1,198 @@
+"""Start the real services a local console or a test run needs: Redis and the local AWS.
+
+Both `make run` (devtools.run) and the test plugin (devtools.pytest_services) use these, so
+the two set-ups cannot drift apart.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started; the message says what to do."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise ServiceError(f"nothing answered on {host}:{port} after {timeout:.0f}s")
+
+
+def ensure_os_package(binary: str, package: str) -> str:
+    """The path of ``binary``, installing Debian's ``package`` when it is missing and we can."""
+    found = shutil.which(binary)
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise ServiceError(f"{binary} is missing: install it with `sudo apt-get install {package}`")
+    print(f"installing {package} (apt-get) ...", file=sys.stderr, flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    quiet = {"stdout": subprocess.DEVNULL, "env": env}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)
+    result = subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False, **quiet)
+    found = shutil.which(binary)
+    if result.returncode or not found:
+        raise ServiceError(f"could not install {package}: run `apt-get install {package}` as root")
+    return found
+
+
+class Process:
+    """A child process that is stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, args: list[str], **popen) -> None:
+        self.name = name
+        self.popen = subprocess.Popen(args, start_new_session=True, **popen)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 10) -> None:
+        if not self.alive():
+            return
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except (redis.RedisError, ValueError):
+        return False
+
+
+def start_redis(data_dir: Path | None = None) -> tuple[Process, str]:
+    """A redis-server on a free loopback port; ``data_dir`` keeps its snapshot across restarts."""
+    binary = ensure_os_package("redis-server", "redis-server")
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes"]
+    if data_dir is None:
+        args += ["--save", "", "--appendonly", "no"]
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        args += ["--dir", str(data_dir), "--appendonly", "yes"]
+    process = Process("redis", args, stdout=subprocess.DEVNULL)
+    wait_for_port(port)
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+# Switches the platform needs from moto: AWS-managed IAM policies exist, ECS services settle.
+MOTO_ENV = {
+    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+    "MOTO_ECS_SERVICE_RUNNING": "1",
+}
+
+# Requests that change nothing are left out of the replayed recording, so restarts stay fast
+# however long the console has been polling.
+_READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Query", "Scan", "Receive", "BatchGet", "Head")
+
+
+def _is_read_only(entry: dict) -> bool:
+    if entry.get("method") in ("GET", "HEAD"):
+        return True
+    target = entry.get("headers", {}).get("X-Amz-Target", "")
+    action = target.rpartition(".")[2]
+    if not action and not entry.get("body_encoded"):
+        body = entry.get("body") or ""
+        for part in body.split("&"):
+            if part.startswith("Action="):
+                action = part[len("Action=") :]
+    return action.startswith(_READ_ONLY_PREFIXES)
+
+
+def compact_recording(path: Path) -> int:
+    """Drop read-only requests from a moto recording; returns how many requests remain."""
+    if not path.exists():
+        return 0
+    kept = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in kept if not _is_read_only(json.loads(line))]
+    path.write_text("".join(line + "\n" for line in kept))
+    return len(kept)
+
+
+class LocalAWS:
+    """moto in server mode on loopback.
+
+    With a ``state_dir`` every mutating request is recorded there and replayed into the
+    fresh server on the next start: moto itself keeps nothing across restarts.
+    """
+
+    def __init__(self, port: int | None = None, state_dir: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.state_dir = state_dir
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def recording(self) -> Path | None:
+        return self.state_dir / "moto-recording.jsonl" if self.state_dir else None
+
+    def start(self) -> "LocalAWS":
+        env = {**os.environ, **MOTO_ENV}
+        replay = 0
+        if self.recording:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            replay = compact_recording(self.recording)
+            env["MOTO_ENABLE_RECORDING"] = "True"
+            env["MOTO_RECORDER_FILEPATH"] = str(self.recording)
+        moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        log = open(VAR / "local-aws.log", "ab") if VAR.exists() else subprocess.DEVNULL  # noqa: SIM115
+        self.process = Process("local-aws", moto, env=env, stdout=log, stderr=log)
+        wait_for_port(self.port, timeout=60)
+        if replay:
+            self._post("/moto-api/recorder/replay-recording", timeout=600)
+        return self
+
+    def _post(self, path: str, timeout: float) -> None:
+        request = urllib.request.Request(self.url + path, data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            response.read()
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+def local_aws_env(url: str) -> dict[str, str]:
+    """Environment for boto3 to talk to the local AWS (moto accepts any credentials)."""
+    return {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+    }
+
+
+def is_local_endpoint(url: str | None) -> bool:
+    return bool(url) and urlparse(url).hostname in ("127.0.0.1", "localhost", "::1")
