@@ -1,7 +1,7 @@
 from django.db import models
 
 
-class Role(models.Model):
+class Role(models.Model):  # noqa: DJ008 - never instantiated
     """Holds the console's permissions; the roles themselves are Django groups (console.roles)."""
 
     class Meta:

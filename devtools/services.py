@@ -175,7 +175,7 @@ class LocalAWS:
         return self
 
     def _post(self, path: str, timeout: float) -> None:
-        request = urllib.request.Request(self.url + path, data=b"", method="POST")
+        request = urllib.request.Request(self.url + path, data=b"", method="POST")  # noqa: S310
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             response.read()
 
