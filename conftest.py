@@ -1,8 +1,15 @@
+import os
+import subprocess
+import sys
+import time
+
 import django_rq
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import Group
+from rq import Worker
 
-from console.roles import ADMIN, OPERATOR, VIEWER
+from console.roles import ADMIN, OPERATOR, VIEWER, sync_roles
 
 
 @pytest.fixture
@@ -14,11 +21,32 @@ def redis_conn():
     connection.flushdb()
 
 
+@pytest.fixture
+def rq_worker(redis_conn):
+    """A real `manage.py rqworker` process, registered with Redis before the test starts."""
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "default", "provisioning", "audit"],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not Worker.all(connection=redis_conn):
+        assert process.poll() is None, "the worker exited"
+        assert time.monotonic() < deadline, "the worker did not register within 30 s"
+        time.sleep(0.2)
+    yield process
+    process.terminate()
+    process.wait(10)
+
+
 def make_user(django_user_model, username: str, role: str | None):
     user = django_user_model.objects.create_user(
         username=username, password=f"{username}-password-123", is_staff=role == ADMIN
     )
     if role:
+        # Transactional tests flush the groups the migration made.
+        sync_roles(apps)
         user.groups.add(Group.objects.get(name=role))
     return user
 

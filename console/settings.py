@@ -115,19 +115,19 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Hashed names need `collectstatic` first (the image runs it); local runs and tests go without.
+STATIC_MANIFEST = envbool("DJANGO_STATIC_MANIFEST", not DEBUG)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
-            "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
 }
-# Tests and `manage.py` commands run before collectstatic; serve from the finders then.
-WHITENOISE_USE_FINDERS = True
-WHITENOISE_MANIFEST_STRICT = False
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 
 # Behind a TLS-terminating load balancer set DJANGO_SECURE_PROXY_SSL_HEADER=true.
 if envbool("DJANGO_SECURE_PROXY_SSL_HEADER", False):

@@ -4,9 +4,14 @@ import sys
 
 from devtools import services
 
+TEST_PACKAGES = {
+    "redis-server": "redis-server",
+    "chromium": "chromium",
+    "docker-compose": "docker-compose",
+}
+
 if __name__ == "__main__":
     try:
-        services.ensure_os_package("redis-server", "redis-server")
-        services.ensure_os_package("chromium", "chromium")
+        services.ensure_os_packages(TEST_PACKAGES)
     except services.ServiceError as exc:
         sys.exit(f"make test: {exc}")

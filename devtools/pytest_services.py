@@ -29,6 +29,7 @@ def pytest_load_initial_conftests(early_config, parser, args) -> None:
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
     os.environ.setdefault("DJANGO_SECURE_COOKIES", "false")
+    os.environ.setdefault("DJANGO_STATIC_MANIFEST", "false")
 
 
 def pytest_unconfigure(config) -> None:

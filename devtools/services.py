@@ -41,22 +41,31 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 20) ->
     raise ServiceError(f"nothing answered on {host}:{port} after {timeout:.0f}s")
 
 
-def ensure_os_package(binary: str, package: str) -> str:
-    """The path of ``binary``, installing Debian's ``package`` when it is missing and we can."""
-    found = shutil.which(binary)
-    if found:
-        return found
+def ensure_os_packages(binaries: dict[str, str]) -> None:
+    """Install the Debian packages (binary name -> package) whose binaries are missing.
+
+    One apt-get run for all of them; stops with a one-line instruction where it cannot.
+    """
+    missing = sorted({package for binary, package in binaries.items() if not shutil.which(binary)})
+    if not missing:
+        return
+    command = f"apt-get install {' '.join(missing)}"
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise ServiceError(f"{binary} is missing: install it with `sudo apt-get install {package}`")
-    print(f"installing {package} (apt-get) ...", file=sys.stderr, flush=True)
+        raise ServiceError(f"missing {', '.join(missing)}: install with `sudo {command}`")
+    print(f"installing {', '.join(missing)} (apt-get) ...", file=sys.stderr, flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     quiet = {"stdout": subprocess.DEVNULL, "env": env}
     subprocess.run(["apt-get", "update", "-qq"], check=False, **quiet)
-    result = subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False, **quiet)
-    found = shutil.which(binary)
-    if result.returncode or not found:
-        raise ServiceError(f"could not install {package}: run `apt-get install {package}` as root")
-    return found
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False, **quiet)
+    still_missing = [binary for binary in binaries if not shutil.which(binary)]
+    if still_missing:
+        raise ServiceError(f"could not install {', '.join(missing)}: run `{command}` as root")
+
+
+def ensure_os_package(binary: str, package: str) -> str:
+    """The path of ``binary``, installing Debian's ``package`` when it is missing and we can."""
+    ensure_os_packages({binary: package})
+    return shutil.which(binary)
 
 
 class Process:
@@ -145,9 +154,12 @@ class LocalAWS:
     fresh server on the next start: moto itself keeps nothing across restarts.
     """
 
-    def __init__(self, port: int | None = None, state_dir: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, state_dir: Path | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.port = port or free_port()
         self.state_dir = state_dir
+        self.host = host
         self.process: Process | None = None
 
     @property
@@ -166,7 +178,7 @@ class LocalAWS:
             replay = compact_recording(self.recording)
             env["MOTO_ENABLE_RECORDING"] = "True"
             env["MOTO_RECORDER_FILEPATH"] = str(self.recording)
-        moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        moto = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
         log = open(VAR / "local-aws.log", "ab") if VAR.exists() else subprocess.DEVNULL  # noqa: SIM115
         self.process = Process("local-aws", moto, env=env, stdout=log, stderr=log)
         wait_for_port(self.port, timeout=60)

@@ -1,0 +1,105 @@
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+PUBLIC = {"login", "healthz", "admin:login"}
+# The Django admin (user management for admins) keeps its own login page.
+LOGIN_PAGES = ("/login/?next=", "/admin/login/?next=")
+
+
+def _walk(patterns, prefix="", namespace=""):
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            ns = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from _walk(entry.url_patterns, prefix + str(entry.pattern), ns)
+        elif isinstance(entry, URLPattern):
+            yield f"{namespace}{entry.name}", prefix + str(entry.pattern)
+
+
+def _concrete(pattern: str) -> str:
+    """A URL for a route, with every parameter filled by a plausible value."""
+    path = re.sub(r"\(\?P<\w+>[^)]*\)", "1", pattern)
+    path = re.sub(r"<(?:int:)?\w+>", "1", path)
+    path = re.sub(r"<path:\w+>", "x", path)
+    return "/" + path.lstrip("^").rstrip("$").replace("\\", "")
+
+
+ROUTES = sorted(set(_walk(get_resolver().url_patterns)))
+
+
+def test_the_walk_finds_the_console_pages():
+    names = {name for name, _ in ROUTES}
+    assert {"dashboard", "api-keys", "provisioning:environments", "audit_explorer:home"} <= names
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "pattern"), ROUTES)
+def test_every_page_but_login_and_health_needs_a_login(client, name, pattern):
+    url = _concrete(pattern)
+    response = client.get(url)
+
+    if name in PUBLIC:
+        assert response.status_code in (200, 503), url
+    else:
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(LOGIN_PAGES), url
+
+
+VIEWS_BY_ROLE = {
+    # url name: the roles that may open it
+    "dashboard": {"viewer", "operator", "admin"},
+    "provisioning:environments": {"viewer", "operator", "admin"},
+    "provisioning:runs": {"viewer", "operator", "admin"},
+    "audit_explorer:home": {"viewer", "operator", "admin"},
+    "api-keys": {"admin"},
+    "django_rq:home": {"admin"},
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
+def test_role_matrix(client, role, viewer, operator, admin_user):
+    user = {"viewer": viewer, "operator": operator, "admin": admin_user}[role]
+    client.force_login(user)
+
+    got = {}
+    for name in VIEWS_BY_ROLE:
+        response = client.get(reverse(name))
+        got[name] = response.status_code
+
+    expected = {name: 200 if role in roles else 403 for name, roles in VIEWS_BY_ROLE.items()}
+    # django-rq's own dashboard sends non-staff users to the admin login instead of a 403.
+    if role != "admin":
+        assert got.pop("django_rq:home") == 302
+        expected.pop("django_rq:home")
+    assert got == expected
+
+
+@pytest.mark.django_db
+def test_role_permissions(viewer, operator, admin_user):
+    assert viewer.has_perm("console.view_audit") and not viewer.has_perm(
+        "console.start_provisioning"
+    )
+    assert operator.has_perm("console.start_rollout") and not operator.has_perm(
+        "console.manage_api_keys"
+    )
+    assert admin_user.has_perm("console.manage_users")
+
+
+@pytest.mark.django_db
+def test_a_forbidden_page_explains_itself(client, viewer):
+    client.force_login(viewer)
+    response = client.get(reverse("api-keys"))
+
+    assert response.status_code == 403
+    assert b"Your role does not include this page" in response.content
+
+
+@pytest.mark.django_db
+def test_an_unknown_page_is_a_friendly_404(client, viewer):
+    client.force_login(viewer)
+    response = client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert b"There is nothing at this address" in response.content

@@ -1,0 +1,37 @@
+import uuid
+
+from centralllm import aws
+from devtools import services
+
+KEY = "logs/2026/11/27/a b+c.json"  # a key that needs URL-encoding survives the replay
+
+
+def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
+    bucket = f"kept-{uuid.uuid4().hex[:10]}"
+    local_aws = services.LocalAWS(state_dir=tmp_path).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", local_aws.url)
+    try:
+        s3 = aws.client("s3")
+        location = {"LocationConstraint": aws.region()}
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
+        s3.put_object(Bucket=bucket, Key=KEY, Body=b'{"kept": true}')
+        s3.list_objects_v2(Bucket=bucket)  # read-only: left out of the replay
+    finally:
+        local_aws.stop()
+
+    restarted = services.LocalAWS(port=local_aws.port, state_dir=tmp_path).start()
+    try:
+        body = aws.client("s3").get_object(Bucket=bucket, Key=KEY)["Body"]
+        assert body.read() == b'{"kept": true}'
+    finally:
+        restarted.stop()
+    assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 2
+
+
+def test_a_fresh_local_aws_without_state_starts_empty(monkeypatch):
+    local_aws = services.LocalAWS().start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", local_aws.url)
+    try:
+        assert aws.client("s3").list_buckets()["Buckets"] == []
+    finally:
+        local_aws.stop()
