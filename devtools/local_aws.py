@@ -19,7 +19,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"local AWS on {args.host}:{args.port}, state in {args.state_dir}", flush=True)
     try:
-        while local_aws.process.alive():
+        while local_aws.alive():
             time.sleep(1)
     finally:
         local_aws.stop()

@@ -5,6 +5,7 @@ AWS endpoint exactly as in production. A REDIS_URL that answers is reused (on a 
 database number: the tests flush it).
 """
 
+import atexit
 import os
 import secrets
 
@@ -32,6 +33,14 @@ def pytest_load_initial_conftests(early_config, parser, args) -> None:
     os.environ.setdefault("DJANGO_STATIC_MANIFEST", "false")
 
 
-def pytest_unconfigure(config) -> None:
+def _stop_started() -> None:
     while _started:
         _started.pop().stop()
+
+
+def pytest_unconfigure(config) -> None:
+    _stop_started()
+
+
+# pytest skips unconfigure when it fails while loading; the services must not outlive it.
+atexit.register(_stop_started)

@@ -25,6 +25,8 @@ def main() -> int:
         for process in reversed(started):
             process.stop()
 
+    # Set explicitly: a shell that starts us in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         redis_url = os.environ.get("REDIS_URL", "")

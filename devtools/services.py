@@ -148,7 +148,7 @@ def compact_recording(path: Path) -> int:
 
 
 class LocalAWS:
-    """moto in server mode on loopback.
+    """moto in server mode.
 
     With a ``state_dir`` every mutating request is recorded there and replayed into the
     fresh server on the next start: moto itself keeps nothing across restarts.
@@ -190,6 +190,9 @@ class LocalAWS:
         request = urllib.request.Request(self.url + path, data=b"", method="POST")  # noqa: S310
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             response.read()
+
+    def alive(self) -> bool:
+        return bool(self.process and self.process.alive())
 
     def stop(self) -> None:
         if self.process:
