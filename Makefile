@@ -7,8 +7,9 @@ INSTALLED := $(VENV)/.installed
 .PHONY: run test lint install clean
 
 $(INSTALLED): pyproject.toml requirements.lock
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+	  echo "python venv is missing: installing python3-venv"; \
+	  apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(INSTALLED)
 
