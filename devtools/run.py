@@ -69,10 +69,18 @@ def main() -> int:
 
 def _long_running() -> dict[str, list[str]]:
     address = os.environ.get("CONSOLE_ADDRESS", "127.0.0.1:8000")
-    return {
+    processes = {
         "worker": [*MANAGE, "rqworker", "default", "provisioning", "audit"],
         "web": [*MANAGE, "runserver", address],
     }
+    if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
+        # moto cannot run Lambda code: this calls the same handler from the local ingest queue.
+        processes["audit-ingest"] = [*MANAGE, "consume_audit_events"]
+    if os.environ.get("SERVE_MODEL") == "1":
+        # Needs `make vllm-env` once; serves the tiny model (or MODEL_ID on a GPU) with auditing.
+        port = os.environ.get("MODEL_PORT", "8001")
+        processes["model"] = [sys.executable, "-m", "devtools.vllm_local", "serve", "--port", port]
+    return processes
 
 
 if __name__ == "__main__":

@@ -1,0 +1,364 @@
+"""The DynamoDB item of an audit record, its key layout, and the queries the explorer runs.
+
+Keys of an item (``table.py`` has the indexes; write shards are explained there):
+
+- ``id`` = requestId, ``createdAt`` = the record's createdAt (base table)
+- ``userIdPk`` = ``user#<user>``, ``userIdSk`` = ``<createdAt>#<id>`` (GSI_UserTime)
+- ``statusPk`` = ``status#<HTTP status>`` (shard k > 0: ``status.k#<status>``),
+  ``statusSk`` = ``<createdAt>#<id>`` (GSI_StatusTime)
+- ``latencyPk`` = ``project#<project>``, ``latencySk`` = ``<latency ms, 10 digits>#<createdAt>``
+  (GSI_ProjectLatency)
+
+A request rejected for lacking ``x-llm-user`` or ``x-llm-source`` is filed under ``user#-`` or
+``project#-``, so operators can list those rejections too.
+"""
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from centralllm import aws
+from centralllm.audit.contract import format_timestamp, record_key, table_name
+from centralllm.audit.table import (
+    PROJECT_LATENCY,
+    STATUS_SHARDS,
+    STATUS_TIME,
+    USER_TIME,
+    shard_of,
+    sharded,
+)
+
+DEFAULT_MAX_PREVIEW_CHARS = 2048
+MISSING = "-"
+LATENCY_DIGITS = 10  # up to 9,999,999,999 ms: longer requests sort as the longest
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def max_preview_chars() -> int:
+    return int(os.environ.get("MAX_PREVIEW_CHARS") or DEFAULT_MAX_PREVIEW_CHARS)
+
+
+def user_key(user: str | None) -> str:
+    return f"user#{user or MISSING}"
+
+
+def status_key(status: int, shard: int = 0) -> str:
+    return f"{sharded('status', shard)}#{status}"
+
+
+def project_key(project: str | None) -> str:
+    return f"project#{project or MISSING}"
+
+
+def latency_sort_prefix(latency_ms: float) -> str:
+    """Latency as fixed-width whole milliseconds, so string order is numeric order."""
+    return f"{min(round(latency_ms), 10**LATENCY_DIGITS - 1):0{LATENCY_DIGITS}d}"
+
+
+def _preview(text: str | None, limit: int) -> tuple[str | None, bool]:
+    if text is None or len(text) <= limit:
+        return text, False
+    return text[:limit], True
+
+
+def item_from_record(record: dict, *, key: str | None = None) -> dict:
+    """The item for a validated record, as plain Python values (numbers as Decimal).
+
+    ``key`` is where the record was read from, if not where the contract puts it.
+    """
+    request_id, created_at = record["requestId"], record["createdAt"]
+    limit = max_preview_chars()
+    prompt, prompt_truncated = _preview(record["prompt"], limit)
+    completion, completion_truncated = _preview(record["completion"], limit)
+    usage = record["usage"] or {}
+    error = record["error"] or {}
+    item = {
+        "id": request_id,
+        "createdAt": created_at,
+        "userIdPk": user_key(record["user"]),
+        "userIdSk": f"{created_at}#{request_id}",
+        "statusPk": status_key(record["status"], shard_of(request_id, STATUS_SHARDS)),
+        "statusSk": f"{created_at}#{request_id}",
+        "latencyPk": project_key(record["project"]),
+        "latencySk": f"{latency_sort_prefix(record['latencyMs'])}#{created_at}",
+        "schemaVersion": record["schemaVersion"],
+        "project": record["project"],
+        "user": record["user"],
+        "requestType": record["requestType"],
+        "apiKeyId": record["apiKeyId"],
+        "method": record["method"],
+        "path": record["path"],
+        "model": record["model"],
+        "stream": record["stream"],
+        "status": record["status"],
+        "outcome": record["outcome"],
+        "latencyMs": record["latencyMs"],
+        "ttftMs": record["ttftMs"],
+        "promptTokens": usage.get("promptTokens"),
+        "completionTokens": usage.get("completionTokens"),
+        "totalTokens": usage.get("totalTokens"),
+        "errorType": error.get("type"),
+        "errorMessage": _preview(error.get("message"), limit)[0],
+        "deployment": {k: v for k, v in record["deployment"].items() if v is not None},
+        "promptPreview": prompt,
+        "promptTruncated": prompt_truncated,
+        "promptChars": len(record["prompt"] or ""),
+        "completionPreview": completion,
+        "completionTruncated": completion_truncated,
+        "completionChars": len(record["completion"] or ""),
+        "recordKey": key or record_key(record),
+        "rawKey": record["rawKey"],
+    }
+    return {name: _to_dynamo(value) for name, value in item.items() if value is not None}
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def serialize(item: dict) -> dict:
+    """Plain values to the low-level client's typed attribute values."""
+    return {name: _serializer.serialize(value) for name, value in item.items()}
+
+
+def deserialize(attributes: dict) -> dict:
+    """Typed attribute values to plain Python, numbers as int or float."""
+    return {name: _plain(_deserializer.deserialize(value)) for name, value in attributes.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {name: _plain(inner) for name, inner in value.items()}
+    return value
+
+
+# Queries ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Page:
+    items: list[dict]
+    next_token: str | None  # pass back as ``token`` for the next page; None on the last page
+
+
+def get_item(request_id: str, *, table: str | None = None) -> dict | None:
+    """The item of one request (the id is unique; its createdAt need not be known)."""
+    response = aws.client("dynamodb").query(
+        TableName=table or table_name(),
+        KeyConditionExpression="id = :id",
+        ExpressionAttributeValues={":id": {"S": request_id}},
+    )
+    items = response["Items"]
+    return deserialize(items[0]) if items else None
+
+
+def query_user(
+    user: str | None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 50,
+    token: str | None = None,
+    newest_first: bool = True,
+    table: str | None = None,
+) -> Page:
+    """Requests of one user, by time: ``start`` included, ``end`` excluded."""
+    return _query(
+        _Index(USER_TIME, "userIdPk", "userIdSk"),
+        [user_key(user)],
+        _time_bounds(start, end),
+        limit=limit,
+        token=token,
+        descending=newest_first,
+        table=table,
+    )
+
+
+def query_status(
+    status: int,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 50,
+    token: str | None = None,
+    newest_first: bool = True,
+    table: str | None = None,
+) -> Page:
+    """Requests that ended with one HTTP status, by time, merged over the status shards."""
+    return _query(
+        _Index(STATUS_TIME, "statusPk", "statusSk"),
+        [status_key(status, shard) for shard in range(STATUS_SHARDS)],
+        _time_bounds(start, end),
+        limit=limit,
+        token=token,
+        descending=newest_first,
+        table=table,
+    )
+
+
+def query_project_latency(
+    project: str | None,
+    *,
+    min_latency_ms: float | None = None,
+    max_latency_ms: float | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 50,
+    token: str | None = None,
+    slowest_first: bool = True,
+    table: str | None = None,
+) -> Page:
+    """Requests of one project by latency (both bounds included, whole milliseconds).
+
+    A time range here is a filter, not a key condition: a page may hold fewer than ``limit``
+    items and still have a next token.
+    """
+    low = None if min_latency_ms is None else latency_sort_prefix(min_latency_ms)
+    # '$' sorts right after '#', so every item of the maximum latency is included.
+    high = None if max_latency_ms is None else latency_sort_prefix(max_latency_ms) + "$"
+    return _query(
+        _Index(PROJECT_LATENCY, "latencyPk", "latencySk"),
+        [project_key(project)],
+        (low, high),
+        limit=limit,
+        token=token,
+        descending=slowest_first,
+        table=table,
+        created_between=(start, end),
+    )
+
+
+@dataclass(frozen=True)
+class _Index:
+    name: str
+    hash_key: str
+    range_key: str
+
+    def start_key(self, item: dict) -> dict:
+        """The ExclusiveStartKey that resumes right after ``item``."""
+        names = ("id", "createdAt", self.hash_key, self.range_key)
+        return serialize({name: item[name] for name in names})
+
+
+def _time_bounds(start: datetime | None, end: datetime | None) -> tuple[str | None, str | None]:
+    # Sort keys are "<createdAt>#<id>": one starting at the end instant sorts after the bare
+    # timestamp, so using it as an inclusive upper bound excludes the end instant.
+    return (
+        None if start is None else format_timestamp(start),
+        None if end is None else format_timestamp(end),
+    )
+
+
+def _key_condition(index: _Index, low: str | None, high: str | None) -> tuple[str, dict]:
+    condition = f"{index.hash_key} = :pk"
+    values = {}
+    if low is not None and high is not None:
+        condition += f" AND {index.range_key} BETWEEN :low AND :high"
+    elif low is not None:
+        condition += f" AND {index.range_key} >= :low"
+    elif high is not None:
+        condition += f" AND {index.range_key} <= :high"
+    if low is not None:
+        values[":low"] = {"S": low}
+    if high is not None:
+        values[":high"] = {"S": high}
+    return condition, values
+
+
+def _query(
+    index: _Index,
+    partitions: list[str],
+    bounds: tuple[str | None, str | None],
+    *,
+    limit: int,
+    token: str | None,
+    descending: bool,
+    table: str | None,
+    created_between: tuple[datetime | None, datetime | None] = (None, None),
+) -> Page:
+    """One page over one or more partitions (write shards), merged in sort key order.
+
+    The token remembers where each partition stands; a partition left out is exhausted.
+    """
+    positions = _decode_token(token, partitions) if token else dict.fromkeys(partitions)
+    condition, values = _key_condition(index, *bounds)
+    params: dict[str, Any] = {
+        "TableName": table or table_name(),
+        "IndexName": index.name,
+        "KeyConditionExpression": condition,
+        "ScanIndexForward": not descending,
+        "Limit": limit,
+    }
+    created_filter, filter_values = _created_filter(*created_between)
+    if created_filter:
+        params["FilterExpression"] = created_filter
+    client = aws.client("dynamodb")
+
+    fetched: dict[str, list[dict]] = {}
+    resume: dict[str, dict | None] = {}
+    for partition, position in positions.items():
+        call = {**params, "ExpressionAttributeValues": {**values, **filter_values}}
+        call["ExpressionAttributeValues"][":pk"] = {"S": partition}
+        if position:
+            call["ExclusiveStartKey"] = position
+        response = client.query(**call)
+        fetched[partition] = [deserialize(item) for item in response["Items"]]
+        resume[partition] = response.get("LastEvaluatedKey")
+
+    merged = sorted(
+        ((item, partition) for partition, items in fetched.items() for item in items),
+        key=lambda pair: pair[0][index.range_key],
+        reverse=descending,
+    )[:limit]
+
+    next_positions: dict[str, dict | None] = {}
+    for partition, position in positions.items():
+        taken = [item for item, source in merged if source == partition]
+        if len(taken) == len(fetched[partition]):
+            # Everything read was used: carry on after the page (or stop if it was the last).
+            if resume[partition]:
+                next_positions[partition] = resume[partition]
+        elif taken:
+            next_positions[partition] = index.start_key(taken[-1])
+        else:
+            next_positions[partition] = position
+    return Page([item for item, _ in merged], _encode_token(next_positions))
+
+
+def _created_filter(start: datetime | None, end: datetime | None) -> tuple[str | None, dict]:
+    clauses, values = [], {}
+    if start is not None:
+        clauses.append("createdAt >= :createdFrom")
+        values[":createdFrom"] = {"S": format_timestamp(start)}
+    if end is not None:
+        clauses.append("createdAt < :createdTo")
+        values[":createdTo"] = {"S": format_timestamp(end)}
+    return (" AND ".join(clauses) or None), values
+
+
+def _encode_token(positions: dict[str, dict | None]) -> str | None:
+    if not positions:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(positions, sort_keys=True).encode()).decode()
+
+
+def _decode_token(token: str, partitions: list[str]) -> dict[str, dict | None]:
+    try:
+        positions = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError):
+        positions = None
+    if not isinstance(positions, dict) or not set(positions) <= set(partitions):
+        raise ValueError("not a page token of this query")
+    return positions

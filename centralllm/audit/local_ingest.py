@@ -1,0 +1,164 @@
+"""The local stand-in for S3 → Lambda, which moto cannot run without Docker.
+
+In local mode the audit bucket notifies an SQS queue instead (moto delivers those), and this
+consumer hands each event to the very same ``lambda_handler`` with Lambda's asynchronous
+semantics: a first try and two retries, then the event goes to the DLQ with the error, as
+Lambda's own dead-letter queue receives it (message attributes RequestID, ErrorCode,
+ErrorMessage).
+"""
+
+import importlib.util
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from centralllm import aws
+from centralllm.audit.ingest import log_json
+
+DEFAULT_QUEUE = "llm-audit-ingest-local"
+DEFAULT_DLQ = "llm-audit-dlq"
+HANDLER_PATH = Path(__file__).resolve().parents[2] / "lambda" / "llm_audit_ingest" / "handler.py"
+# Lambda waits about one and then two minutes between attempts; locally seconds will do.
+RETRY_DELAYS = (1.0, 2.0)
+# Longer than all attempts together, so no one else receives a message being handled.
+VISIBILITY_TIMEOUT = 60
+# Lambda puts at most the first kilobyte of the error in the DLQ message.
+MAX_DLQ_ERROR_CHARS = 1024
+
+Handler = Callable[[dict, Any], Any]
+
+
+def queue_name() -> str:
+    return os.environ.get("LOCAL_INGEST_QUEUE") or DEFAULT_QUEUE
+
+
+def dlq_name() -> str:
+    return os.environ.get("DLQ_NAME") or DEFAULT_DLQ
+
+
+def load_lambda_handler() -> Handler:
+    """``lambda_handler`` from ``lambda/llm_audit_ingest/handler.py`` (``lambda`` is no package)."""
+    spec = importlib.util.spec_from_file_location("llm_audit_ingest_handler", HANDLER_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.lambda_handler
+
+
+def ensure_queue(name: str) -> str:
+    """The queue's URL, creating it if needed (CreateQueue is idempotent)."""
+    return aws.client("sqs").create_queue(QueueName=name)["QueueUrl"]
+
+
+def ensure_local_notification(bucket: str, queue: str) -> str:
+    """Make ``bucket`` notify ``queue`` of every new ``logs/`` object; returns the queue URL.
+
+    This replaces the bucket's whole notification configuration: locally the queue is its
+    only subscriber (in AWS it is the Lambda, deployment guide section 6.1).
+    """
+    sqs = aws.client("sqs")
+    url = ensure_queue(queue)
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    aws.client("s3").put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": "llm-audit-ingest-local",
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "logs/"}]}},
+                }
+            ]
+        },
+    )
+    return url
+
+
+def deliver(
+    message: dict,
+    *,
+    handler: Handler,
+    dlq_url: str,
+    retry_delays: tuple[float, ...] = RETRY_DELAYS,
+) -> bool:
+    """Invoke ``handler`` with the message's event as Lambda would; False if dead-lettered."""
+    error: Exception | None = None
+    for attempt, delay in enumerate((0.0, *retry_delays), start=1):
+        time.sleep(delay)
+        try:
+            handler(json.loads(message["Body"]), None)
+            return True
+        except Exception as exc:  # like Lambda: any error is a failed attempt
+            error = exc
+            log_json(
+                event="audit_delivery_failed",
+                level="error",
+                attempt=attempt,
+                messageId=message["MessageId"],
+                error=f"{type(exc).__name__}: {exc}",
+            )
+    aws.client("sqs").send_message(
+        QueueUrl=dlq_url,
+        MessageBody=message["Body"],
+        MessageAttributes={
+            "RequestID": {"DataType": "String", "StringValue": message["MessageId"]},
+            "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+            "ErrorMessage": {
+                "DataType": "String",
+                "StringValue": str(error)[:MAX_DLQ_ERROR_CHARS] or type(error).__name__,
+            },
+        },
+    )
+    log_json(event="audit_dead_lettered", level="error", messageId=message["MessageId"])
+    return False
+
+
+def consume(
+    *,
+    stop: threading.Event | None = None,
+    once: bool = False,
+    retry_delays: tuple[float, ...] = RETRY_DELAYS,
+    wait_seconds: int = 5,
+) -> int:
+    """Deliver queued S3 events until ``stop`` is set, or with ``once`` until the queue is empty.
+
+    Returns how many messages were handled (delivered or dead-lettered).
+    """
+    sqs = aws.client("sqs")
+    queue_url, dlq_url = ensure_queue(queue_name()), ensure_queue(dlq_name())
+    handler = load_lambda_handler()
+    stop = stop or threading.Event()
+    handled = 0
+    while not stop.is_set():
+        messages = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1 if once else wait_seconds,
+            VisibilityTimeout=VISIBILITY_TIMEOUT,
+        ).get("Messages", [])
+        if once and not messages:
+            break
+        for message in messages:
+            deliver(message, handler=handler, dlq_url=dlq_url, retry_delays=retry_delays)
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            handled += 1
+    return handled

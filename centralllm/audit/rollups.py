@@ -1,0 +1,192 @@
+"""Hourly rollups, so that summaries never scan records.
+
+Per hour and per project, user, API key and status class: the number of requests, errors
+(client and server), cancellations, token sums, the latency sum and a latency histogram. They
+live in the audit table under the base key (``table.py``) and are updated by ADD in the same
+transaction as the record's first write (``ingest.py``), so a redelivered record never counts
+twice.
+
+The histogram has log-spaced buckets, eight per doubling: bucket i holds latencies in
+(2^((i-1)/8), 2^(i/8)] ms, so a percentile read from it is at most 9% above the true value.
+Bucket 0 holds everything up to 1 ms; the last bucket (about 70 minutes) everything longer.
+"""
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from centralllm import aws
+from centralllm.audit.contract import format_timestamp, table_name
+from centralllm.audit.items import MISSING, deserialize
+from centralllm.audit.table import ROLLUP_SHARDS, shard_of, sharded
+
+DIMENSIONS = ("project", "user", "apiKey", "statusClass")
+BUCKETS_PER_DOUBLING = 8
+LAST_BUCKET = 22 * BUCKETS_PER_DOUBLING
+HISTOGRAM_PREFIX = "h"  # bucket i is the number attribute "h<i>"
+COUNTERS = (
+    "requests",
+    "errors",
+    "cancelled",
+    "promptTokens",
+    "completionTokens",
+    "totalTokens",
+    "latencyMsSum",
+)
+
+
+def latency_bucket(latency_ms: float) -> int:
+    if latency_ms <= 1:
+        return 0
+    return min(math.ceil(math.log2(latency_ms) * BUCKETS_PER_DOUBLING), LAST_BUCKET)
+
+
+def bucket_upper_ms(bucket: int) -> float:
+    return 2 ** (bucket / BUCKETS_PER_DOUBLING)
+
+
+def percentile(histogram: Mapping[int, int], q: float) -> float | None:
+    """The q-th percentile (0-100) in ms: the upper bound of the bucket holding it."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = max(1, math.ceil(q / 100 * total))
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            return bucket_upper_ms(bucket)
+    raise AssertionError("unreachable: the ranks add up to the total")
+
+
+def hour_of(created_at: str) -> str:
+    """The rollup hour of a record's createdAt: ``2026-11-27T05``."""
+    return created_at[:13]
+
+
+def rollup_id(dimension: str, value: str | None, shard: int = 0) -> str:
+    return f"rollup#{sharded(dimension, shard)}#{value or MISSING}"
+
+
+def dimension_values(record: dict) -> dict[str, str | None]:
+    return {
+        "project": record["project"],
+        "user": record["user"],
+        "apiKey": record["apiKeyId"],
+        "statusClass": f"{record['status'] // 100}xx",
+    }
+
+
+def rollup_updates(record: dict, *, table: str) -> list[dict]:
+    """TransactWriteItems ``Update`` actions adding one validated record to its rollups.
+
+    Four distinct items per record (one per dimension), never the same item twice.
+    """
+    usage = record["usage"] or {}
+    increments = {
+        "requests": 1,
+        "errors": int(record["outcome"] in ("client_error", "server_error")),
+        "cancelled": int(record["outcome"] == "cancelled"),
+        "promptTokens": usage.get("promptTokens", 0),
+        "completionTokens": usage.get("completionTokens", 0),
+        "totalTokens": usage.get("totalTokens", 0),
+        "latencyMsSum": record["latencyMs"],
+        f"{HISTOGRAM_PREFIX}{latency_bucket(record['latencyMs'])}": 1,
+    }
+    names = {f"#n{i}": name for i, name in enumerate(increments)}
+    values = {f":v{i}": {"N": str(amount)} for i, amount in enumerate(increments.values())}
+    adds = ", ".join(f"#n{i} :v{i}" for i in range(len(increments)))
+    shard = shard_of(record["requestId"], ROLLUP_SHARDS)
+    hour = hour_of(record["createdAt"])
+    updates = []
+    for dimension, value in dimension_values(record).items():
+        updates.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {
+                        "id": {"S": rollup_id(dimension, value, shard)},
+                        "createdAt": {"S": hour},
+                    },
+                    "UpdateExpression": f"SET #dim = :dim, #val = :val ADD {adds}",
+                    "ExpressionAttributeNames": {**names, "#dim": "dimension", "#val": "value"},
+                    "ExpressionAttributeValues": {
+                        **values,
+                        ":dim": {"S": dimension},
+                        ":val": {"S": value or MISSING},
+                    },
+                }
+            }
+        )
+    return updates
+
+
+def read_rollups(
+    dimension: str,
+    value: str | None,
+    start: datetime,
+    end: datetime,
+    *,
+    table: str | None = None,
+) -> list[dict]:
+    """One summary per hour from ``start`` to ``end`` (both hours included), oldest first.
+
+    Each is ``{"hour", "requests", "errors", ..., "histogram": {bucket: count}}``, the
+    write shards already added up. Hours without requests are left out.
+    """
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"unknown rollup dimension {dimension!r}: one of {', '.join(DIMENSIONS)}")
+    client = aws.client("dynamodb")
+    hours: dict[str, dict] = {}
+    for shard in range(ROLLUP_SHARDS):
+        params = {
+            "TableName": table or table_name(),
+            "KeyConditionExpression": "id = :id AND createdAt BETWEEN :start AND :end",
+            "ExpressionAttributeValues": {
+                ":id": {"S": rollup_id(dimension, value, shard)},
+                ":start": {"S": hour_of(format_timestamp(start))},
+                ":end": {"S": hour_of(format_timestamp(end))},
+            },
+        }
+        while True:
+            response = client.query(**params)
+            for item in map(deserialize, response["Items"]):
+                summary = hours.setdefault(item["createdAt"], _empty(item["createdAt"]))
+                _add(summary, item, _histogram_of(item))
+            if "LastEvaluatedKey" not in response:
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return [hours[hour] for hour in sorted(hours)]
+
+
+def _empty(hour: str) -> dict:
+    return {"hour": hour, **dict.fromkeys(COUNTERS, 0), "histogram": {}}
+
+
+def _histogram_of(item: Mapping) -> dict[int, int]:
+    return {
+        int(name[len(HISTOGRAM_PREFIX) :]): count
+        for name, count in item.items()
+        if name.startswith(HISTOGRAM_PREFIX) and name[len(HISTOGRAM_PREFIX) :].isdigit()
+    }
+
+
+def _add(summary: dict, counters: Mapping, histogram: Mapping[int, int]) -> None:
+    for counter in COUNTERS:
+        summary[counter] += counters.get(counter, 0)
+    for bucket, count in histogram.items():
+        summary["histogram"][bucket] = summary["histogram"].get(bucket, 0) + count
+
+
+def summarize(hours: Iterable[dict]) -> dict:
+    """Totals over hourly summaries, with mean latency and p50/p95/p99 in ms."""
+    total = _empty("")
+    del total["hour"]
+    for hour in hours:
+        _add(total, hour, hour["histogram"])
+    total["meanLatencyMs"] = (
+        total["latencyMsSum"] / total["requests"] if total["requests"] else None
+    )
+    for q in (50, 95, 99):
+        total[f"p{q}LatencyMs"] = percentile(total["histogram"], q)
+    return total

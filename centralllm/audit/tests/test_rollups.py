@@ -1,0 +1,112 @@
+import random
+from datetime import UTC, datetime, timedelta
+
+from botocore.stub import Stubber
+
+from centralllm import aws
+from centralllm.audit.ingest import ingest_record
+from centralllm.audit.rollups import (
+    bucket_upper_ms,
+    latency_bucket,
+    percentile,
+    read_rollups,
+    summarize,
+)
+from centralllm.audit.table import ROLLUP_SHARDS, shard_of
+from centralllm.audit.tests.conftest import make_record
+
+HOUR = datetime(2026, 11, 27, 5, tzinfo=UTC)
+
+
+def histogram_of(latencies) -> dict[int, int]:
+    histogram: dict[int, int] = {}
+    for ms in latencies:
+        histogram[latency_bucket(ms)] = histogram.get(latency_bucket(ms), 0) + 1
+    return histogram
+
+
+def test_percentiles_are_within_one_bucket():
+    rng = random.Random(7)  # noqa: S311 - repeatable test data
+    latencies = sorted(rng.lognormvariate(5, 1) for _ in range(5000))
+    histogram = histogram_of(latencies)
+
+    for q in (50, 95, 99):
+        exact = latencies[round(q / 100 * len(latencies)) - 1]
+        estimate = percentile(histogram, q)
+        assert exact <= estimate <= exact * 2 ** (1 / 8) * 1.01, q
+
+
+def test_bucket_edges():
+    assert latency_bucket(0) == latency_bucket(1) == 0
+    assert bucket_upper_ms(latency_bucket(100)) >= 100 > bucket_upper_ms(latency_bucket(100) - 1)
+    assert latency_bucket(10**9) == latency_bucket(10**12)  # the last bucket takes the rest
+    assert percentile({}, 50) is None
+
+
+def test_rollups_add_up_over_shards_and_hours(audit_table):
+    records = [
+        make_record(
+            project="rollup-project",
+            status=status,
+            cancelled=cancelled,
+            latency_ms=latency,
+            created_at=HOUR + timedelta(minutes=70 * (n % 2)),  # two different hours
+        )
+        for n, (status, cancelled, latency) in enumerate(
+            [(200, False, 100)] * 14 + [(500, False, 900)] * 3 + [(404, False, 5)] * 2
+            + [(200, True, 40)]
+        )
+    ]  # fmt: skip
+    assert len({shard_of(r["requestId"], ROLLUP_SHARDS) for r in records}) > 1
+    for record in records:
+        ingest_record(record)
+
+    hours = read_rollups("project", "rollup-project", HOUR, HOUR + timedelta(hours=5))
+    total = summarize(hours)
+
+    assert [h["hour"] for h in hours] == ["2026-11-27T05", "2026-11-27T06"]
+    assert total["requests"] == 20
+    assert total["errors"] == 5
+    assert total["cancelled"] == 1
+    assert total["totalTokens"] == 20 * 21
+    assert total["latencyMsSum"] == 14 * 100 + 3 * 900 + 2 * 5 + 40
+    assert 100 <= total["p50LatencyMs"] <= 110
+    assert 900 <= total["p99LatencyMs"] <= 990
+    server_errors = summarize(read_rollups("statusClass", "5xx", HOUR, HOUR + timedelta(hours=1)))
+    assert server_errors["requests"] == 3
+    assert read_rollups("project", "rollup-project", HOUR, HOUR) == hours[:1]
+
+
+def test_a_duplicate_adds_nothing(audit_table):
+    record = make_record(user="once")
+    assert ingest_record(record) is True
+    assert ingest_record(record) is False
+    assert summarize(read_rollups("user", "once", HOUR, HOUR))["requests"] == 1
+
+
+def cancelled_transaction(*codes: str) -> dict:
+    """TransactionCanceledException as AWS documents it, with CancellationReasons."""
+    return {
+        "service_error_code": "TransactionCanceledException",
+        "service_message": f"Transaction cancelled, please refer cancellation reasons [{codes}]",
+        "http_status_code": 400,
+        "service_error_meta": {"Code": "TransactionCanceledException"},
+        "response_meta": {},
+        "modeled_fields": {"CancellationReasons": [{"Code": code} for code in codes]},
+    }
+
+
+def test_conflicts_are_retried_and_a_failed_condition_is_a_duplicate():
+    # moto never reports TransactionConflict, and AWS's CancellationReasons differ from
+    # moto's message; both are taken from AWS's documented response here.
+    client = aws.client("dynamodb")
+    with Stubber(client) as stubber:
+        conflict = cancelled_transaction("None", "TransactionConflict", "None", "None", "None")
+        stubber.add_client_error("transact_write_items", **conflict)
+        stubber.add_response("transact_write_items", {})
+        assert ingest_record(make_record(), table="any") is True
+
+        duplicate = cancelled_transaction("ConditionalCheckFailed", "None", "None", "None", "None")
+        stubber.add_client_error("transact_write_items", **duplicate)
+        assert ingest_record(make_record(), table="any") is False
+        stubber.assert_no_pending_responses()

@@ -1,0 +1,12 @@
+"""The ``llm-audit-ingest`` Lambda: S3 ObjectCreated events from the audit bucket's ``logs/``.
+
+The logic lives in ``centralllm.audit.ingest``, shipped beside this file in the zip
+(``python -m devtools.build_lambda``). Lambda's own retries, then the DLQ, take an event
+whose record is malformed or unreadable: the exception message says which and why.
+"""
+
+from centralllm.audit.ingest import handle_s3_event
+
+
+def lambda_handler(event: dict, context: object) -> dict:
+    return handle_s3_event(event)

@@ -1,0 +1,146 @@
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from centralllm.audit.contract import InvalidRecord, dumps, validate_record
+from centralllm.audit.ingest import IngestError
+from centralllm.audit.items import get_item
+from centralllm.audit.rollups import read_rollups, summarize
+from centralllm.audit.tests.conftest import make_record, put_body, put_record, s3_event
+
+
+def project_total(project: str) -> dict:
+    hour = datetime(2026, 11, 27, 5, tzinfo=UTC)  # make_record's hour
+    return summarize(read_rollups("project", project, hour, hour))
+
+
+def log_lines(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+
+
+def test_good_record_is_written_and_logged(lambda_handler, audit_bucket, audit_table, capsys):
+    record = make_record(project="handler-good")
+    key = put_record(audit_bucket, record)
+
+    result = lambda_handler(s3_event(audit_bucket, key), None)
+
+    assert result == {"ingested": 1, "duplicates": 0, "ignored": 0}
+    item = get_item(record["requestId"])
+    assert item["project"] == "handler-good"
+    assert item["recordKey"] == key
+    assert item["totalTokens"] == 21
+    (line,) = log_lines(capsys)
+    assert line["event"] == "audit_ingested"
+    assert line["requestId"] == record["requestId"]
+    assert line["key"] == key
+
+
+def test_the_same_event_twice_counts_once(lambda_handler, audit_bucket, audit_table, capsys):
+    record = make_record(project="handler-twice")
+    event = s3_event(audit_bucket, put_record(audit_bucket, record))
+
+    first = lambda_handler(event, None)
+    second = lambda_handler(event, None)
+
+    assert first["ingested"] == 1
+    assert second == {"ingested": 0, "duplicates": 1, "ignored": 0}
+    assert project_total("handler-twice")["requests"] == 1
+    assert [line["event"] for line in log_lines(capsys)] == ["audit_ingested", "audit_duplicate"]
+
+
+def test_malformed_json_raises_with_the_key(lambda_handler, audit_bucket, audit_table):
+    key = "logs/2026/11/27/broken.json"
+    put_body(audit_bucket, key, b'{"schemaVersion": 1, "requestId": ')
+
+    with pytest.raises(IngestError, match=r"logs/2026/11/27/broken\.json: .*not valid JSON"):
+        lambda_handler(s3_event(audit_bucket, key), None)
+
+
+def test_missing_fields_are_named(lambda_handler, audit_bucket, audit_table):
+    record = make_record()
+    del record["user"], record["latencyMs"]
+    key = f"logs/2026/11/27/{record['requestId']}.json"
+    put_body(audit_bucket, key, json.dumps(record).encode())
+
+    with pytest.raises(IngestError, match="missing fields user, latencyMs"):
+        lambda_handler(s3_event(audit_bucket, key), None)
+    assert get_item(record["requestId"]) is None
+
+
+def test_unknown_schema_version_is_refused(lambda_handler, audit_bucket, audit_table):
+    record = {**make_record(), "schemaVersion": 7}
+    key = f"logs/2026/11/27/{record['requestId']}.json"
+    put_body(audit_bucket, key, dumps(record))
+
+    with pytest.raises(
+        IngestError, match=r"unknown schema version 7 \(this ingest understands 1\)"
+    ):
+        lambda_handler(s3_event(audit_bucket, key), None)
+
+
+def test_a_missing_object_is_reported(lambda_handler, audit_bucket, audit_table):
+    with pytest.raises(
+        IngestError, match=r"logs/gone\.json: cannot read the audit record: NoSuchKey"
+    ):
+        lambda_handler(s3_event(audit_bucket, "logs/gone.json"), None)
+
+
+def test_a_long_prompt_is_cut_to_the_preview_limit(
+    lambda_handler, audit_bucket, audit_table, monkeypatch
+):
+    monkeypatch.setenv("MAX_PREVIEW_CHARS", "100")
+    record = make_record(prompt="p" * 250, completion="short")
+    lambda_handler(s3_event(audit_bucket, put_record(audit_bucket, record)), None)
+
+    item = get_item(record["requestId"])
+    assert item["promptPreview"] == "p" * 100
+    assert item["promptTruncated"] is True
+    assert item["promptChars"] == 250
+    assert item["completionPreview"] == "short"
+    assert item["completionTruncated"] is False
+
+
+def test_the_default_preview_limit_is_2048(lambda_handler, audit_bucket, audit_table):
+    record = make_record(prompt="x" * 5000)
+    lambda_handler(s3_event(audit_bucket, put_record(audit_bucket, record)), None)
+
+    item = get_item(record["requestId"])
+    assert len(item["promptPreview"]) == 2048
+    assert item["promptTruncated"] is True
+
+
+@pytest.mark.parametrize("request_id", ["req with space", "req+plus", "req%percent&amp"])
+def test_url_encoded_keys_are_decoded(lambda_handler, audit_bucket, audit_table, request_id):
+    record = make_record(request_id=request_id)
+    key = put_record(audit_bucket, record)
+    event = s3_event(audit_bucket, key)
+    assert event["Records"][0]["s3"]["object"]["key"] != key  # it really is encoded
+
+    assert lambda_handler(event, None)["ingested"] == 1
+    assert get_item(request_id)["recordKey"] == key
+
+
+def test_the_s3_test_event_is_ignored(lambda_handler, audit_table):
+    event = {
+        "Service": "Amazon S3",
+        "Event": "s3:TestEvent",
+        "Time": "2026-11-27T05:09:09.000Z",
+        "Bucket": "central-llm-audit",
+    }
+    assert lambda_handler(event, None) == {"ingested": 0, "duplicates": 0, "ignored": 1}
+
+
+def test_one_bad_object_does_not_stop_the_others(lambda_handler, audit_bucket, audit_table):
+    good = make_record()
+    event = s3_event(audit_bucket, put_record(audit_bucket, good))
+    event["Records"] += s3_event(audit_bucket, "logs/missing.json")["Records"]
+
+    with pytest.raises(IngestError, match=r"logs/missing\.json"):
+        lambda_handler(event, None)
+    assert get_item(good["requestId"]) is not None
+
+
+def test_invalid_record_messages_read_well():
+    with pytest.raises(InvalidRecord, match="field status must be an integer, got true"):
+        validate_record({**make_record(), "status": True})
