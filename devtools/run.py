@@ -49,6 +49,9 @@ def main() -> int:
 
         subprocess.run([*MANAGE, "migrate", "--no-input", "-v", "0"], check=True)
         subprocess.run([*MANAGE, "ensure_local_admin"], check=True)
+        if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
+            # The whole platform in the local AWS; quick and changes nothing once converged.
+            subprocess.run([*MANAGE, "env", "apply", "local", "-v", "0"], check=True)
         for name, args in _long_running().items():
             started.append(services.Process(name, args))
         address = os.environ.get("CONSOLE_ADDRESS", "127.0.0.1:8000")

@@ -122,27 +122,43 @@ MOTO_ENV = {
 # Requests that change nothing are left out of the replayed recording, so restarts stay fast
 # however long the console has been polling.
 _READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Query", "Scan", "Receive", "BatchGet", "Head")
+# moto draws these services' ids at random, so a replay cannot reproduce the references between
+# them (a VPC link to an NLB's ARN, ...). They are left out: the local environment declares them
+# and `make run` applies it at start, which creates them afresh.
+_RANDOM_ID_SERVICES = frozenset({"ec2", "elasticloadbalancing", "autoscaling", "ecs", "apigateway"})
 
 
-def _is_read_only(entry: dict) -> bool:
-    if entry.get("method") in ("GET", "HEAD"):
-        return True
+def _service(entry: dict) -> str:
+    """The service a signed request was for, from its SigV4 credential scope."""
+    authorization = entry.get("headers", {}).get("Authorization", "")
+    scope = authorization.partition("Credential=")[2].split(",", 1)[0].split("/")
+    return scope[3] if len(scope) > 3 else ""
+
+
+def _action(entry: dict) -> str:
     target = entry.get("headers", {}).get("X-Amz-Target", "")
-    action = target.rpartition(".")[2]
-    if not action and not entry.get("body_encoded"):
-        body = entry.get("body") or ""
-        for part in body.split("&"):
-            if part.startswith("Action="):
-                action = part[len("Action=") :]
-    return action.startswith(_READ_ONLY_PREFIXES)
+    if target:
+        return target.rpartition(".")[2]
+    if entry.get("body_encoded"):
+        return ""
+    for part in (entry.get("body") or "").split("&"):
+        if part.startswith("Action="):
+            return part[len("Action=") :]
+    return ""
+
+
+def _replayable(entry: dict) -> bool:
+    if entry.get("method") in ("GET", "HEAD") or _service(entry) in _RANDOM_ID_SERVICES:
+        return False
+    return not _action(entry).startswith(_READ_ONLY_PREFIXES)
 
 
 def compact_recording(path: Path) -> int:
-    """Drop read-only requests from a moto recording; returns how many requests remain."""
+    """Keep only the requests worth replaying in a moto recording; returns how many remain."""
     if not path.exists():
         return 0
     kept = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in kept if not _is_read_only(json.loads(line))]
+    kept = [line for line in kept if _replayable(json.loads(line))]
     path.write_text("".join(line + "\n" for line in kept))
     return len(kept)
 

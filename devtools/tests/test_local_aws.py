@@ -16,6 +16,8 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
         s3.put_object(Bucket=bucket, Key=KEY, Body=b'{"kept": true}')
         s3.list_objects_v2(Bucket=bucket)  # read-only: left out of the replay
+        # Random ids: left out, the local environment's apply creates it again.
+        aws.client("apigateway").create_rest_api(name=bucket)
     finally:
         local_aws.stop()
 
@@ -23,6 +25,7 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
     try:
         body = aws.client("s3").get_object(Bucket=bucket, Key=KEY)["Body"]
         assert body.read() == b'{"kept": true}'
+        assert aws.client("apigateway").get_rest_apis()["items"] == []
     finally:
         restarted.stop()
     assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 2

@@ -1,0 +1,280 @@
+"""Plan, apply, destroy and drift of an environment, resource by resource.
+
+The order comes from each resource's declared dependencies. Every step is an ensure (read,
+then create or update what differs), so an interrupted apply is resumed by applying again,
+and a converged environment costs reads only.
+"""
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from graphlib import TopologicalSorter
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from centralllm import aws
+from provisioning.resources import CATALOGUE
+from provisioning.resources.base import (
+    Context,
+    Pending,
+    Progress,
+    ProvisioningError,
+    Resource,
+    Spec,
+    is_read_only,
+)
+
+CREATE, UPDATE, NONE = "create", "update", "none"
+Sleep = Callable[[float], None]
+# Failures an operator can act on; anything else is a bug and keeps its traceback.
+_EXPECTED = (ClientError, BotoCoreError, ProvisioningError)
+
+
+class Refused(ProvisioningError):
+    """The operation was not confirmed as required; nothing was changed."""
+
+
+@dataclass
+class Change:
+    """What apply would do to one resource (or, for drift, how it differs)."""
+
+    key: str
+    title: str
+    action: str
+    fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    note: str = ""
+
+    def __str__(self) -> str:
+        if self.action == UPDATE:
+            return f"update {self.title}: {_describe(self.fields)}"
+        return f"{self.action} {self.title}" + (f" ({self.note})" if self.note else "")
+
+
+@dataclass
+class Result:
+    """What a run did: one line per resource, and how many AWS calls it made."""
+
+    outcomes: dict[str, str]
+    calls: dict[str, int]
+
+
+class Declared(Protocol):
+    """An Environment (or anything else that declares a Spec)."""
+
+    def spec(self) -> Spec: ...
+
+
+def spec_of(target: Spec | Declared) -> Spec:
+    """The declared state; an Environment is validated on the way (ValidationError)."""
+    return target if isinstance(target, Spec) else target.spec()
+
+
+def ordered(spec: Spec) -> list[type[Resource]]:
+    """The resources this environment declares, dependencies first."""
+    wanted = {cls.key: cls for cls in CATALOGUE if cls.wanted(spec)}
+    graph = {key: [dep for dep in cls.depends_on if dep in wanted] for key, cls in wanted.items()}
+    return [wanted[key] for key in TopologicalSorter(graph).static_order()]
+
+
+def _describe(fields: dict[str, tuple[Any, Any]]) -> str:
+    return "; ".join(
+        f"{name}: {current!r} -> {desired!r}" for name, (current, desired) in fields.items()
+    )
+
+
+def diff(desired: dict, current: dict) -> dict[str, tuple[Any, Any]]:
+    """The fields that differ; fields AWS did not report are not drift."""
+    return {
+        name: (current[name], value)
+        for name, value in desired.items()
+        if name in current and current[name] != value
+    }
+
+
+@contextmanager
+def _run(
+    target: Spec | Declared, progress: Progress | None, sleep: Sleep | None
+) -> Iterator[Context]:
+    ctx = Context(spec_of(target), progress, **({"sleep": sleep} if sleep else {}))
+    try:
+        ctx.account_id  # noqa: B018 - refuses to run in any account but the declared one
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def _observe(ctx: Context) -> list[tuple[Resource, dict | None]]:
+    """Read every resource in order, recording outputs (pending for what is absent)."""
+    observed = []
+    for cls in ordered(ctx.spec):
+        resource = cls(ctx)
+        ctx.step = cls.key
+        blocked = any(isinstance(ctx.outputs.get(dep), Pending) for dep in cls.depends_on)
+        with _about(resource):
+            current = None if blocked else resource.read()
+            ctx.outputs[cls.key] = Pending() if current is None else resource.outputs(current)
+        observed.append((resource, current))
+    return observed
+
+
+def plan(target: Spec | Declared, progress: Progress | None = None) -> list[Change]:
+    """Every resource with what apply would do to it. Makes no change."""
+    with _run(target, progress, None) as ctx:
+        changes = []
+        for resource, current in _observe(ctx):
+            cls = type(resource)
+            if current is None:
+                blocked = [d for d in cls.depends_on if isinstance(ctx.outputs.get(d), Pending)]
+                note = f"after {', '.join(blocked)}" if blocked else ""
+                changes.append(Change(cls.key, cls.title, CREATE, note=note))
+                continue
+            with _about(resource):
+                fields = diff(resource.desired(), current)
+            changes.append(Change(cls.key, cls.title, UPDATE if fields else NONE, fields))
+        return changes
+
+
+def drift(target: Spec | Declared, progress: Progress | None = None) -> list[Change]:
+    """The resources that differ from the declared state now (missing or changed)."""
+    return [change for change in plan(target, progress) if change.action != NONE]
+
+
+def apply(
+    target: Spec | Declared, progress: Progress | None = None, *, sleep: Sleep | None = None
+) -> Result:
+    """Create or update every resource that differs; stops at the first failure."""
+    with _run(target, progress, sleep) as ctx:
+        resources = ordered(ctx.spec)
+        for path in sorted({path for cls in resources for path in cls.files()}):
+            ctx.render(path)  # a missing or broken file stops the run before any change
+        outcomes = {}
+        for cls in resources:
+            resource = cls(ctx)
+            outcomes[cls.key] = _step(ctx, resource, partial(_ensure, ctx, resource))
+        return Result(outcomes, dict(ctx.calls))
+
+
+def _ensure(ctx: Context, resource: Resource) -> str:
+    outcome = "unchanged"
+    current = resource.read()
+    desired = resource.desired()
+    if current is None:
+        resource.create(desired)
+        current = _read_back(resource)
+        outcome = "created"
+    fields = diff(desired, current)
+    if fields:
+        ctx.say(("setting " if outcome == "created" else "changing ") + ", ".join(fields))
+        resource.update(desired, current, list(fields))
+        current = _read_back(resource)
+        still = diff(desired, current)
+        if still:
+            raise ProvisioningError(f"still differs after the update: {_describe(still)}")
+        if outcome != "created":
+            outcome = "updated " + ", ".join(fields)
+    ctx.outputs[resource.key] = resource.outputs(current)
+    return outcome
+
+
+def _read_back(resource: Resource) -> dict:
+    current = resource.read()
+    if current is None:
+        raise ProvisioningError("not found right after it was created")
+    return current
+
+
+def destroy(
+    target: Spec | Declared,
+    progress: Progress | None = None,
+    *,
+    confirm: str,
+    delete_data: bool = False,
+    confirm_data: str = "",
+) -> Result:
+    """Delete the environment's resources in reverse order.
+
+    ``confirm`` must be the environment's name. The audit buckets and table are kept unless
+    ``delete_data`` is set and ``confirm_data`` is ``data_confirmation(spec)``.
+    """
+    spec = spec_of(target)
+    if confirm != spec.name:
+        raise Refused(f"Destroy not confirmed: type the environment's name, {spec.name!r}.")
+    if delete_data and confirm_data != data_confirmation(spec):
+        raise Refused(f"Deleting the audit data not confirmed: type {data_confirmation(spec)!r}.")
+    with _run(spec, progress, None) as ctx:
+        outcomes = {}
+        for resource, current in reversed(_observe(ctx)):
+            remove = partial(_remove, resource, current, delete_data=delete_data)
+            outcomes[resource.key] = _step(ctx, resource, remove)
+        return Result(outcomes, dict(ctx.calls))
+
+
+def _remove(resource: Resource, current: dict | None, *, delete_data: bool) -> str:
+    if current is None:
+        return "absent"
+    if not resource.managed:
+        return "left in place (not managed here)"
+    if resource.holds_data and not delete_data:
+        return "kept (holds audit data)"
+    resource.delete(current)
+    return "deleted"
+
+
+def data_confirmation(spec: Spec) -> str:
+    return f"delete the audit data of {spec.name}"
+
+
+@contextmanager
+def _about(resource: Resource) -> Iterator[None]:
+    """AWS and provisioning errors as a ProvisioningError that names the resource."""
+    try:
+        yield
+    except _EXPECTED as exc:
+        raise ProvisioningError(f"{resource.title}: {exc}") from exc
+
+
+def _step(ctx: Context, resource: Resource, action: Callable[[], str]) -> str:
+    """Run one resource's action between started and finished (or failed) progress reports."""
+    ctx.step = resource.key
+    ctx.progress.started(resource.key, resource.title)
+    try:
+        outcome = action()
+    except Exception as exc:
+        ctx.progress.failed(resource.key, str(exc))
+        if isinstance(exc, _EXPECTED):
+            raise ProvisioningError(f"{resource.title}: {exc}") from exc
+        raise
+    ctx.progress.finished(resource.key, outcome)
+    return outcome
+
+
+SERVICES = sorted({cls.service for cls in CATALOGUE} | {"sts", "ssm"})
+
+
+@contextmanager
+def on_every_call(region: str, hook: Callable[..., None]) -> Iterator[None]:
+    """``hook(model=..., **kwargs)`` before every AWS call any engine run makes in ``region``."""
+    clients = [aws.client(service, region_name=region) for service in SERVICES]
+    unique_id = f"on-every-call-{id(hook)}"
+    for client in clients:
+        client.meta.events.register("before-call", hook, unique_id=unique_id)
+    try:
+        yield
+    finally:
+        for client in clients:
+            client.meta.events.unregister("before-call", unique_id=unique_id)
+
+
+@contextmanager
+def counting_calls(region: str) -> Iterator[Counter]:
+    """Count AWS calls, read-only and mutating, made in the block (for tests and benchmarks)."""
+    calls: Counter = Counter()
+
+    def count(model: Any, **kwargs: Any) -> None:
+        calls["read" if is_read_only(model.name) else "mutating"] += 1
+
+    with on_every_call(region, count):
+        yield calls

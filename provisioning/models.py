@@ -1,0 +1,103 @@
+from dataclasses import fields
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+from provisioning.resources.base import Spec
+
+_not_negative = MinValueValidator(0, "Must be zero or more.")
+# An alarm at zero errors or messages would always be in alarm.
+_at_least_one = MinValueValidator(1, "Must be one or more.")
+
+
+class Environment(models.Model):
+    """One deployment of the platform: what the provisioning engine declares in AWS."""
+
+    name = models.SlugField(max_length=40, unique=True)
+    is_local = models.BooleanField(
+        default=False, help_text="Targets the local AWS stand-in instead of real AWS."
+    )
+    region = models.CharField(max_length=30, default="eu-central-1")
+    account_id = models.CharField(
+        max_length=12,
+        blank=True,
+        validators=[RegexValidator(r"^\d{12}$", "An AWS account id is 12 digits.")],
+        help_text="Required for real AWS: apply refuses to run in any other account.",
+    )
+    suffix = models.CharField(
+        max_length=20,
+        blank=True,
+        validators=[
+            RegexValidator(r"^(-[a-z0-9]+)*$", "Use '' or a suffix like '-staging' (a-z, 0-9).")
+        ],
+        help_text="Appended to every resource name: '' for production, '-staging' for staging.",
+    )
+    vpc_id = models.CharField("VPC", max_length=32, blank=True)
+    subnet_ids = models.CharField(
+        "subnets", max_length=400, blank=True, help_text="Comma-separated subnet ids."
+    )
+    security_group_id = models.CharField("security group", max_length=32, blank=True)
+    model_id = models.CharField(max_length=200, default="mistralai/Ministral-8B-Instruct-2410")
+    served_model_name = models.CharField(max_length=100, default="ministral-8b-instruct")
+    # 32 GiB of memory: the task reserves 24 GiB (inference/ecs-task-definition.json).
+    instance_type = models.CharField(max_length=40, default="g5.2xlarge")
+    source_repository = models.URLField(
+        default="https://github.com/central-llm/central-llm-service.git",
+        help_text="The Git repository CodeBuild builds the inference image from.",
+    )
+    image_tag = models.CharField(max_length=128, default="latest")
+    hf_token_secret_arn = models.CharField(
+        "Hugging Face token secret ARN", max_length=300, blank=True
+    )
+    desired_count = models.IntegerField(default=1, validators=[_not_negative])
+    throttle_burst_limit = models.IntegerField(default=50, validators=[_not_negative])
+    throttle_rate_limit = models.IntegerField(default=100, validators=[_not_negative])
+    monthly_quota = models.IntegerField(default=100_000, validators=[_not_negative])
+    alarm_lambda_errors = models.IntegerField(
+        default=1, validators=[_at_least_one], help_text="Lambda errors in 5 minutes that alarm."
+    )
+    alarm_dlq_messages = models.IntegerField(
+        default=1, validators=[_at_least_one], help_text="Messages waiting in the DLQ that alarm."
+    )
+    alarm_min_running_tasks = models.IntegerField(
+        default=1, validators=[_not_negative], help_text="Fewer running tasks than this alarm."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def subnets(self) -> list[str]:
+        return [subnet.strip() for subnet in self.subnet_ids.split(",") if subnet.strip()]
+
+    def clean(self) -> None:
+        errors = {}
+        if not self.is_local:
+            if not self.vpc_id:
+                errors["vpc_id"] = "A real-AWS environment needs its VPC."
+            if not self.subnets:
+                errors["subnet_ids"] = "A real-AWS environment needs at least one subnet."
+            if not self.security_group_id:
+                errors["security_group_id"] = "A real-AWS environment needs its security group."
+            if not self.account_id:
+                errors["account_id"] = "A real-AWS environment needs its account id."
+        if self.vpc_id and not self.vpc_id.startswith("vpc-"):
+            errors["vpc_id"] = "A VPC id starts with 'vpc-'."
+        if any(not subnet.startswith("subnet-") for subnet in self.subnets):
+            errors["subnet_ids"] = "Every subnet id starts with 'subnet-'."
+        if self.security_group_id and not self.security_group_id.startswith("sg-"):
+            errors["security_group_id"] = "A security group id starts with 'sg-'."
+        if errors:
+            raise ValidationError(errors)
+
+    def spec(self) -> Spec:
+        """The declared state as plain data, for the engine. Raises ValidationError if invalid."""
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        values = {field.name: getattr(self, field.name) for field in fields(Spec)}
+        return Spec(**{**values, "subnet_ids": tuple(self.subnets)})

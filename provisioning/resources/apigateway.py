@@ -1,0 +1,363 @@
+"""API Gateway (section 7): ``/v1/{proxy+}`` to the NLB by VPC link, behind API keys.
+
+Clients must send the three audit headers (a request validator enforces them) and an API
+key; the backend receives API Gateway's request id and the API key id as headers.
+"""
+
+import hashlib
+import json
+
+from centralllm.serving import records
+from provisioning.resources.base import (
+    ProvisioningError,
+    Resource,
+    ignoring,
+    in_declared_order,
+    projected,
+    wait_until,
+)
+from provisioning.resources.elbv2 import LISTENER_PORT
+
+STAGE = "prod"
+PROXY_PATH = "/v1/{proxy+}"
+VALIDATOR = "required-headers"
+
+
+def _find(pages, name: str) -> dict | None:
+    return next(
+        (item for page in pages for item in page.get("items", []) if item["name"] == name), None
+    )
+
+
+class VpcLink(Resource):
+    key = "apigateway.vpc_link"
+    title = "API Gateway VPC link"
+    service = "apigateway"
+    base_name = "VpcLink"
+    depends_on = ("elbv2.load_balancer",)
+
+    def desired(self) -> dict:
+        return {"targets": [self.output("elbv2.load_balancer")["arn"]]}
+
+    def _found(self) -> dict | None:
+        return _find(self.client.get_paginator("get_vpc_links").paginate(), self.name)
+
+    def read(self) -> dict | None:
+        link = self._found()
+        if link is None or link.get("status") in ("DELETING", "FAILED"):
+            return None
+        return {"id": link["id"], "targets": link["targetArns"], "status": link.get("status")}
+
+    def create(self, desired: dict) -> None:
+        link = self.client.create_vpc_link(name=self.name, targetArns=desired["targets"])
+        # Creating a VPC link takes minutes; the API cannot use it before.
+        wait_until(self.ctx, lambda: self._available(link["id"]), what="the VPC link")
+
+    def _available(self, link_id: str) -> bool:
+        status = self.client.get_vpc_link(vpcLinkId=link_id).get("status", "AVAILABLE")
+        if status == "FAILED":
+            raise ProvisioningError("the VPC link failed to become available")
+        return status == "AVAILABLE"
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_vpc_link(vpcLinkId=current["id"])
+        # The load balancer cannot be deleted while the link still uses it.
+        wait_until(self.ctx, lambda: self._found() is None, what="the VPC link to be deleted")
+
+    def outputs(self, current: dict) -> dict:
+        return {"id": current["id"]}
+
+
+class RestApi(Resource):
+    """The REST API with its resources, method, request validator and integration."""
+
+    key = "apigateway.rest_api"
+    title = "API Gateway REST API"
+    service = "apigateway"
+    base_name = "RestApi"
+    depends_on = ("apigateway.vpc_link", "elbv2.load_balancer", "elbv2.listener")
+
+    def desired(self) -> dict:
+        required = (records.SOURCE_HEADER, records.USER_HEADER, records.REQUEST_TYPE_HEADER)
+        headers = {f"method.request.header.{name}": True for name in required}
+        api_key_id = records.API_KEY_ID_HEADER
+        return {
+            "paths": ["/", "/v1", PROXY_PATH],
+            "validator": {"validateRequestParameters": True, "validateRequestBody": False},
+            "method": {
+                "httpMethod": "ANY",
+                "authorizationType": "NONE",
+                "apiKeyRequired": True,
+                "requestParameters": {"method.request.path.proxy": True, **headers},
+            },
+            "integration": {
+                "type": "HTTP_PROXY",
+                "httpMethod": "ANY",
+                "uri": f"http://{self.output('elbv2.load_balancer')['dns']}:{LISTENER_PORT}"
+                "/v1/{proxy}",
+                "connectionType": "VPC_LINK",
+                "requestParameters": {
+                    "integration.request.path.proxy": "method.request.path.proxy",
+                    "integration.request.header.x-request-id": "context.requestId",
+                    f"integration.request.header.{api_key_id}": "context.identity.apiKeyId",
+                },
+            },
+            "validator_attached": True,
+            "vpc_link": self.output("apigateway.vpc_link")["id"],
+        }
+
+    def read(self) -> dict | None:
+        api = _find(self.client.get_paginator("get_rest_apis").paginate(), self.name)
+        if api is None:
+            return None
+        resources = self.client.get_resources(restApiId=api["id"], limit=500)["items"]
+        by_path = {item["path"]: item["id"] for item in resources}
+        validators = self.client.get_request_validators(restApiId=api["id"])["items"]
+        validator = next((item for item in validators if item["name"] == VALIDATOR), None)
+        method = None
+        if PROXY_PATH in by_path:
+            method = ignoring(
+                lambda: self.client.get_method(
+                    restApiId=api["id"], resourceId=by_path[PROXY_PATH], httpMethod="ANY"
+                ),
+                "NotFoundException",
+            )
+        shape = self.desired()
+        integration = (method or {}).get("methodIntegration", {})
+        current = {
+            "id": api["id"],
+            "resource_ids": by_path,
+            "validator_id": validator["id"] if validator else None,
+            "paths": in_declared_order(by_path, shape["paths"]),
+            "validator": projected(validator, shape["validator"]) if validator else None,
+            "method": projected(method, shape["method"]) if method else None,
+            "integration": projected(integration, shape["integration"]) if method else None,
+            "validator_attached": bool(validator)
+            and (method or {}).get("requestValidatorId") == validator["id"],
+        }
+        # The local AWS does not keep the VPC link of an integration.
+        if "connectionId" in integration or not method:
+            current["vpc_link"] = integration.get("connectionId")
+        return current
+
+    def create(self, desired: dict) -> None:
+        self.client.create_rest_api(
+            name=self.name, endpointConfiguration={"types": ["REGIONAL"]}, apiKeySource="HEADER"
+        )
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        apigateway, api = self.client, current["id"]
+        ids = dict(current["resource_ids"])
+        for path in desired["paths"]:
+            if path not in ids:
+                parent, _, part = path.rpartition("/")
+                made = apigateway.create_resource(
+                    restApiId=api, parentId=ids[parent or "/"], pathPart=part
+                )
+                ids[path] = made["id"]
+        validator_id = current["validator_id"]
+        if validator_id is None:
+            validator_id = apigateway.create_request_validator(
+                restApiId=api, name=VALIDATOR, **desired["validator"]
+            )["id"]
+        elif "validator" in fields:
+            apigateway.update_request_validator(
+                restApiId=api,
+                requestValidatorId=validator_id,
+                patchOperations=[
+                    {"op": "replace", "path": f"/{name}", "value": str(value).lower()}
+                    for name, value in desired["validator"].items()
+                ],
+            )
+        method_fields = {"method", "integration", "vpc_link", "validator_attached"}
+        if method_fields & set(fields) or not current["method"]:
+            # A method is replaced whole: put_method refuses to overwrite an existing one.
+            target = {"restApiId": api, "resourceId": ids[PROXY_PATH], "httpMethod": "ANY"}
+            if current["method"] is not None:
+                apigateway.delete_method(**target)
+            method = {key: value for key, value in desired["method"].items() if key != "httpMethod"}
+            apigateway.put_method(**target, **method, requestValidatorId=validator_id)
+            integration = dict(desired["integration"], connectionId=desired["vpc_link"])
+            integration["integrationHttpMethod"] = integration.pop("httpMethod")
+            apigateway.put_integration(**target, **integration)
+        # Callers see a change only once it is deployed; the stage step deploys a new API.
+        if ignoring(
+            lambda: apigateway.get_stage(restApiId=api, stageName=STAGE), "NotFoundException"
+        ):
+            apigateway.create_deployment(
+                restApiId=api, stageName=STAGE, description=deployment_description(desired)
+            )
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_rest_api(restApiId=current["id"])
+
+    def outputs(self, current: dict) -> dict:
+        return {"id": current["id"], "deployment": deployment_description(self.desired())}
+
+
+def deployment_description(declared: dict) -> str:
+    """Names the API configuration a deployment captured: a new one is made when it changes."""
+    fingerprint = hashlib.sha256(json.dumps(declared, sort_keys=True).encode()).hexdigest()
+    return f"Central LLM API configuration {fingerprint[:16]}"
+
+
+class Stage(Resource):
+    """The ``prod`` stage, on a deployment of the API as currently declared."""
+
+    key = "apigateway.stage"
+    title = "API Gateway prod stage"
+    service = "apigateway"
+    depends_on = ("apigateway.rest_api",)
+
+    def desired(self) -> dict:
+        return {"description": self.output("apigateway.rest_api")["deployment"]}
+
+    def read(self) -> dict | None:
+        api = self.output("apigateway.rest_api")["id"]
+        stage = ignoring(
+            lambda: self.client.get_stage(restApiId=api, stageName=STAGE), "NotFoundException"
+        )
+        if stage is None:
+            return None
+        deployment = self.client.get_deployment(restApiId=api, deploymentId=stage["deploymentId"])
+        return {"description": deployment.get("description", "")}
+
+    def create(self, desired: dict) -> None:
+        self.client.create_deployment(
+            restApiId=self.output("apigateway.rest_api")["id"],
+            stageName=STAGE,
+            description=desired["description"],
+        )
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        self.create(desired)
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_stage(
+            restApiId=self.output("apigateway.rest_api")["id"], stageName=STAGE
+        )
+
+    def outputs(self, current: dict) -> dict:
+        api = self.output("apigateway.rest_api")["id"]
+        url = f"https://{api}.execute-api.{self.spec.region}.amazonaws.com/{STAGE}"
+        return {"name": STAGE, "url": url}
+
+
+class UsagePlan(Resource):
+    key = "apigateway.usage_plan"
+    title = "API Gateway usage plan"
+    service = "apigateway"
+    base_name = "UsagePlan"
+    depends_on = ("apigateway.stage",)
+
+    def desired(self) -> dict:
+        return {
+            "stages": [f"{self.output('apigateway.rest_api')['id']}:{STAGE}"],
+            "burst_limit": self.spec.throttle_burst_limit,
+            "rate_limit": float(self.spec.throttle_rate_limit),
+            "quota": self.spec.monthly_quota,
+        }
+
+    def read(self) -> dict | None:
+        plan = _find(self.client.get_paginator("get_usage_plans").paginate(), self.name)
+        if plan is None:
+            return None
+        return {
+            "id": plan["id"],
+            "stages": sorted(
+                f"{item['apiId']}:{item['stage']}" for item in plan.get("apiStages", [])
+            ),
+            "burst_limit": plan.get("throttle", {}).get("burstLimit"),
+            "rate_limit": plan.get("throttle", {}).get("rateLimit"),
+            "quota": plan.get("quota", {}).get("limit"),
+        }
+
+    def create(self, desired: dict) -> None:
+        api, stage = desired["stages"][0].split(":")
+        self.client.create_usage_plan(
+            name=self.name,
+            apiStages=[{"apiId": api, "stage": stage}],
+            throttle={"burstLimit": desired["burst_limit"], "rateLimit": desired["rate_limit"]},
+            quota={"limit": desired["quota"], "period": "MONTH"},
+        )
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        stages = set(desired["stages"]), set(current["stages"])
+        operations = [
+            {"op": "replace", "path": "/throttle/burstLimit", "value": str(desired["burst_limit"])},
+            {"op": "replace", "path": "/throttle/rateLimit", "value": str(desired["rate_limit"])},
+            {"op": "replace", "path": "/quota/limit", "value": str(desired["quota"])},
+            *(
+                {"op": "add", "path": "/apiStages", "value": stage}
+                for stage in stages[0] - stages[1]
+            ),
+            *(
+                {"op": "remove", "path": "/apiStages", "value": stage}
+                for stage in stages[1] - stages[0]
+            ),
+        ]
+        self.client.update_usage_plan(usagePlanId=current["id"], patchOperations=operations)
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_usage_plan(usagePlanId=current["id"])
+
+    def outputs(self, current: dict) -> dict:
+        return {"id": current["id"]}
+
+
+class ApiKey(Resource):
+    """The first API key. Its value is never read here: the console shows keys without it."""
+
+    key = "apigateway.api_key"
+    title = "API Gateway first API key"
+    service = "apigateway"
+    base_name = "ApiKey"
+
+    def desired(self) -> dict:
+        return {"enabled": True}
+
+    def read(self) -> dict | None:
+        pages = self.client.get_paginator("get_api_keys").paginate(nameQuery=self.name)
+        key = _find(pages, self.name)
+        return {"id": key["id"], "enabled": key["enabled"]} if key else None
+
+    def create(self, desired: dict) -> None:
+        self.client.create_api_key(name=self.name, enabled=desired["enabled"])
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        self.client.update_api_key(
+            apiKey=current["id"],
+            patchOperations=[{"op": "replace", "path": "/enabled", "value": "true"}],
+        )
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_api_key(apiKey=current["id"])
+
+    def outputs(self, current: dict) -> dict:
+        return {"id": current["id"]}
+
+
+class UsagePlanKey(Resource):
+    key = "apigateway.usage_plan_key"
+    title = "API Gateway usage plan key"
+    service = "apigateway"
+    depends_on = ("apigateway.usage_plan", "apigateway.api_key")
+
+    def desired(self) -> dict:
+        return {"type": "API_KEY"}
+
+    def _ids(self) -> dict:
+        return {
+            "usagePlanId": self.output("apigateway.usage_plan")["id"],
+            "keyId": self.output("apigateway.api_key")["id"],
+        }
+
+    def read(self) -> dict | None:
+        found = ignoring(lambda: self.client.get_usage_plan_key(**self._ids()), "NotFoundException")
+        return {"type": found["type"]} if found else None
+
+    def create(self, desired: dict) -> None:
+        self.client.create_usage_plan_key(**self._ids(), keyType=desired["type"])
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_usage_plan_key(**self._ids())

@@ -1,0 +1,71 @@
+"""The Auto Scaling group of GPU instances behind the ECS capacity provider."""
+
+from provisioning.resources.base import Resource, retrying, role_not_ready, wait_until
+
+
+class GpuGroup(Resource):
+    key = "autoscaling.gpu_group"
+    title = "GPU Auto Scaling group"
+    service = "autoscaling"
+    base_name = "AutoScalingGroup"
+    depends_on = ("ec2.launch_template", "ec2.network")
+
+    def desired(self) -> dict:
+        # Room for a rolling deployment at 200%; the capacity provider sets the desired size.
+        return {
+            "launch_template": self.output("ec2.launch_template")["name"],
+            "min_size": 0,
+            "max_size": max(2 * self.spec.desired_count, 1),
+            "subnets": sorted(self.output("ec2.network")["subnet_ids"]),
+        }
+
+    def read(self) -> dict | None:
+        found = self.client.describe_auto_scaling_groups(AutoScalingGroupNames=[self.name])
+        groups = [group for group in found["AutoScalingGroups"] if not group.get("Status")]
+        if not groups:
+            return None  # absent, or being deleted
+        group = groups[0]
+        return {
+            "arn": group["AutoScalingGroupARN"],
+            "launch_template": group.get("LaunchTemplate", {}).get("LaunchTemplateName"),
+            "min_size": group["MinSize"],
+            "max_size": group["MaxSize"],
+            "subnets": sorted(filter(None, group.get("VPCZoneIdentifier", "").split(","))),
+        }
+
+    def _settings(self, desired: dict) -> dict:
+        return {
+            "AutoScalingGroupName": self.name,
+            "LaunchTemplate": {
+                "LaunchTemplateName": desired["launch_template"],
+                "Version": "$Latest",
+            },
+            "MinSize": desired["min_size"],
+            "MaxSize": desired["max_size"],
+            "VPCZoneIdentifier": ",".join(desired["subnets"]),
+        }
+
+    def create(self, desired: dict) -> None:
+        retrying(
+            self.ctx,
+            lambda: self.client.create_auto_scaling_group(
+                **self._settings(desired), DesiredCapacity=0
+            ),
+            retry_if=role_not_ready,
+            why="the new instance profile is not usable yet",
+        )
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        self.client.update_auto_scaling_group(**self._settings(desired))
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_auto_scaling_group(AutoScalingGroupName=self.name, ForceDelete=True)
+        # Its instances terminate first; the launch template and profile go after them.
+        wait_until(self.ctx, self._gone, what="the GPU instances to terminate")
+
+    def _gone(self) -> bool:
+        found = self.client.describe_auto_scaling_groups(AutoScalingGroupNames=[self.name])
+        return not found["AutoScalingGroups"]
+
+    def outputs(self, current: dict) -> dict:
+        return {"name": self.name, "arn": current["arn"]}

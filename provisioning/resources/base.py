@@ -1,0 +1,367 @@
+"""What every resource is built from: the declared environment, a run's context, the base class.
+
+Plain Python (no Django), so resources can be exercised with botocore's Stubber alone.
+"""
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from string import Template
+from typing import Any, ClassVar, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from centralllm import aws
+from centralllm.audit import contract
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PENDING = "(known after apply)"
+READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Head", "BatchGet")
+
+# The deployment guide's resource names; every environment appends its suffix.
+BASE_NAMES = {
+    "AuditBucket": contract.DEFAULT_AUDIT_BUCKET,
+    "RawBucket": contract.DEFAULT_RAW_BUCKET,
+    "AuditTable": contract.DEFAULT_TABLE_NAME,
+    "DlqName": "llm-audit-dlq",
+    "LocalIngestQueue": "llm-audit-ingest-local",
+    "EcrRepository": "mistral8b-vllm",
+    "CodeBuildProject": "mistral8b-vllm-build",
+    "TaskRole": "ecsTaskRole",
+    "ExecutionRole": "ecsTaskExecutionRole",
+    "InstanceRole": "ecsInstanceRole",
+    "LambdaRole": "llm-audit-ingest-role",
+    "CodeBuildRole": "codebuild-mistral8b-vllm-role",
+    "LambdaFunction": "llm-audit-ingest",
+    "RestApi": "central-llm-rest-api",
+    "VpcLink": "central-llm-vpc-link",
+    "UsagePlan": "central-llm-usage-plan",
+    "ApiKey": "central-llm-generic-key",
+    "Cluster": "central-llm-service-cluster",
+    "Service": "central-llm-service",
+    "TaskFamily": "central-llm-service",
+    "LogGroup": "/ecs/central-llm-service",
+    "LaunchTemplate": "central-llm-gpu",
+    "AutoScalingGroup": "central-llm-gpu",
+    "CapacityProvider": "central-llm-gpu",
+    "LoadBalancer": "central-llm-nlb",
+    "TargetGroup": "central-llm-vllm",
+}
+
+
+class ProvisioningError(Exception):
+    """A step could not be carried out; the message says why, for an operator."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The declared environment (built by ``Environment.spec()``)."""
+
+    name: str
+    is_local: bool
+    region: str
+    account_id: str
+    suffix: str
+    vpc_id: str
+    subnet_ids: tuple[str, ...]
+    security_group_id: str
+    model_id: str
+    served_model_name: str
+    instance_type: str
+    source_repository: str
+    image_tag: str
+    hf_token_secret_arn: str
+    desired_count: int
+    throttle_burst_limit: int
+    throttle_rate_limit: int
+    monthly_quota: int
+    alarm_lambda_errors: int
+    alarm_dlq_messages: int
+    alarm_min_running_tasks: int
+
+
+class Progress:
+    """Receives a run's progress. These do nothing: override what you show (a command, a job)."""
+
+    def started(self, step: str, title: str) -> None:
+        pass
+
+    def message(self, step: str, text: str) -> None:
+        pass
+
+    def finished(self, step: str, outcome: str) -> None:
+        pass
+
+    def failed(self, step: str, error: str) -> None:
+        pass
+
+
+class Pending(dict):
+    """Outputs of a resource that does not exist yet: every value is known only after apply."""
+
+    def __missing__(self, key: str) -> str:
+        return PENDING
+
+
+def is_read_only(operation: str) -> bool:
+    return operation.startswith(READ_ONLY_PREFIXES)
+
+
+class Context:
+    """One engine run: the environment, the clients, outputs so far, and a count of AWS calls."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        progress: Progress | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.spec = spec
+        self.progress = progress or Progress()
+        self.sleep = sleep
+        self.step = ""
+        self.outputs: dict[str, dict] = {}
+        self.calls: Counter = Counter()
+        self._clients: dict[str, Any] = {}
+        self._hook_id = f"provisioning-calls-{id(self)}"
+        self._thread = threading.get_ident()
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            client = aws.client(service, region_name=self.spec.region)
+            client.meta.events.register("before-call", self._count, unique_id=self._hook_id)
+            self._clients[service] = client
+        return self._clients[service]
+
+    def _count(self, model: Any, **kwargs: Any) -> None:
+        # Clients are shared process-wide: count only this run's thread.
+        if threading.get_ident() == self._thread:
+            self.calls["read" if is_read_only(model.name) else "mutating"] += 1
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.meta.events.unregister("before-call", unique_id=self._hook_id)
+        self._clients.clear()
+
+    @property
+    def stand_in(self) -> bool:
+        """True when talking to a local AWS stand-in (moto), which leaves some settings out."""
+        return aws.endpoint_url() is not None
+
+    def say(self, text: str) -> None:
+        self.progress.message(self.step, text)
+
+    @cached_property
+    def account_id(self) -> str:
+        try:
+            account = self.client("sts").get_caller_identity()["Account"]
+        except (BotoCoreError, ClientError) as exc:
+            raise ProvisioningError(f"AWS did not say which account this is: {exc}") from exc
+        if self.spec.account_id and account != self.spec.account_id:
+            raise ProvisioningError(
+                f"The AWS credentials are for account {account}, but environment "
+                f"{self.spec.name} is declared in account {self.spec.account_id}."
+            )
+        return account
+
+    def name(self, key: str) -> str:
+        return BASE_NAMES[key] + self.spec.suffix
+
+    @cached_property
+    def placeholders(self) -> dict[str, str]:
+        """Values for the ``${...}`` placeholders of the policy and template files."""
+        spec = self.spec
+        values = {key: self.name(key) for key in BASE_NAMES}
+        repository_host = f"{self.account_id}.dkr.ecr.{spec.region}.amazonaws.com"
+        values.update(
+            AccountId=self.account_id,
+            Region=spec.region,
+            ImageUri=f"{repository_host}/{values['EcrRepository']}:{spec.image_tag}",
+            TaskRoleArn=self.role_arn(values["TaskRole"]),
+            ExecutionRoleArn=self.role_arn(values["ExecutionRole"]),
+            ModelId=spec.model_id,
+            ServedModelName=spec.served_model_name,
+            HfTokenSecretArn=spec.hf_token_secret_arn,
+        )
+        return values
+
+    def role_arn(self, role_name: str) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{role_name}"
+
+    def render(self, relative_path: str) -> str:
+        """A repository file with its placeholders filled in; a missing file is a clear error."""
+        path = ROOT / relative_path
+        if not path.exists():
+            raise ProvisioningError(f"{relative_path} is missing from the repository.")
+        try:
+            return Template(path.read_text()).substitute(self.placeholders)
+        except (KeyError, ValueError) as exc:
+            raise ProvisioningError(f"{relative_path} has an unknown placeholder: {exc}") from exc
+
+    def render_json(self, relative_path: str) -> Any:
+        text = self.render(relative_path)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProvisioningError(f"{relative_path} is not valid JSON: {exc}") from exc
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+T = TypeVar("T")
+
+
+def role_not_ready(exc: ClientError) -> bool:
+    """A role or instance profile just created is not usable for a few seconds: IAM is
+    eventually consistent, and services answer that they cannot assume or find it."""
+    message = exc.response.get("Error", {}).get("Message", "").lower()
+    return error_code(exc) in _INVALID_INPUT and ("assume" in message or "profile" in message)
+
+
+_INVALID_INPUT = (
+    "InvalidParameterValueException",  # Lambda
+    "InvalidInputException",  # CodeBuild
+    "InvalidParameterException",  # ECS (its service-linked role)
+    "ValidationError",  # Auto Scaling (the instance profile)
+)
+
+
+def retrying(
+    ctx: Context,
+    call: Callable[[], T],
+    *,
+    retry_if: Callable[[ClientError], bool],
+    why: str,
+    attempts: int = 8,
+    first_delay: float = 2,
+) -> T:
+    """``call()``, retried with backoff (about two minutes in all) while ``retry_if(error)``."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except ClientError as exc:
+            if not retry_if(exc) or attempt == attempts:
+                raise
+            ctx.say(f"{why}; retrying in {delay:.0f}s ({exc.response['Error'].get('Message', '')})")
+            ctx.sleep(delay)
+            delay = min(delay * 2, 30)
+    raise AssertionError("unreachable")
+
+
+def wait_until(
+    ctx: Context,
+    done: Callable[[], bool],
+    *,
+    what: str,
+    poll_seconds: float = 15,
+    timeout_seconds: float = 1800,
+) -> None:
+    """Poll ``done()`` until true, telling the progress what is awaited."""
+    waited = 0.0
+    while not done():
+        if waited >= timeout_seconds:
+            raise ProvisioningError(f"still waiting for {what} after {waited:.0f}s")
+        ctx.say(f"waiting for {what}")
+        ctx.sleep(poll_seconds)
+        waited += poll_seconds
+
+
+def ignoring(call: Callable[[], T], *codes: str) -> T | None:
+    """``call()``, treating the given error codes (e.g. not found) as None."""
+    try:
+        return call()
+    except ClientError as exc:
+        if error_code(exc) in codes:
+            return None
+        raise
+
+
+class Resource:
+    """One AWS resource, declared once.
+
+    ``read`` returns the current state (None when absent) in the same shape as ``desired``;
+    fields AWS does not report are left out of ``read`` and so never count as drift.
+    ``create`` makes the resource exist; the engine then reads it back and calls ``update``
+    with the fields that still differ, so ``create`` may leave settings to ``update``.
+    """
+
+    key: ClassVar[str]
+    title: ClassVar[str]
+    service: ClassVar[str]
+    depends_on: ClassVar[tuple[str, ...]] = ()
+    holds_data: ClassVar[bool] = False  # destroy keeps it unless data deletion is confirmed
+    managed: ClassVar[bool] = True  # False: used here but owned elsewhere, never deleted
+    base_name: ClassVar[str] = ""  # a key of BASE_NAMES
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.spec = ctx.spec
+
+    @classmethod
+    def wanted(cls, spec: Spec) -> bool:
+        return True
+
+    @classmethod
+    def files(cls) -> tuple[str, ...]:
+        """Repository files this resource renders (checked before apply changes anything)."""
+        return ()
+
+    @property
+    def client(self) -> Any:
+        return self.ctx.client(self.service)
+
+    @property
+    def name(self) -> str:
+        return self.ctx.name(self.base_name)
+
+    def output(self, key: str) -> dict:
+        return self.ctx.outputs[key]
+
+    def desired(self) -> dict:
+        raise NotImplementedError
+
+    def read(self) -> dict | None:
+        raise NotImplementedError
+
+    def create(self, desired: dict) -> None:
+        raise NotImplementedError
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        raise ProvisioningError(
+            f"{', '.join(fields)} cannot be changed in place: delete the resource, then apply"
+        )
+
+    def delete(self, current: dict) -> None:
+        raise NotImplementedError
+
+    def outputs(self, current: dict) -> dict:
+        return {}
+
+
+def projected(current: Any, template: Any) -> Any:
+    """``current`` cut down to the shape of ``template``: the fields AWS adds are dropped.
+
+    Lets a registered document (a task definition) be compared with the file it came from.
+    """
+    if isinstance(template, dict) and isinstance(current, dict):
+        return {
+            key: projected(current[key], value) for key, value in template.items() if key in current
+        }
+    if isinstance(template, list) and isinstance(current, list) and len(template) == len(current):
+        return [projected(item, shape) for item, shape in zip(current, template, strict=True)]
+    return current
+
+
+def in_declared_order(found: Iterable[str], declared: list[str]) -> list[str]:
+    """Names found, the declared ones in declared order, then any others sorted."""
+    found = set(found)
+    return [name for name in declared if name in found] + sorted(found - set(declared))

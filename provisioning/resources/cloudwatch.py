@@ -1,0 +1,149 @@
+"""CloudWatch: the service's log group and the three alarms of the guide's section 11."""
+
+from typing import ClassVar
+
+from provisioning.resources.base import Resource
+
+LOG_RETENTION_DAYS = 30
+
+
+class ServiceLogGroup(Resource):
+    key = "logs.service_log_group"
+    title = "CloudWatch log group of the service"
+    service = "logs"
+    base_name = "LogGroup"
+
+    def desired(self) -> dict:
+        return {"retention_days": LOG_RETENTION_DAYS}
+
+    def read(self) -> dict | None:
+        found = self.client.describe_log_groups(logGroupNamePrefix=self.name)["logGroups"]
+        for group in found:
+            if group["logGroupName"] == self.name:
+                return {"retention_days": group.get("retentionInDays")}
+        return None
+
+    def create(self, desired: dict) -> None:
+        self.client.create_log_group(logGroupName=self.name)
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        self.client.put_retention_policy(
+            logGroupName=self.name, retentionInDays=desired["retention_days"]
+        )
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_log_group(logGroupName=self.name)
+
+    def outputs(self, current: dict) -> dict:
+        return {"name": self.name}
+
+
+class Alarm(Resource):
+    """A metric alarm; PutMetricAlarm replaces the whole alarm, so create and update are one."""
+
+    service = "cloudwatch"
+    alarm_name: ClassVar[str]
+    namespace: ClassVar[str]
+    metric: ClassVar[str]
+    statistic: ClassVar[str]
+    comparison: ClassVar[str]
+
+    @property
+    def name(self) -> str:
+        return self.alarm_name + self.spec.suffix
+
+    def dimensions(self) -> list[dict]:
+        raise NotImplementedError
+
+    def threshold(self) -> int:
+        raise NotImplementedError
+
+    def desired(self) -> dict:
+        return {
+            "Namespace": self.namespace,
+            "MetricName": self.metric,
+            "Dimensions": self.dimensions(),
+            "Statistic": self.statistic,
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "Threshold": float(self.threshold()),
+            "ComparisonOperator": self.comparison,
+            # No data means nothing ran: not a failure.
+            "TreatMissingData": "notBreaching",
+        }
+
+    def read(self) -> dict | None:
+        found = self.client.describe_alarms(AlarmNames=[self.name])["MetricAlarms"]
+        if not found:
+            return None
+        alarm = found[0]
+        current = {key: alarm.get(key) for key in self.desired()}
+        current["arn"] = alarm["AlarmArn"]
+        return current
+
+    def create(self, desired: dict) -> None:
+        self.update(desired, {}, list(desired))
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        self.client.put_metric_alarm(AlarmName=self.name, **desired)
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_alarms(AlarmNames=[self.name])
+
+
+class ServiceHealthAlarm(Alarm):
+    key = "cloudwatch.service_alarm"
+    title = "alarm: ECS service running tasks"
+    alarm_name = "central-llm-service-running-tasks"
+    depends_on = ("ecs.service",)
+    namespace = "ECS/ContainerInsights"
+    metric = "RunningTaskCount"
+    statistic = "Minimum"
+    comparison = "LessThanThreshold"
+
+    def dimensions(self) -> list[dict]:
+        return [
+            {"Name": "ClusterName", "Value": self.ctx.name("Cluster")},
+            {"Name": "ServiceName", "Value": self.ctx.name("Service")},
+        ]
+
+    def threshold(self) -> int:
+        return self.spec.alarm_min_running_tasks
+
+    def desired(self) -> dict:
+        # Missing data here means no task reports at all: that is the failure to alarm on.
+        return {**super().desired(), "TreatMissingData": "breaching"}
+
+
+class LambdaErrorsAlarm(Alarm):
+    key = "cloudwatch.lambda_alarm"
+    title = "alarm: audit ingest Lambda errors"
+    alarm_name = "llm-audit-ingest-errors"
+    depends_on = ("lambda.function",)
+    namespace = "AWS/Lambda"
+    metric = "Errors"
+    statistic = "Sum"
+    comparison = "GreaterThanOrEqualToThreshold"
+
+    def dimensions(self) -> list[dict]:
+        return [{"Name": "FunctionName", "Value": self.ctx.name("LambdaFunction")}]
+
+    def threshold(self) -> int:
+        return self.spec.alarm_lambda_errors
+
+
+class DlqDepthAlarm(Alarm):
+    key = "cloudwatch.dlq_alarm"
+    title = "alarm: audit dead-letter queue depth"
+    alarm_name = "llm-audit-dlq-depth"
+    depends_on = ("sqs.dlq",)
+    namespace = "AWS/SQS"
+    metric = "ApproximateNumberOfMessagesVisible"
+    statistic = "Maximum"
+    comparison = "GreaterThanOrEqualToThreshold"
+
+    def dimensions(self) -> list[dict]:
+        return [{"Name": "QueueName", "Value": self.ctx.name("DlqName")}]
+
+    def threshold(self) -> int:
+        return self.spec.alarm_dlq_messages

@@ -1,0 +1,324 @@
+"""ECS: the GPU capacity provider, the cluster, the vLLM task definition and the service."""
+
+from functools import partial
+
+from provisioning.resources.base import (
+    Resource,
+    ignoring,
+    projected,
+    retrying,
+    role_not_ready,
+    wait_until,
+)
+from provisioning.resources.elbv2 import VLLM_PORT
+
+TASK_DEFINITION = "inference/ecs-task-definition.json"
+
+
+class CapacityProvider(Resource):
+    key = "ecs.capacity_provider"
+    title = "ECS GPU capacity provider"
+    service = "ecs"
+    base_name = "CapacityProvider"
+    depends_on = ("autoscaling.gpu_group",)
+
+    def desired(self) -> dict:
+        return {
+            "group": self.output("autoscaling.gpu_group")["arn"],
+            "managed_scaling": {"status": "ENABLED", "targetCapacity": 100},
+        }
+
+    def read(self) -> dict | None:
+        found = self.client.describe_capacity_providers(capacityProviders=[self.name])
+        active = [item for item in found["capacityProviders"] if item["status"] == "ACTIVE"]
+        if not active:
+            return None
+        provider = active[0]["autoScalingGroupProvider"]
+        scaling = provider.get("managedScaling", {})
+        return {
+            "arn": active[0]["capacityProviderArn"],
+            "group": provider["autoScalingGroupArn"],
+            "managed_scaling": {key: scaling.get(key) for key in ("status", "targetCapacity")},
+        }
+
+    def create(self, desired: dict) -> None:
+        self.client.create_capacity_provider(
+            name=self.name,
+            autoScalingGroupProvider={
+                "autoScalingGroupArn": desired["group"],
+                "managedScaling": desired["managed_scaling"],
+                "managedTerminationProtection": "DISABLED",
+            },
+        )
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        if "group" in fields:
+            super().update(desired, current, fields)
+        self.client.update_capacity_provider(
+            name=self.name,
+            autoScalingGroupProvider={"managedScaling": desired["managed_scaling"]},
+        )
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_capacity_provider(capacityProvider=self.name)
+
+    def outputs(self, current: dict) -> dict:
+        return {"name": self.name, "arn": current["arn"]}
+
+
+class Cluster(Resource):
+    key = "ecs.cluster"
+    title = "ECS cluster"
+    service = "ecs"
+    base_name = "Cluster"
+    depends_on = ("ecs.capacity_provider",)
+
+    def desired(self) -> dict:
+        provider = self.output("ecs.capacity_provider")["name"]
+        return {
+            "container_insights": "enabled",  # the service health alarm reads its metrics
+            "capacity_providers": [provider],
+            "default_strategy": [{"capacityProvider": provider, "weight": 1, "base": 0}],
+        }
+
+    def read(self) -> dict | None:
+        found = self.client.describe_clusters(clusters=[self.name], include=["SETTINGS"])
+        active = [item for item in found["clusters"] if item["status"] == "ACTIVE"]
+        if not active:
+            return None
+        cluster = active[0]
+        current = {
+            "arn": cluster["clusterArn"],
+            "capacity_providers": cluster.get("capacityProviders", []),
+            "default_strategy": cluster.get("defaultCapacityProviderStrategy", []),
+        }
+        settings = {item["name"]: item["value"] for item in cluster.get("settings", [])}
+        if "containerInsights" in settings:
+            current["container_insights"] = settings["containerInsights"]
+        return current
+
+    def create(self, desired: dict) -> None:
+        self.client.create_cluster(
+            clusterName=self.name,
+            settings=[{"name": "containerInsights", "value": desired["container_insights"]}],
+        )
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        if "container_insights" in fields:
+            self.client.update_cluster_settings(
+                cluster=self.name,
+                settings=[{"name": "containerInsights", "value": desired["container_insights"]}],
+            )
+        if {"capacity_providers", "default_strategy"} & set(fields):
+            self.client.put_cluster_capacity_providers(
+                cluster=self.name,
+                capacityProviders=desired["capacity_providers"],
+                defaultCapacityProviderStrategy=desired["default_strategy"],
+            )
+
+    def delete(self, current: dict) -> None:
+        # A cluster with registered instances cannot be deleted; the instances themselves go
+        # with the Auto Scaling group, deleted after the cluster (it depends on them).
+        pages = self.client.get_paginator("list_container_instances").paginate(cluster=self.name)
+        for page in pages:
+            for instance in page["containerInstanceArns"]:
+                self.client.deregister_container_instance(
+                    cluster=self.name, containerInstance=instance, force=True
+                )
+        # The capacity provider can only be deleted once no cluster uses it.
+        self.client.put_cluster_capacity_providers(
+            cluster=self.name, capacityProviders=[], defaultCapacityProviderStrategy=[]
+        )
+        self.client.delete_cluster(cluster=self.name)
+
+    def outputs(self, current: dict) -> dict:
+        return {"name": self.name, "arn": current["arn"]}
+
+
+class TaskDefinition(Resource):
+    """vLLM's task, from ``inference/ecs-task-definition.json``; a change is a new revision."""
+
+    key = "ecs.task_definition"
+    title = "ECS task definition"
+    service = "ecs"
+    base_name = "TaskFamily"
+    depends_on = ("iam.task_role", "iam.execution_role", "ecr.repository", "logs.service_log_group")
+
+    @classmethod
+    def files(cls) -> tuple[str, ...]:
+        return (TASK_DEFINITION,)
+
+    def desired(self) -> dict:
+        definition = {**self.ctx.render_json(TASK_DEFINITION), "family": self.name}
+        if self.ctx.stand_in:
+            definition = _with_hard_memory_limits(definition)
+        return {"definition": _canonical(definition)}
+
+    def read(self) -> dict | None:
+        found = ignoring(
+            lambda: self.client.describe_task_definition(taskDefinition=self.name),
+            "ClientException",
+        )
+        if not found or found["taskDefinition"].get("status") != "ACTIVE":
+            return None
+        registered = found["taskDefinition"]
+        return {
+            "arn": registered["taskDefinitionArn"],
+            "network_mode": registered.get("networkMode", "bridge"),
+            "container": registered["containerDefinitions"][0]["name"],
+            "definition": projected(_canonical(registered), self.desired()["definition"]),
+        }
+
+    def create(self, desired: dict) -> None:
+        self.client.register_task_definition(**desired["definition"])
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        self.create(desired)
+
+    def delete(self, current: dict) -> None:
+        pages = self.client.get_paginator("list_task_definitions").paginate(
+            familyPrefix=self.name, status="ACTIVE"
+        )
+        for page in pages:
+            for arn in page["taskDefinitionArns"]:
+                self.client.deregister_task_definition(taskDefinition=arn)
+
+    def outputs(self, current: dict) -> dict:
+        return {
+            "family": self.name,
+            "arn": current["arn"],
+            "network_mode": current["network_mode"],
+            "container": current["container"],
+        }
+
+
+def _with_hard_memory_limits(definition: dict) -> dict:
+    """The local AWS refuses an EC2 container with only a soft memory limit, which AWS
+    accepts: there, the reservation doubles as the limit."""
+    containers = [
+        {"memory": container["memoryReservation"], **container}
+        if "memoryReservation" in container
+        else container
+        for container in definition.get("containerDefinitions", [])
+    ]
+    return {**definition, "containerDefinitions": containers}
+
+
+def _canonical(definition: dict) -> dict:
+    """Environment and secrets in name order (ECS does not keep theirs); secrets without a
+    source left out (an environment that declares no Hugging Face token has none)."""
+    containers = []
+    for container in definition.get("containerDefinitions", []):
+        container = dict(container)
+        if "secrets" in container:
+            container["secrets"] = [item for item in container["secrets"] if item["valueFrom"]]
+            if not container["secrets"]:
+                del container["secrets"]
+        for key in ("environment", "secrets"):
+            if key in container:
+                container[key] = sorted(container[key], key=lambda item: item["name"])
+        containers.append(container)
+    return {**definition, "containerDefinitions": containers}
+
+
+class Service(Resource):
+    """Rolling deployments keep half the tasks serving; a failing one rolls itself back."""
+
+    key = "ecs.service"
+    title = "ECS service"
+    service = "ecs"
+    base_name = "Service"
+    # A target group takes tasks only once a listener puts it behind the load balancer.
+    depends_on = (
+        "ecs.cluster",
+        "ecs.task_definition",
+        "elbv2.target_group",
+        "elbv2.listener",
+        "ec2.network",
+    )
+
+    def desired(self) -> dict:
+        return {
+            "task_definition": self.output("ecs.task_definition")["arn"],
+            "desired_count": self.spec.desired_count,
+            "deployment": {
+                "maximumPercent": 200,
+                "minimumHealthyPercent": 50,
+                "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            },
+        }
+
+    def read(self) -> dict | None:
+        found = self.client.describe_services(
+            cluster=self.ctx.name("Cluster"), services=[self.name]
+        )
+        active = [item for item in found["services"] if item["status"] == "ACTIVE"]
+        if not active:
+            return None
+        service = active[0]
+        current = {
+            "arn": service["serviceArn"],
+            "task_definition": service["taskDefinition"],
+            "desired_count": service["desiredCount"],
+        }
+        # The local AWS does not report the deployment configuration: no drift to claim then.
+        if service.get("deploymentConfiguration"):
+            current["deployment"] = projected(
+                service["deploymentConfiguration"], self.desired()["deployment"]
+            )
+        return current
+
+    def create(self, desired: dict) -> None:
+        task = self.output("ecs.task_definition")
+        network = self.output("ec2.network")
+        extra = {}
+        if task["network_mode"] == "awsvpc":
+            extra["networkConfiguration"] = {
+                "awsvpcConfiguration": {
+                    "subnets": network["subnet_ids"],
+                    "securityGroups": [network["security_group"]],
+                }
+            }
+        create = partial(
+            self.client.create_service,
+            cluster=self.ctx.name("Cluster"),
+            serviceName=self.name,
+            taskDefinition=desired["task_definition"],
+            desiredCount=desired["desired_count"],
+            capacityProviderStrategy=[
+                {"capacityProvider": self.ctx.name("CapacityProvider"), "weight": 1}
+            ],
+            deploymentConfiguration=desired["deployment"],
+            loadBalancers=[
+                {
+                    "targetGroupArn": self.output("elbv2.target_group")["arn"],
+                    "containerName": task["container"],
+                    "containerPort": VLLM_PORT,
+                }
+            ],
+            **extra,
+        )
+        retrying(self.ctx, create, retry_if=role_not_ready, why="ECS's service role is not ready")
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        self.client.update_service(
+            cluster=self.ctx.name("Cluster"),
+            service=self.name,
+            taskDefinition=desired["task_definition"],
+            desiredCount=desired["desired_count"],
+            deploymentConfiguration=desired["deployment"],
+        )
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_service(cluster=self.ctx.name("Cluster"), service=self.name, force=True)
+        # The cluster cannot be deleted while the service is still draining its tasks.
+        wait_until(self.ctx, self._gone, what="the service to drain")
+
+    def _gone(self) -> bool:
+        found = self.client.describe_services(
+            cluster=self.ctx.name("Cluster"), services=[self.name]
+        )["services"]
+        return all(service["status"] == "INACTIVE" for service in found)
+
+    def outputs(self, current: dict) -> dict:
+        return {"name": self.name, "arn": current["arn"]}

@@ -1,0 +1,173 @@
+"""The ``llm-audit-ingest`` Lambda and the permission that lets the audit bucket invoke it."""
+
+import base64
+import hashlib
+import json
+import tempfile
+from functools import cached_property
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from centralllm.audit import items
+from devtools import build_lambda
+from provisioning.resources.base import (
+    Resource,
+    error_code,
+    ignoring,
+    retrying,
+    role_not_ready,
+)
+
+STATEMENT_ID = "AllowS3Invoke"
+
+
+def _not_ready(exc: ClientError) -> bool:
+    # A function being created or updated refuses further changes meanwhile.
+    return role_not_ready(exc) or error_code(exc) == "ResourceConflictException"
+
+
+def build_zip() -> bytes:
+    """The function's code, as ``python -m devtools.build_lambda`` builds it (deterministic:
+    unchanged sources give the same bytes, so no update)."""
+    with tempfile.TemporaryDirectory() as directory:
+        return build_lambda.build(Path(directory) / "dist.zip").read_bytes()
+
+
+class Function(Resource):
+    key = "lambda.function"
+    title = "audit ingest Lambda"
+    service = "lambda"
+    base_name = "LambdaFunction"
+    depends_on = ("iam.lambda_role", "sqs.dlq", "dynamodb.audit_table")
+
+    @cached_property
+    def code(self) -> bytes:
+        return build_zip()
+
+    def desired(self) -> dict:
+        return {
+            "runtime": "python3.12",
+            "handler": "handler.lambda_handler",
+            "timeout": 60,
+            "role": self.output("iam.lambda_role")["arn"],
+            "environment": {
+                "TABLE_NAME": self.output("dynamodb.audit_table")["name"],
+                "MAX_PREVIEW_CHARS": str(items.DEFAULT_MAX_PREVIEW_CHARS),
+            },
+            "code_sha256": base64.b64encode(hashlib.sha256(self.code).digest()).decode(),
+            "dead_letter_queue": self.output("sqs.dlq")["arn"],
+        }
+
+    def read(self) -> dict | None:
+        found = ignoring(
+            lambda: self.client.get_function_configuration(FunctionName=self.name),
+            "ResourceNotFoundException",
+        )
+        if found is None:
+            return None
+        current = {
+            "arn": found["FunctionArn"],
+            "runtime": found.get("Runtime"),
+            "handler": found.get("Handler"),
+            "timeout": found.get("Timeout"),
+            "role": found.get("Role"),
+            "environment": found.get("Environment", {}).get("Variables", {}),
+            "code_sha256": found.get("CodeSha256"),
+        }
+        # The local AWS drops the dead-letter setting; only real AWS reports it.
+        if not self.ctx.stand_in:
+            current["dead_letter_queue"] = found.get("DeadLetterConfig", {}).get("TargetArn")
+        return current
+
+    def _configuration(self, desired: dict) -> dict:
+        return {
+            "FunctionName": self.name,
+            "Runtime": desired["runtime"],
+            "Handler": desired["handler"],
+            "Timeout": desired["timeout"],
+            "Role": desired["role"],
+            "Environment": {"Variables": desired["environment"]},
+            "DeadLetterConfig": {"TargetArn": desired["dead_letter_queue"]},
+        }
+
+    def create(self, desired: dict) -> None:
+        retrying(
+            self.ctx,
+            lambda: self.client.create_function(
+                **self._configuration(desired), Code={"ZipFile": self.code}
+            ),
+            retry_if=_not_ready,
+            why="the new role is not assumable by Lambda yet",
+        )
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        if "code_sha256" in fields:
+            retrying(
+                self.ctx,
+                lambda: self.client.update_function_code(FunctionName=self.name, ZipFile=self.code),
+                retry_if=_not_ready,
+                why="the function is being updated",
+            )
+        if set(fields) - {"code_sha256"}:
+            retrying(
+                self.ctx,
+                lambda: self.client.update_function_configuration(**self._configuration(desired)),
+                retry_if=_not_ready,
+                why="the function is being updated",
+            )
+
+    def delete(self, current: dict) -> None:
+        self.client.delete_function(FunctionName=self.name)
+
+    def outputs(self, current: dict) -> dict:
+        return {"name": self.name, "arn": current["arn"]}
+
+
+class S3Permission(Resource):
+    """Section 6.1: only the audit bucket, in our account, may invoke the function."""
+
+    key = "lambda.s3_permission"
+    title = "audit ingest Lambda invoke permission"
+    service = "lambda"
+    base_name = "LambdaFunction"
+    depends_on = ("lambda.function", "s3.audit_bucket")
+
+    def desired(self) -> dict:
+        return {
+            "Effect": "Allow",
+            "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "lambda:InvokeFunction",
+            "Resource": self.output("lambda.function")["arn"],
+            "Condition": {
+                "StringEquals": {"AWS:SourceAccount": self.ctx.account_id},
+                "ArnLike": {"AWS:SourceArn": self.output("s3.audit_bucket")["arn"]},
+            },
+        }
+
+    def read(self) -> dict | None:
+        found = ignoring(
+            lambda: self.client.get_policy(FunctionName=self.name), "ResourceNotFoundException"
+        )
+        statements = json.loads(found["Policy"])["Statement"] if found else []
+        for statement in statements:
+            if statement.get("Sid") == STATEMENT_ID:
+                return {key: value for key, value in statement.items() if key != "Sid"}
+        return None
+
+    def create(self, desired: dict) -> None:
+        self.client.add_permission(
+            FunctionName=self.name,
+            StatementId=STATEMENT_ID,
+            Action="lambda:InvokeFunction",
+            Principal="s3.amazonaws.com",
+            SourceArn=self.output("s3.audit_bucket")["arn"],
+            SourceAccount=self.ctx.account_id,
+        )
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        self.delete(current)
+        self.create(desired)
+
+    def delete(self, current: dict) -> None:
+        self.client.remove_permission(FunctionName=self.name, StatementId=STATEMENT_ID)

@@ -1,0 +1,210 @@
+"""The audit buckets (encrypted, versioned, private, with lifecycle) and their notification."""
+
+from typing import ClassVar
+
+from centralllm.audit import local_ingest
+from provisioning.resources.base import Resource, ignoring
+
+PRIVATE = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+_QUEUES, _FUNCTIONS = "QueueConfigurations", "LambdaFunctionConfigurations"
+_KINDS = (_QUEUES, _FUNCTIONS)
+_CLEANUP = {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}
+_LIFECYCLE_KEYS = (
+    "ID",
+    "Status",
+    "Filter",
+    "Expiration",
+    "Transitions",
+    "NoncurrentVersionExpiration",
+    "AbortIncompleteMultipartUpload",
+)
+
+
+def _rule(rule_id: str, prefix: str, **settings: dict | list) -> dict:
+    return {"ID": rule_id, "Status": "Enabled", "Filter": {"Prefix": prefix}, **settings}
+
+
+class Bucket(Resource):
+    service = "s3"
+    holds_data = True
+    lifecycle: ClassVar[list[dict]]
+
+    def desired(self) -> dict:
+        return {
+            "encryption": "AES256",
+            "versioning": "Enabled",
+            "public_access_block": PRIVATE,
+            "lifecycle": self.lifecycle,
+        }
+
+    def read(self) -> dict | None:
+        s3, bucket = self.client, self.name
+        if ignoring(lambda: s3.head_bucket(Bucket=bucket), "404", "NoSuchBucket") is None:
+            return None
+        encryption = ignoring(
+            lambda: s3.get_bucket_encryption(Bucket=bucket),
+            "ServerSideEncryptionConfigurationNotFoundError",
+        )
+        rules = encryption["ServerSideEncryptionConfiguration"]["Rules"] if encryption else []
+        block = ignoring(
+            lambda: s3.get_public_access_block(Bucket=bucket),
+            "NoSuchPublicAccessBlockConfiguration",
+        )
+        lifecycle = ignoring(
+            lambda: s3.get_bucket_lifecycle_configuration(Bucket=bucket),
+            "NoSuchLifecycleConfiguration",
+        )
+        return {
+            "encryption": rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]
+            if rules
+            else None,
+            "versioning": s3.get_bucket_versioning(Bucket=bucket).get("Status", "Disabled"),
+            "public_access_block": block["PublicAccessBlockConfiguration"] if block else None,
+            "lifecycle": [
+                {key: rule[key] for key in _LIFECYCLE_KEYS if key in rule}
+                for rule in (lifecycle or {}).get("Rules", [])
+            ],
+        }
+
+    def create(self, desired: dict) -> None:
+        location = {}
+        if self.spec.region != "us-east-1":
+            location = {"CreateBucketConfiguration": {"LocationConstraint": self.spec.region}}
+        ignoring(
+            lambda: self.client.create_bucket(Bucket=self.name, **location),
+            "BucketAlreadyOwnedByYou",
+        )
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        s3, bucket = self.client, self.name
+        if "encryption" in fields:
+            by_default = {"SSEAlgorithm": desired["encryption"]}
+            s3.put_bucket_encryption(
+                Bucket=bucket,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": by_default}]
+                },
+            )
+        if "versioning" in fields:
+            s3.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": desired["versioning"]}
+            )
+        if "public_access_block" in fields:
+            s3.put_public_access_block(
+                Bucket=bucket, PublicAccessBlockConfiguration=desired["public_access_block"]
+            )
+        if "lifecycle" in fields:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=bucket, LifecycleConfiguration={"Rules": desired["lifecycle"]}
+            )
+
+    def delete(self, current: dict) -> None:
+        s3, bucket = self.client, self.name
+        # A versioned bucket is empty only when every version and delete marker is gone.
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            objects = [
+                {"Key": item["Key"], "VersionId": item["VersionId"]}
+                for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
+            if objects:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+        s3.delete_bucket(Bucket=bucket)
+
+    def outputs(self, current: dict) -> dict:
+        return {"name": self.name, "arn": f"arn:aws:s3:::{self.name}"}
+
+
+class AuditBucket(Bucket):
+    key = "s3.audit_bucket"
+    title = "S3 audit bucket"
+    base_name = "AuditBucket"
+    # Records are read back for months: cheaper storage after a month, old versions pruned.
+    lifecycle: ClassVar[list[dict]] = [
+        _rule(
+            "audit-records",
+            "logs/",
+            Transitions=[{"Days": 30, "StorageClass": "STANDARD_IA"}],
+            NoncurrentVersionExpiration={"NoncurrentDays": 90},
+        ),
+        _rule("cleanup", "", **_CLEANUP),
+    ]
+
+
+class RawBucket(Bucket):
+    key = "s3.raw_bucket"
+    title = "S3 raw prompt bucket"
+    base_name = "RawBucket"
+    # Raw prompts and completions are the most sensitive data: kept 90 days only.
+    lifecycle: ClassVar[list[dict]] = [
+        _rule(
+            "raw-retention",
+            "",
+            Expiration={"Days": 90},
+            NoncurrentVersionExpiration={"NoncurrentDays": 7},
+            **_CLEANUP,
+        ),
+    ]
+
+
+class AuditNotification(Resource):
+    """New audit records (``logs/``) go to the ingest Lambda; locally, to the ingest queue."""
+
+    key = "s3.audit_notification"
+    title = "S3 audit bucket notification"
+    service = "s3"
+    base_name = "AuditBucket"
+    depends_on = ("s3.audit_bucket", "lambda.s3_permission", "sqs.local_ingest_queue")
+
+    def desired(self) -> dict:
+        if self.spec.is_local:
+            # As centralllm.audit.local_ingest.ensure_local_notification writes it.
+            queue = self.output("sqs.local_ingest_queue")["arn"]
+            target = {"QueueArn": queue, **_notification("s3:ObjectCreated:*", "logs/")}
+            return {_QUEUES: [target], _FUNCTIONS: []}
+        function = self.output("lambda.function")["arn"]
+        target = {"LambdaFunctionArn": function, **_notification("s3:ObjectCreated:Put", "logs")}
+        return {_QUEUES: [], _FUNCTIONS: [target]}
+
+    def read(self) -> dict | None:
+        config = self.client.get_bucket_notification_configuration(Bucket=self.name)
+        found = {kind: [_normalised(item) for item in config.get(kind, [])] for kind in _KINDS}
+        return found if any(found.values()) else None
+
+    def create(self, desired: dict) -> None:
+        self.update(desired, {}, list(desired))
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        if self.spec.is_local:
+            local_ingest.ensure_local_notification(self.name, self.ctx.name("LocalIngestQueue"))
+            return
+        self.client.put_bucket_notification_configuration(
+            Bucket=self.name, NotificationConfiguration={_FUNCTIONS: desired[_FUNCTIONS]}
+        )
+
+    def delete(self, current: dict) -> None:
+        self.client.put_bucket_notification_configuration(
+            Bucket=self.name, NotificationConfiguration={}
+        )
+
+
+def _notification(event: str, prefix: str) -> dict:
+    return {
+        "Events": [event],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+    }
+
+
+def _normalised(item: dict) -> dict:
+    """A notification as we declare it: without its id, rule names in lower case (S3 answers
+    "Prefix" whatever was set, and the local AWS accepts only "prefix")."""
+    item = {key: value for key, value in item.items() if key != "Id"}
+    rules = item.get("Filter", {}).get("Key", {}).get("FilterRules")
+    if rules:
+        rules = [{"Name": rule["Name"].lower(), "Value": rule["Value"]} for rule in rules]
+        item["Filter"] = {"Key": {"FilterRules": rules}}
+    return item
