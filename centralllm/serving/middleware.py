@@ -1,0 +1,289 @@
+"""Audit every request to vLLM's OpenAI API, without slowing the stream down.
+
+Loaded by ``vllm serve ... --middleware centralllm.serving.middleware.AuditMiddleware``
+(vLLM calls ``app.add_middleware(AuditMiddleware)``). Plain ASGI, no framework:
+
+- ``/v1/*`` requests must carry the three ``REQUIRED_HEADERS``; one without gets a 400 in
+  OpenAI's error format naming the header, and that rejection is audited too.
+  ``EXEMPT_PATHS`` (health, metrics, model list) pass untouched.
+- Every message is forwarded the moment the app sends it (a tee, never a buffer); the
+  middleware keeps references to the bodies, up to ``AUDIT_MAX_BODY_BYTES`` per direction,
+  and timestamps. Everything else happens off the event loop: the writer thread spools the
+  captured bytes to disk, and a separate uploader process parses them into the record
+  (prompt, completion, usage, SSE chunks) and puts it to S3 (see ``writer``).
+- The request id is the gateway's (``GATEWAY_REQUEST_ID_HEADERS``) when it sends a usable
+  one, else a new one. It is the record's S3 key, is returned in ``x-request-id`` and is
+  passed on to vLLM in ``x-request-id`` (vLLM's own request id, so its logs match).
+- A client that goes away before the response is complete makes the record ``cancelled``.
+- The ASGI lifespan passes through to the app; on its shutdown the writer is flushed.
+"""
+
+import asyncio
+import json
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from centralllm.audit import contract
+from centralllm.serving import records
+from centralllm.serving.writer import AuditWriter
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUIRED_HEADERS = (records.SOURCE_HEADER, records.USER_HEADER, records.REQUEST_TYPE_HEADER)
+# API Gateway passes its own request id (an integration header mapping from
+# context.requestId); the first of these that holds a usable id wins.
+GATEWAY_REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-request-id")
+REQUEST_ID_HEADER = b"x-request-id"
+EXEMPT_PATHS = frozenset({"/health", "/metrics", "/v1/models"})
+AUDITED_PREFIX = "/v1/"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+# The id becomes an S3 key and part of DynamoDB sort keys: letters, digits, '.', '_', '-'.
+_USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_GATEWAY_REQUEST_ID_HEADERS = tuple(name.encode() for name in GATEWAY_REQUEST_ID_HEADERS)
+_HEADERS_READ = frozenset(
+    name.encode()
+    for name in (*REQUIRED_HEADERS, *GATEWAY_REQUEST_ID_HEADERS, records.API_KEY_ID_HEADER)
+)
+
+
+def _rejection(header: str) -> bytes:
+    error = {
+        "message": f"Missing required header '{header}'. Every request to /v1 must send "
+        f"{', '.join(REQUIRED_HEADERS)}.",
+        "type": "invalid_request_error",
+        "param": header,
+        "code": "missing_header",
+    }
+    return json.dumps({"error": error}).encode()
+
+
+_REJECTIONS = {header.encode(): _rejection(header) for header in REQUIRED_HEADERS}
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp, writer: AuditWriter | None = None) -> None:
+        self.app = app
+        self.writer = writer or AuditWriter.from_env()
+        self.max_body_bytes = int(os.environ.get("AUDIT_MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith(AUDITED_PREFIX) and path not in EXEMPT_PATHS:
+                await self._audited(scope, receive, send)
+                return
+        elif scope["type"] == "lifespan":
+            await self.app(scope, receive, self._flush_on_shutdown(send))
+            return
+        await self.app(scope, receive, send)
+
+    def _flush_on_shutdown(self, send: Send) -> Send:
+        async def lifespan_send(message: Message) -> None:
+            if message["type"].startswith("lifespan.shutdown."):
+                await asyncio.to_thread(self.writer.close)
+            await send(message)
+
+        return lifespan_send
+
+    async def _audited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = AuditedExchange(scope, self.max_body_bytes)
+        request_id_header = (REQUEST_ID_HEADER, exchange.request_id.encode())
+        # vLLM takes x-request-id as its own request id: its logs then match the record.
+        scope = {**scope, "headers": [*_without_request_id(scope["headers"]), request_id_header]}
+
+        async def receive_tee() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                exchange.add_request_body(message.get("body", b""))
+            elif message["type"] == "http.disconnect":
+                exchange.disconnected()
+            return message
+
+        async def send_tee(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*_without_request_id(message.get("headers", ())), request_id_header]
+                message = {**message, "headers": headers}
+                exchange.response_started(message["status"], headers)
+            elif message["type"] == "http.response.body":
+                exchange.add_response_body(
+                    message.get("body", b""), message.get("more_body", False)
+                )
+            try:
+                await send(message)
+            except OSError:
+                exchange.disconnected()
+                raise
+
+        try:
+            missing = exchange.missing_header()
+            if missing:
+                await _reject(send_tee, _REJECTIONS[missing])
+            else:
+                await self.app(scope, receive_tee, send_tee)
+        except asyncio.CancelledError:
+            exchange.disconnected()
+            raise
+        except Exception as exc:
+            exchange.failed(exc)
+            raise
+        finally:
+            exchange.finish()
+            self.writer.submit(exchange)
+
+
+def _without_request_id(headers) -> list:
+    # ASGI header names are lowercase (servers lowercase requests; Starlette, responses).
+    return [header for header in headers if header[0] != REQUEST_ID_HEADER]
+
+
+async def _reject(send: Send, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AuditedExchange:
+    """One request and its response as seen on the wire, turned into a record later."""
+
+    __slots__ = (
+        "cancelled",
+        "complete",
+        "created_at",
+        "exception",
+        "finished_at",
+        "first_body_at",
+        "headers",
+        "max_body_bytes",
+        "method",
+        "path",
+        "request_body",
+        "request_id",
+        "request_size",
+        "response_body",
+        "response_headers",
+        "response_size",
+        "started_at",
+        "status",
+    )
+
+    def __init__(self, scope: Scope, max_body_bytes: int) -> None:
+        self.started_at = time.perf_counter()
+        self.created_at = time.time()
+        self.max_body_bytes = max_body_bytes
+        self.method = scope["method"]
+        self.path = scope["path"]
+        self.headers = {name: value for name, value in scope["headers"] if name in _HEADERS_READ}
+        self.request_id = self._gateway_request_id() or contract.new_request_id()
+        self.request_body: list[bytes] = []
+        self.request_size = 0
+        self.response_body: list[bytes] = []
+        self.response_size = 0
+        self.response_headers: list = []
+        self.status: int | None = None
+        self.first_body_at: float | None = None
+        self.finished_at: float | None = None
+        self.complete = False
+        self.cancelled = False
+        self.exception: BaseException | None = None
+
+    def _gateway_request_id(self) -> str | None:
+        for name in _GATEWAY_REQUEST_ID_HEADERS:
+            value = self.headers.get(name)
+            if value and _USABLE_REQUEST_ID.fullmatch(value.strip()):
+                return value.strip().decode()
+        return None
+
+    def missing_header(self) -> bytes | None:
+        for name in _REJECTIONS:
+            if not self.headers.get(name, b"").strip():
+                return name
+        return None
+
+    # Bookkeeping on the event loop: references and timestamps only.
+
+    def add_request_body(self, body: bytes) -> None:
+        if body and self.request_size < self.max_body_bytes:
+            self.request_body.append(body)
+        self.request_size += len(body)
+
+    def response_started(self, status: int, headers: list) -> None:
+        self.status = status
+        self.response_headers = headers
+
+    def add_response_body(self, body: bytes, more_body: bool) -> None:
+        if body:
+            if self.first_body_at is None:
+                self.first_body_at = time.perf_counter()
+            if self.response_size < self.max_body_bytes:
+                self.response_body.append(body)
+            self.response_size += len(body)
+        if not more_body:
+            self.complete = True
+            self.finished_at = time.perf_counter()
+
+    def disconnected(self) -> None:
+        if not self.complete and not self.cancelled:
+            self.cancelled = True
+            self.finished_at = time.perf_counter()
+
+    def failed(self, exc: BaseException) -> None:
+        self.exception = exc
+
+    def finish(self) -> None:
+        if self.finished_at is None:
+            self.finished_at = time.perf_counter()
+
+    # In the writer thread.
+
+    def encoded(self) -> bytes:
+        """The exchange as a spool entry (see centralllm.serving.records)."""
+        error = None
+        if self.exception is not None:
+            error = {"type": type(self.exception).__name__, "message": str(self.exception)}
+        elif self.cancelled:
+            error = {"type": "cancelled", "message": "the client went away before the end"}
+        meta = {
+            "requestId": self.request_id,
+            "createdAt": self.created_at,
+            "headers": {
+                name.decode(): value.decode("latin-1") for name, value in self.headers.items()
+            },
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "contentType": self._content_type(),
+            "cancelled": self.cancelled,
+            "error": error,
+            "latencyMs": (self.finished_at - self.started_at) * 1000,
+            "ttftMs": (
+                None
+                if self.first_body_at is None
+                else (self.first_body_at - self.started_at) * 1000
+            ),
+            "requestTruncated": self.request_size > self.max_body_bytes,
+            "responseTruncated": self.response_size > self.max_body_bytes,
+        }
+        return records.encode_exchange(
+            meta,
+            _joined(self.request_body, self.max_body_bytes),
+            _joined(self.response_body, self.max_body_bytes),
+        )
+
+    def _content_type(self) -> str:
+        for name, value in self.response_headers:
+            if name.lower() == b"content-type":
+                return value.decode("latin-1").lower()
+        return ""
+
+
+def _joined(chunks: list[bytes], limit: int) -> bytes:
+    joined = b"".join(chunks)
+    return joined if len(joined) <= limit else joined[:limit]

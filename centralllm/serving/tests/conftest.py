@@ -1,0 +1,108 @@
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+import uvicorn
+
+from centralllm import aws
+from centralllm.serving.middleware import AuditMiddleware
+from centralllm.serving.tests import fake_vllm
+from centralllm.serving.writer import AuditWriter
+from devtools import services
+
+HEADERS = {"x-llm-source": "smoke-test", "x-llm-user": "qa", "x-llm-request-type": "chat"}
+
+
+@dataclass
+class Buckets:
+    audit: str
+    raw: str
+
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        pages = (
+            aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        )
+        return [item["Key"] for page in pages for item in page.get("Contents", ())]
+
+    def records(self) -> list[str]:
+        return self.keys(self.audit, "logs/")
+
+    def wait_for_records(self, count: int, timeout: float = 15) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while len(keys := self.records()) < count:
+            assert time.monotonic() < deadline, f"{len(keys)} of {count} records arrived"
+            time.sleep(0.05)
+        return keys
+
+    def record(self, request_id: str) -> dict:
+        """The record of ``request_id``, waiting for it to arrive."""
+        deadline = time.monotonic() + 15
+        while True:
+            keys = [key for key in self.records() if key.endswith(f"/{request_id}.json")]
+            if keys:
+                return self.read(self.audit, keys[0])
+            assert time.monotonic() < deadline, f"no record for {request_id}"
+            time.sleep(0.05)
+
+    def read(self, bucket: str, key: str) -> dict:
+        return json.loads(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def create_buckets() -> Buckets:
+    suffix = uuid.uuid4().hex[:12]
+    buckets = Buckets(audit=f"audit-{suffix}", raw=f"raw-{suffix}")
+    s3 = aws.client("s3")
+    for name in (buckets.audit, buckets.raw):
+        s3.create_bucket(
+            Bucket=name, CreateBucketConfiguration={"LocationConstraint": aws.region()}
+        )
+    return buckets
+
+
+@pytest.fixture
+def buckets() -> Buckets:
+    return create_buckets()
+
+
+@pytest.fixture
+def writer(buckets, tmp_path) -> Iterator[AuditWriter]:
+    writer = AuditWriter(
+        audit_bucket=buckets.audit,
+        raw_bucket=buckets.raw,
+        spool_dir=tmp_path / "spool",
+        flush_seconds=5,
+        retry_initial_seconds=0.1,
+        retry_max_seconds=0.5,
+    )
+    yield writer
+    writer.close()
+
+
+@contextmanager
+def serve(app) -> Iterator[str]:
+    """``app`` under a real uvicorn on a free loopback port, in a thread; yields its URL."""
+    port = services.free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture
+def audited_url(writer) -> Iterator[str]:
+    with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
+        yield url

@@ -1,0 +1,138 @@
+"""Delivery of records when S3 goes away, when the server stops, and across restarts."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from centralllm import aws
+from centralllm.serving.middleware import AuditMiddleware
+from centralllm.serving.tests import fake_vllm
+from centralllm.serving.tests.conftest import HEADERS, create_buckets, serve
+from centralllm.serving.writer import AuditWriter, spooled_request_ids
+from devtools import services
+
+CHAT = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
+
+
+def _chat(url: str) -> str:
+    response = httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers=HEADERS, timeout=10)
+    assert response.status_code == 200
+    return response.headers["x-request-id"]
+
+
+def _spooled(spool_dir) -> list[str]:
+    return sorted(spooled_request_ids(spool_dir))
+
+
+def _wait_until(condition, timeout: float = 15, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _versions(bucket: str) -> list[str]:
+    """Every version ever stored in ``bucket``: a key written twice shows up twice."""
+    listing = aws.client("s3").list_object_versions(Bucket=bucket)
+    return [version["Key"] for version in listing.get("Versions", ())]
+
+
+def test_s3_down_then_back_loses_nothing_and_writes_nothing_twice(tmp_path, monkeypatch):
+    spool = tmp_path / "spool"
+    local_aws = services.LocalAWS().start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", local_aws.url)
+    buckets = create_buckets()
+    writer = AuditWriter(
+        audit_bucket=buckets.audit,
+        raw_bucket=buckets.raw,
+        spool_dir=spool,
+        retry_initial_seconds=0.2,
+        retry_max_seconds=1,
+    )
+    try:
+        with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
+            _chat(url)
+            buckets.wait_for_records(1)
+
+            local_aws.stop()
+            started = time.perf_counter()
+            during_outage = [_chat(url) for _ in range(5)]
+            assert time.perf_counter() - started < 5, "an S3 outage slowed the requests down"
+            _wait_until(lambda: _spooled(spool) == sorted(during_outage), what="the spool")
+
+            # moto keeps nothing across a restart: the buckets come back empty, versioned so
+            # that a second write of any key would show.
+            local_aws = services.LocalAWS(port=local_aws.port).start()
+            s3 = aws.client("s3")
+            for bucket in (buckets.audit, buckets.raw):
+                s3.create_bucket(
+                    Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": aws.region()}
+                )
+                s3.put_bucket_versioning(
+                    Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+                )
+            buckets.wait_for_records(5)
+            _wait_until(lambda: not _spooled(spool), what="an empty spool")
+            time.sleep(2)  # more than the longest backoff: a stray retry would have happened
+
+        delivered = sorted(key.rsplit("/", 1)[1].removesuffix(".json") for key in buckets.records())
+        assert delivered == sorted(during_outage)
+        assert len(_versions(buckets.audit)) == 5
+        assert len(_versions(buckets.raw)) == 5
+    finally:
+        writer.close()
+        local_aws.stop()
+
+
+def test_records_spooled_at_shutdown_are_delivered_by_the_next_process(tmp_path, monkeypatch):
+    buckets = create_buckets()
+    spool = tmp_path / "spool"
+    session_endpoint = os.environ["AWS_ENDPOINT_URL"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{services.free_port()}")
+    first = AuditWriter(audit_bucket=buckets.audit, raw_bucket=buckets.raw, spool_dir=spool)
+    with serve(AuditMiddleware(fake_vllm.app, writer=first)) as url:
+        request_ids = [_chat(url) for _ in range(3)]
+    assert _spooled(spool) == sorted(request_ids)
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", session_endpoint)
+    second = AuditWriter(audit_bucket=buckets.audit, raw_bucket=buckets.raw, spool_dir=spool)
+    try:
+        assert len(buckets.wait_for_records(3)) == 3
+        _wait_until(lambda: not _spooled(spool), what="an empty spool")
+    finally:
+        second.close()
+
+
+def test_sigterm_flushes_the_queue_and_the_spool(tmp_path):
+    buckets = create_buckets()
+    port = services.free_port()
+    env = {
+        **os.environ,
+        "AUDIT_BUCKET": buckets.audit,
+        "RAW_BUCKET": buckets.raw,
+        "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    app = "centralllm.serving.tests.fake_vllm:audited"
+    uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "--log-level", "warning"]
+    server = subprocess.Popen([*uvicorn, "--port", str(port), app], env=env, start_new_session=True)
+    try:
+        services.wait_for_port(port)
+        with ThreadPoolExecutor(8) as pool:
+            request_ids = list(pool.map(lambda _: _chat(f"http://127.0.0.1:{port}"), range(120)))
+        before = len(buckets.records())
+        # To the whole process group, as `make run` and Ctrl-C do: the uploader must live on.
+        os.killpg(server.pid, signal.SIGTERM)
+        # uvicorn re-raises the signal once it has shut down cleanly.
+        assert server.wait(30) in (0, -signal.SIGTERM)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    assert before < len(request_ids), "the writer kept up: nothing was left to flush"
+    delivered = {key.rsplit("/", 1)[1].removesuffix(".json") for key in buckets.records()}
+    assert delivered == set(request_ids)
+    assert not _spooled(tmp_path / "spool")

@@ -1,0 +1,153 @@
+"""The audit middleware around an imitation of vLLM, under a real uvicorn, called over HTTP."""
+
+import hashlib
+import json
+import threading
+import uuid
+
+import httpx
+import pytest
+
+from centralllm.audit import contract
+from centralllm.serving.middleware import REQUIRED_HEADERS, AuditMiddleware
+from centralllm.serving.tests import fake_vllm
+from centralllm.serving.tests.conftest import HEADERS, serve
+
+CHAT = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
+
+
+def test_plain_completion_is_passed_through_and_audited(audited_url, buckets):
+    body = json.dumps({**CHAT, "max_tokens": 16}).encode()
+    headers = {**HEADERS, "x-api-key-id": "key-42", "content-type": "application/json"}
+    response = httpx.post(f"{audited_url}/v1/chat/completions", content=body, headers=headers)
+
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "The quick brown fox jumps"
+    request_id = response.headers["x-request-id"]
+    seen = fake_vllm.SEEN[request_id]
+    assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+    record = buckets.record(request_id)
+    assert record["project"] == "smoke-test"
+    assert record["user"] == "qa"
+    assert record["requestType"] == "chat"
+    assert record["apiKeyId"] == "key-42"
+    assert record["model"] == "ministral-8b-instruct"
+    assert record["path"] == "/v1/chat/completions"
+    assert (record["status"], record["outcome"], record["stream"]) == (200, "ok", False)
+    assert record["usage"] == {"promptTokens": 7, "completionTokens": 5, "totalTokens": 12}
+    assert record["prompt"] == "user: ping"
+    assert record["completion"] == "The quick brown fox jumps"
+    assert record["latencyMs"] > 0
+    assert record["ttftMs"] is None
+    assert record["error"] is None
+    assert contract.validate_record(record) == record
+
+    raw = buckets.read(buckets.raw, record["rawKey"])
+    assert raw["request"]["body"] == json.loads(body)
+    assert raw["response"]["body"]["usage"]["total_tokens"] == 12
+
+
+def test_stream_reaches_the_client_unbuffered_and_is_audited(audited_url, buckets):
+    gate = uuid.uuid4().hex
+    fake_vllm.GATES[gate] = threading.Event()
+    body = {**CHAT, "stream": True, "gate": gate}
+    url = f"{audited_url}/v1/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=HEADERS) as response:
+        lines = response.iter_lines()
+        first = next(line for line in lines if line)
+        # The upstream holds every later chunk until the client has the first one: a buffering
+        # middleware would make it wait out its gate.
+        fake_vllm.GATES[gate].set()
+        rest = [line for line in lines if line]
+        request_id = response.headers["x-request-id"]
+
+    assert json.loads(first.removeprefix("data: "))["choices"][0]["delta"]["role"] == "assistant"
+    assert rest[-1] == "data: [DONE]"
+    assert fake_vllm.SEEN[request_id]["gate_opened"] is True
+
+    record = buckets.record(request_id)
+    assert (record["status"], record["outcome"], record["stream"]) == (200, "ok", True)
+    assert record["completion"] == "The quick brown fox jumps"
+    assert record["usage"]["totalTokens"] == 12
+    assert 0 < record["ttftMs"] <= record["latencyMs"]
+    raw = buckets.read(buckets.raw, record["rawKey"])
+    assert len(raw["response"]["body"]) == len(fake_vllm.REPLY_WORDS) + 1
+
+
+@pytest.mark.parametrize("missing", REQUIRED_HEADERS)
+def test_a_missing_header_is_rejected_and_audited(audited_url, buckets, missing):
+    headers = {name: value for name, value in HEADERS.items() if name != missing}
+    response = httpx.post(f"{audited_url}/v1/chat/completions", json=CHAT, headers=headers)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == missing
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "missing_header"
+    assert missing in error["message"]
+    request_id = response.headers["x-request-id"]
+    assert request_id not in fake_vllm.SEEN
+
+    record = buckets.record(request_id)
+    assert (record["status"], record["outcome"]) == (400, "client_error")
+    assert record["error"]["type"] == "invalid_request_error"
+    assert missing in record["error"]["message"]
+
+
+def test_health_and_model_list_need_no_headers(audited_url, buckets):
+    assert httpx.get(f"{audited_url}/health").status_code == 200
+    models = httpx.get(f"{audited_url}/v1/models")
+    assert models.json()["data"][0]["id"] == "ministral-8b-instruct"
+    assert "x-request-id" not in models.headers
+
+
+def test_upstream_error_is_passed_through_and_audited(audited_url, buckets):
+    response = httpx.post(f"{audited_url}/v1/fail", json=CHAT, headers=HEADERS)
+
+    assert response.status_code == 500
+    assert response.json()["error"]["message"] == "engine died"
+    record = buckets.record(response.headers["x-request-id"])
+    assert (record["status"], record["outcome"]) == (500, "server_error")
+    assert record["error"] == {"type": "InternalServerError", "message": "engine died"}
+
+
+def test_client_disconnect_mid_stream_is_cancelled(audited_url, buckets):
+    body = {**CHAT, "stream": True, "chunks": 400, "chunk_delay": 0.02}
+    url = f"{audited_url}/v1/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=HEADERS) as response:
+        received = [line for _, line in zip(range(6), response.iter_lines(), strict=False)]
+        request_id = response.headers["x-request-id"]
+    assert len(received) == 6
+
+    record = buckets.record(request_id)
+    assert (record["status"], record["outcome"]) == (200, "cancelled")
+    assert record["completion"].startswith("The quick")
+    assert len(record["completion"].split()) < 400
+    assert fake_vllm.SEEN[request_id]["disconnected"] is True
+
+
+def test_the_gateway_request_id_is_used(audited_url, buckets):
+    gateway_id = f"gw-{uuid.uuid4()}"
+    headers = {**HEADERS, "x-amzn-requestid": gateway_id}
+    response = httpx.post(f"{audited_url}/v1/chat/completions", json=CHAT, headers=headers)
+
+    assert response.headers["x-request-id"] == gateway_id
+    assert gateway_id in fake_vllm.SEEN
+    assert buckets.record(gateway_id)["requestId"] == gateway_id
+
+
+def test_an_unusable_request_id_is_replaced(audited_url, buckets):
+    headers = {**HEADERS, "x-request-id": "../../logs/someone-else"}
+    response = httpx.post(f"{audited_url}/v1/chat/completions", json=CHAT, headers=headers)
+
+    request_id = response.headers["x-request-id"]
+    assert "/" not in request_id
+    assert buckets.record(request_id)["status"] == 200
+
+
+def test_lifespan_reaches_the_app(writer):
+    fake_vllm.LIFESPAN.clear()
+    with serve(AuditMiddleware(fake_vllm.app, writer=writer)):
+        assert fake_vllm.LIFESPAN == ["lifespan.startup"]
+    assert fake_vllm.LIFESPAN == ["lifespan.startup", "lifespan.shutdown"]

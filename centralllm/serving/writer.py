@@ -1,0 +1,185 @@
+"""Get audit records off the request path and onto disk, then to S3, and never lose one.
+
+Two stages, so that the serving process pays microseconds per request:
+
+1. ``AuditWriter.submit`` (on the event loop) puts the captured exchange on a bounded queue
+   and never blocks; a background thread gathers what arrives within ``BATCH_SECONDS`` and
+   writes it to ``AUDIT_SPOOL_DIR`` as one file (to a temporary name, then renamed: a crash
+   never leaves half a file). When the queue is full, the event loop writes the file itself
+   rather than drop the record or wait.
+2. An uploader process (``centralllm.serving.uploader``, started by the writer, at low CPU
+   priority) turns spool files into records and puts them to S3, deleting each file once both
+   objects of each of its records are stored; when S3 fails it retries with backoff. Parsing
+   bodies and boto3's ~2-3 ms of CPU per put would otherwise hold the serving process's GIL.
+
+The spool is a write-ahead log: a record is safe on disk before anything talks to S3, so an
+S3 outage of any length loses nothing, and files left by a process that died are delivered
+by the next one. A retried put cannot create a duplicate: the S3 key is the request id, so
+it overwrites the same object with the same bytes (S3 may announce that overwrite again; the
+ingest is idempotent for that reason).
+
+On shutdown (ASGI lifespan shutdown, or atexit as a fallback) ``close`` drains the queue to
+disk and gives the uploader ``AUDIT_FLUSH_SECONDS`` to deliver the spool; what is left stays
+on disk for the next start. Mount the spool directory on the host so that it survives a task.
+
+Settings (environment): AUDIT_BUCKET, RAW_BUCKET, AUDIT_SPOOL_DIR (default
+/tmp/llm-audit-spool), AUDIT_QUEUE_SIZE (1024), AUDIT_FLUSH_SECONDS (20),
+AUDIT_RETRY_MAX_SECONDS (30). Use one spool directory per serving process.
+"""
+
+import atexit
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+from centralllm.audit import contract
+from centralllm.serving import records
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPOOL_DIR = "/tmp/llm-audit-spool"  # noqa: S108 - the task's own scratch disk
+SPOOL_SUFFIX = ".exchanges"
+# The writer thread gathers what arrives within this time into one spool file: one write and
+# one round of the GIL per batch rather than per request.
+BATCH_SECONDS = 0.02
+
+
+class Exchange(Protocol):
+    def encoded(self) -> bytes:
+        """The exchange as a spool entry (see centralllm.serving.records)."""
+        ...
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        *,
+        audit_bucket: str,
+        raw_bucket: str,
+        spool_dir: str | Path = DEFAULT_SPOOL_DIR,
+        max_queue: int = 1024,
+        flush_seconds: float = 20,
+        retry_initial_seconds: float = 1,
+        retry_max_seconds: float = 30,
+    ) -> None:
+        self.spool_dir = Path(spool_dir)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.flush_seconds = flush_seconds
+        self.max_queue = max_queue
+        # SimpleQueue is C and lock-free to put to; the bound is kept by submit().
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+        # The uploader stops when its stdin closes: on close(), or when this process dies.
+        uploader = [sys.executable, "-m", "centralllm.serving.uploader", str(self.spool_dir)]
+        uploader += ["--audit-bucket", audit_bucket, "--raw-bucket", raw_bucket]
+        uploader += ["--flush-seconds", str(flush_seconds)]
+        uploader += ["--retry-initial-seconds", str(retry_initial_seconds)]
+        uploader += ["--retry-max-seconds", str(retry_max_seconds)]
+        self._uploader = subprocess.Popen(uploader, stdin=subprocess.PIPE, env=_uploader_env())
+        # Fallback for servers that never send the ASGI lifespan shutdown.
+        atexit.register(self.close)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "AuditWriter":
+        return cls(
+            audit_bucket=environ.get("AUDIT_BUCKET") or contract.DEFAULT_AUDIT_BUCKET,
+            raw_bucket=environ.get("RAW_BUCKET") or contract.DEFAULT_RAW_BUCKET,
+            spool_dir=environ.get("AUDIT_SPOOL_DIR") or DEFAULT_SPOOL_DIR,
+            max_queue=int(environ.get("AUDIT_QUEUE_SIZE") or 1024),
+            flush_seconds=float(environ.get("AUDIT_FLUSH_SECONDS") or 20),
+            retry_max_seconds=float(environ.get("AUDIT_RETRY_MAX_SECONDS") or 30),
+        )
+
+    def submit(self, exchange: Exchange) -> None:
+        """Queue an exchange for the spool. Never blocks: when the queue is full, spool it now."""
+        if self._queue.qsize() < self.max_queue and not self._closed.is_set():
+            self._queue.put(exchange)
+        else:
+            self._spool([exchange])
+
+    def close(self) -> None:
+        """Spool what is queued, let the uploader deliver the spool (bounded), stop both."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._queue.put(None)
+        self._thread.join()
+        self._uploader.stdin.close()
+        try:
+            self._uploader.wait(self.flush_seconds + 5)
+        except subprocess.TimeoutExpired:
+            log.error("audit: the uploader did not stop; records stay in %s", self.spool_dir)
+            self._uploader.kill()
+            self._uploader.wait()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            time.sleep(BATCH_SECONDS)
+            while not self._queue.empty():
+                batch.append(self._queue.get())
+            self._spool([exchange for exchange in batch if exchange is not None])
+            if None in batch:
+                return
+
+    def _spool(self, batch: list[Exchange]) -> None:
+        entries = []
+        for exchange in batch:
+            try:
+                entries.append(exchange.encoded())
+            except Exception:
+                log.exception("audit: could not encode the record of a request")
+        if entries:
+            write_spool_file(self.spool_dir, new_spool_name(), b"".join(entries))
+
+
+def _uploader_env() -> dict[str, str]:
+    """This environment, with the directory holding ``centralllm`` first on PYTHONPATH: the
+    uploader must import the very package the server found, however the server found it."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def new_spool_name() -> str:
+    """Unique, and sorting by name sorts by age."""
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{SPOOL_SUFFIX}"
+
+
+def write_spool_file(spool_dir: Path, name: str, data: bytes) -> None:
+    """Write to a dot-name (never listed as spooled), then rename: never half a file."""
+    temporary = spool_dir / f".{name}.{threading.get_ident()}.tmp"
+    temporary.write_bytes(data)
+    os.replace(temporary, spool_dir / name)
+
+
+def spooled_files(spool_dir: Path) -> list[Path]:
+    """Spool files, oldest first."""
+    names = sorted(
+        entry.name
+        for entry in os.scandir(spool_dir)
+        if entry.name.endswith(SPOOL_SUFFIX) and not entry.name.startswith(".")
+    )
+    return [spool_dir / name for name in names]
+
+
+def spooled_request_ids(spool_dir: Path) -> list[str]:
+    """The request ids waiting in the spool (for tests, benchmarks and operators)."""
+    request_ids = []
+    for path in spooled_files(spool_dir):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue  # delivered meanwhile
+        request_ids += [meta["requestId"] for meta, _ in records.exchanges(data)]
+    return request_ids
