@@ -1,0 +1,57 @@
+"""One contract end to end: what the middleware writes, the Lambda's handler ingests, and the
+explorer's queries find."""
+
+from urllib.parse import quote_plus
+
+import httpx
+import pytest
+
+from centralllm import aws
+from centralllm.audit import contract, items, rollups
+from centralllm.audit.local_ingest import load_lambda_handler
+from centralllm.audit.table import create_table_request
+from centralllm.serving.tests.conftest import HEADERS
+
+
+@pytest.fixture
+def audit_table(monkeypatch, buckets) -> str:
+    name = f"roundtrip-{buckets.audit}"
+    aws.client("dynamodb").create_table(**create_table_request(name))
+    monkeypatch.setenv("TABLE_NAME", name)
+    yield name
+    aws.client("dynamodb").delete_table(TableName=name)
+
+
+def _s3_event(bucket: str, key: str) -> dict:
+    """The notification S3 sends the Lambda: the key URL-encoded."""
+    s3 = {"bucket": {"name": bucket}, "object": {"key": quote_plus(key, safe="/")}}
+    return {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3}]}
+
+
+def test_a_record_from_the_middleware_is_ingested_and_found_by_every_index(
+    audited_url, buckets, audit_table
+):
+    headers = {**HEADERS, "x-api-key-id": "key-7"}
+    chat = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
+    ok = httpx.post(f"{audited_url}/v1/chat/completions", json=chat, headers=headers)
+    error = httpx.post(f"{audited_url}/v1/fail", json=chat, headers=headers)
+    assert (ok.status_code, error.status_code) == (200, 500)
+    ids = {ok.headers["x-request-id"], error.headers["x-request-id"]}
+    handler = load_lambda_handler()
+
+    for key in buckets.wait_for_records(2):
+        handler(_s3_event(buckets.audit, key), None)
+
+    by_user = {item["id"] for item in items.query_user("qa").items}
+    by_ok_status = {item["id"] for item in items.query_status(200).items}
+    by_project = [item["id"] for item in items.query_project_latency("smoke-test").items]
+    by_error_status = {item["id"] for item in items.query_status(500).items}
+    assert by_user == ids
+    assert by_ok_status == {ok.headers["x-request-id"]}
+    assert by_error_status == {error.headers["x-request-id"]}
+    assert set(by_project) == ids
+    first = contract.parse_timestamp(items.get_item(by_project[0])["createdAt"])
+    summary = rollups.summarize(rollups.read_rollups("project", "smoke-test", first, first))
+    assert summary["requests"] == 2
+    assert summary["errors"] == 1
+    assert rollups.summarize(rollups.read_rollups("apiKey", "key-7", first, first))["requests"] == 2
