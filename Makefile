@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint install clean vllm-env serve-model
+.PHONY: run test lint install clean vllm-env serve-model manage
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
@@ -17,6 +17,10 @@ install: $(INSTALLED)
 
 run: $(INSTALLED)
 	$(PY) -m devtools.run
+
+# A management command against the running `make run`, e.g. make manage CMD="env plan local"
+manage: $(INSTALLED)
+	$(PY) -m devtools.manage $(CMD)
 
 test: $(INSTALLED)
 	$(PY) -m devtools.prepare_tests

@@ -47,6 +47,7 @@ def main() -> int:
         else:
             print("AWS: real AWS through the default credential chain")
 
+        _write_local_env()
         subprocess.run([*MANAGE, "migrate", "--no-input", "-v", "0"], check=True)
         subprocess.run([*MANAGE, "ensure_local_admin"], check=True)
         if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
@@ -68,6 +69,28 @@ def main() -> int:
         return 1
     finally:
         stop_all()
+        LOCAL_ENV.unlink(missing_ok=True)
+
+
+# What `devtools.manage` needs to reach the services this run started. None of it is secret:
+# the local AWS takes any credentials.
+LOCAL_ENV = services.VAR / "local.env"
+_SHARED = (
+    "DJANGO_DEBUG",
+    "REDIS_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+)
+
+
+def _write_local_env() -> None:
+    shared = {name: os.environ[name] for name in _SHARED if name in os.environ}
+    if not services.is_local_endpoint(shared.get("AWS_ENDPOINT_URL")):
+        shared = {name: value for name, value in shared.items() if not name.startswith("AWS_")}
+    LOCAL_ENV.write_text("".join(f"{name}={value}\n" for name, value in shared.items()))
 
 
 def _long_running() -> dict[str, list[str]]:

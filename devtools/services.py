@@ -30,6 +30,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) == 0
+
+
 def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -187,6 +192,10 @@ class LocalAWS:
         return self.state_dir / "moto-recording.jsonl" if self.state_dir else None
 
     def start(self) -> "LocalAWS":
+        if port_in_use(self.port):
+            raise ServiceError(
+                f"port {self.port} is taken (another make run?): stop it or set LOCAL_AWS_PORT"
+            )
         env = {**os.environ, **MOTO_ENV}
         replay = 0
         if self.recording:

@@ -1,5 +1,7 @@
 import uuid
 
+import pytest
+
 from centralllm import aws
 from devtools import services
 
@@ -36,5 +38,15 @@ def test_a_fresh_local_aws_without_state_starts_empty(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", local_aws.url)
     try:
         assert aws.client("s3").list_buckets()["Buckets"] == []
+    finally:
+        local_aws.stop()
+
+
+def test_a_second_local_aws_on_a_taken_port_is_refused_with_a_reason():
+    local_aws = services.LocalAWS().start()
+    try:
+        with pytest.raises(services.ServiceError, match=f"port {local_aws.port} is taken"):
+            services.LocalAWS(port=local_aws.port).start()
+        assert local_aws.alive()
     finally:
         local_aws.stop()
