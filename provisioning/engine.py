@@ -106,15 +106,19 @@ def _run(
         ctx.close()
 
 
+def _blocked(ctx: Context, cls: type[Resource]) -> list[str]:
+    """The dependencies found absent: the resource cannot be looked up without their outputs."""
+    return [dep for dep in cls.depends_on if isinstance(ctx.outputs.get(dep), Pending)]
+
+
 def _observe(ctx: Context) -> list[tuple[Resource, dict | None]]:
     """Read every resource in order, recording outputs (pending for what is absent)."""
     observed = []
     for cls in ordered(ctx.spec):
         resource = cls(ctx)
         ctx.step = cls.key
-        blocked = any(isinstance(ctx.outputs.get(dep), Pending) for dep in cls.depends_on)
         with _about(resource):
-            current = None if blocked else resource.read()
+            current = None if _blocked(ctx, cls) else resource.read()
             ctx.outputs[cls.key] = Pending() if current is None else resource.outputs(current)
         observed.append((resource, current))
     return observed
@@ -127,7 +131,7 @@ def plan(target: Spec | Declared, progress: Progress | None = None) -> list[Chan
         for resource, current in _observe(ctx):
             cls = type(resource)
             if current is None:
-                blocked = [d for d in cls.depends_on if isinstance(ctx.outputs.get(d), Pending)]
+                blocked = _blocked(ctx, cls)
                 note = f"after {', '.join(blocked)}" if blocked else ""
                 changes.append(Change(cls.key, cls.title, CREATE, note=note))
                 continue
@@ -207,12 +211,18 @@ def destroy(
     with _run(spec, progress, None) as ctx:
         outcomes = {}
         for resource, current in reversed(_observe(ctx)):
-            remove = partial(_remove, resource, current, delete_data=delete_data)
+            blocked = _blocked(ctx, type(resource))
+            remove = partial(_remove, resource, current, blocked, delete_data=delete_data)
             outcomes[resource.key] = _step(ctx, resource, remove)
         return Result(outcomes, dict(ctx.calls))
 
 
-def _remove(resource: Resource, current: dict | None, *, delete_data: bool) -> str:
+def _remove(
+    resource: Resource, current: dict | None, blocked: list[str], *, delete_data: bool
+) -> str:
+    if blocked:
+        # Not looked up, so it may still exist (if made by hand): say so rather than "absent".
+        return f"not looked up ({', '.join(blocked)} absent)"
     if current is None:
         return "absent"
     if not resource.managed:

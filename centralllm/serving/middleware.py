@@ -11,8 +11,8 @@ Loaded by ``vllm serve ... --middleware centralllm.serving.middleware.AuditMiddl
   and timestamps. Everything else happens off the event loop: the writer thread spools the
   captured bytes to disk, and a separate uploader process parses them into the record
   (prompt, completion, usage, SSE chunks) and puts it to S3 (see ``writer``).
-- The request id is the gateway's (``GATEWAY_REQUEST_ID_HEADERS``) when it sends a usable
-  one, else a new one. It is the record's S3 key, is returned in ``x-request-id`` and is
+- The request id is the gateway's (``x-request-id``) when it sends a usable one, else a
+  new one. It is the record's S3 key, is returned in ``x-request-id`` and is
   passed on to vLLM in ``x-request-id`` (vLLM's own request id, so its logs match).
 - A client that goes away before the response is complete makes the record ``cancelled``.
 - The ASGI lifespan passes through to the app; on its shutdown the writer is flushed.
@@ -37,9 +37,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUIRED_HEADERS = (records.SOURCE_HEADER, records.USER_HEADER, records.REQUEST_TYPE_HEADER)
-# API Gateway passes its own request id (an integration header mapping from
-# context.requestId); the first of these that holds a usable id wins.
-GATEWAY_REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-request-id")
+# API Gateway passes its own request id here (an integration header mapping from
+# context.requestId, which replaces any value the client sent). Only this header: the id is
+# the record's S3 key, so an id a client can choose could overwrite another request's record.
 REQUEST_ID_HEADER = b"x-request-id"
 EXEMPT_PATHS = frozenset({"/health", "/metrics", "/v1/models"})
 AUDITED_PREFIX = "/v1/"
@@ -47,10 +47,8 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 # The id becomes an S3 key and part of DynamoDB sort keys: letters, digits, '.', '_', '-'.
 _USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_GATEWAY_REQUEST_ID_HEADERS = tuple(name.encode() for name in GATEWAY_REQUEST_ID_HEADERS)
 _HEADERS_READ = frozenset(
-    name.encode()
-    for name in (*REQUIRED_HEADERS, *GATEWAY_REQUEST_ID_HEADERS, records.API_KEY_ID_HEADER)
+    [REQUEST_ID_HEADER, *(name.encode() for name in (*REQUIRED_HEADERS, records.API_KEY_ID_HEADER))]
 )
 
 
@@ -195,11 +193,8 @@ class AuditedExchange:
         self.exception: BaseException | None = None
 
     def _gateway_request_id(self) -> str | None:
-        for name in _GATEWAY_REQUEST_ID_HEADERS:
-            value = self.headers.get(name)
-            if value and _USABLE_REQUEST_ID.fullmatch(value.strip()):
-                return value.strip().decode()
-        return None
+        value = self.headers.get(REQUEST_ID_HEADER, b"").strip()
+        return value.decode() if _USABLE_REQUEST_ID.fullmatch(value) else None
 
     def missing_header(self) -> bytes | None:
         for name in _REJECTIONS:
@@ -210,9 +205,9 @@ class AuditedExchange:
     # Bookkeeping on the event loop: references and timestamps only.
 
     def add_request_body(self, body: bytes) -> None:
-        if body and self.request_size < self.max_body_bytes:
-            self.request_body.append(body)
-        self.request_size += len(body)
+        self.request_size = _capture(
+            self.request_body, body, self.request_size, self.max_body_bytes
+        )
 
     def response_started(self, status: int, headers: list) -> None:
         self.status = status
@@ -222,9 +217,9 @@ class AuditedExchange:
         if body:
             if self.first_body_at is None:
                 self.first_body_at = time.perf_counter()
-            if self.response_size < self.max_body_bytes:
-                self.response_body.append(body)
-            self.response_size += len(body)
+            self.response_size = _capture(
+                self.response_body, body, self.response_size, self.max_body_bytes
+            )
         if not more_body:
             self.complete = True
             self.finished_at = time.perf_counter()
@@ -273,8 +268,8 @@ class AuditedExchange:
         }
         return records.encode_exchange(
             meta,
-            _joined(self.request_body, self.max_body_bytes),
-            _joined(self.response_body, self.max_body_bytes),
+            b"".join(self.request_body),
+            b"".join(self.response_body),
         )
 
     def _content_type(self) -> str:
@@ -284,6 +279,10 @@ class AuditedExchange:
         return ""
 
 
-def _joined(chunks: list[bytes], limit: int) -> bytes:
-    joined = b"".join(chunks)
-    return joined if len(joined) <= limit else joined[:limit]
+def _capture(chunks: list[bytes], body: bytes, size: int, limit: int) -> int:
+    """Keep what of ``body`` fits under ``limit`` (a reference, or one copy of the part that
+    fits, so that one huge chunk is not held whole until the writer runs); the new size."""
+    room = limit - size
+    if body and room > 0:
+        chunks.append(body if len(body) <= room else body[:room])
+    return size + len(body)

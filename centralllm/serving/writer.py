@@ -11,6 +11,7 @@ Two stages, so that the serving process pays microseconds per request:
    priority) turns spool files into records and puts them to S3, deleting each file once both
    objects of each of its records are stored; when S3 fails it retries with backoff. Parsing
    bodies and boto3's ~2-3 ms of CPU per put would otherwise hold the serving process's GIL.
+   If it dies (killed when memory runs out, say), the writer thread starts another.
 
 The spool is a write-ahead log: a record is safe on disk before anything talks to S3, so an
 S3 outage of any length loses nothing, and files left by a process that died are delivered
@@ -74,18 +75,22 @@ class AuditWriter:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.flush_seconds = flush_seconds
         self.max_queue = max_queue
-        # SimpleQueue is C and lock-free to put to; the bound is kept by submit().
+        # SimpleQueue is C and cheap to put to; the bound is kept by submit().
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._closed = threading.Event()
+        # Orders submit() against close(): nothing is queued after close's end marker.
+        self._lock = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
         # The uploader stops when its stdin closes: on close(), or when this process dies.
-        uploader = [sys.executable, "-m", "centralllm.serving.uploader", str(self.spool_dir)]
-        uploader += ["--audit-bucket", audit_bucket, "--raw-bucket", raw_bucket]
-        uploader += ["--flush-seconds", str(flush_seconds)]
-        uploader += ["--retry-initial-seconds", str(retry_initial_seconds)]
-        uploader += ["--retry-max-seconds", str(retry_max_seconds)]
-        self._uploader = subprocess.Popen(uploader, stdin=subprocess.PIPE, env=_uploader_env())
+        self._uploader_command = [
+            *(sys.executable, "-m", "centralllm.serving.uploader", str(self.spool_dir)),
+            *("--audit-bucket", audit_bucket, "--raw-bucket", raw_bucket),
+            *("--flush-seconds", str(flush_seconds)),
+            *("--retry-initial-seconds", str(retry_initial_seconds)),
+            *("--retry-max-seconds", str(retry_max_seconds)),
+        ]
+        self._uploader = self._start_uploader()
         # Fallback for servers that never send the ASGI lifespan shutdown.
         atexit.register(self.close)
 
@@ -102,17 +107,19 @@ class AuditWriter:
 
     def submit(self, exchange: Exchange) -> None:
         """Queue an exchange for the spool. Never blocks: when the queue is full, spool it now."""
-        if self._queue.qsize() < self.max_queue and not self._closed.is_set():
-            self._queue.put(exchange)
-        else:
-            self._spool([exchange])
+        with self._lock:
+            if self._queue.qsize() < self.max_queue and not self._closed:
+                self._queue.put(exchange)
+                return
+        self._spool([exchange])
 
     def close(self) -> None:
         """Spool what is queued, let the uploader deliver the spool (bounded), stop both."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._queue.put(None)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         self._thread.join()
         self._uploader.stdin.close()
         try:
@@ -131,6 +138,15 @@ class AuditWriter:
             self._spool([exchange for exchange in batch if exchange is not None])
             if None in batch:
                 return
+            if self._uploader.poll() is not None:
+                # Killed (out of memory?) or crashed: without it the spool only grows.
+                log.error(
+                    "audit: the uploader exited (%s); starting it again", self._uploader.returncode
+                )
+                self._uploader = self._start_uploader()
+
+    def _start_uploader(self) -> subprocess.Popen:
+        return subprocess.Popen(self._uploader_command, stdin=subprocess.PIPE, env=_uploader_env())
 
     def _spool(self, batch: list[Exchange]) -> None:
         entries = []
@@ -139,8 +155,13 @@ class AuditWriter:
                 entries.append(exchange.encoded())
             except Exception:
                 log.exception("audit: could not encode the record of a request")
-        if entries:
+        if not entries:
+            return
+        try:
             write_spool_file(self.spool_dir, new_spool_name(), b"".join(entries))
+        except OSError:
+            # A full or broken disk: say so loudly, but keep serving and keep the thread alive.
+            log.exception("audit: could not spool %d records to %s", len(entries), self.spool_dir)
 
 
 def _uploader_env() -> dict[str, str]:

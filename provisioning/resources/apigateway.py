@@ -37,26 +37,32 @@ class VpcLink(Resource):
     depends_on = ("elbv2.load_balancer",)
 
     def desired(self) -> dict:
-        return {"targets": [self.output("elbv2.load_balancer")["arn"]]}
+        # Creating a VPC link takes minutes and the API cannot use it before: a link still
+        # PENDING (an apply interrupted while waiting) is waited for by update.
+        return {"targets": [self.output("elbv2.load_balancer")["arn"]], "status": "AVAILABLE"}
 
     def _found(self) -> dict | None:
         return _find(self.client.get_paginator("get_vpc_links").paginate(), self.name)
 
     def read(self) -> dict | None:
         link = self._found()
-        if link is None or link.get("status") in ("DELETING", "FAILED"):
+        if link is None or link.get("status") == "DELETING":
             return None
-        return {"id": link["id"], "targets": link["targetArns"], "status": link.get("status")}
+        # A FAILED link is reported (update says so) rather than replaced by a twin of its name.
+        return {"id": link["id"], "targets": link["targetArns"], "status": link["status"]}
 
     def create(self, desired: dict) -> None:
-        link = self.client.create_vpc_link(name=self.name, targetArns=desired["targets"])
-        # Creating a VPC link takes minutes; the API cannot use it before.
-        wait_until(self.ctx, lambda: self._available(link["id"]), what="the VPC link")
+        self.client.create_vpc_link(name=self.name, targetArns=desired["targets"])
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        if "targets" in fields:
+            super().update(desired, current, fields)
+        wait_until(self.ctx, lambda: self._available(current["id"]), what="the VPC link")
 
     def _available(self, link_id: str) -> bool:
-        status = self.client.get_vpc_link(vpcLinkId=link_id).get("status", "AVAILABLE")
+        status = self.client.get_vpc_link(vpcLinkId=link_id)["status"]
         if status == "FAILED":
-            raise ProvisioningError("the VPC link failed to become available")
+            raise ProvisioningError("the VPC link failed: delete it, then apply")
         return status == "AVAILABLE"
 
     def delete(self, current: dict) -> None:

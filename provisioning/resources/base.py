@@ -221,9 +221,12 @@ T = TypeVar("T")
 
 def role_not_ready(exc: ClientError) -> bool:
     """A role or instance profile just created is not usable for a few seconds: IAM is
-    eventually consistent, and services answer that they cannot assume or find it."""
+    eventually consistent, and services answer that they cannot assume or find it, or (Lambda,
+    checking its dead-letter queue) that the role lacks the permissions its new policy grants."""
     message = exc.response.get("Error", {}).get("Message", "").lower()
-    return error_code(exc) in _INVALID_INPUT and ("assume" in message or "profile" in message)
+    return error_code(exc) in _INVALID_INPUT and any(
+        hint in message for hint in ("assume", "profile", "does not have permissions")
+    )
 
 
 _INVALID_INPUT = (

@@ -13,6 +13,9 @@ from provisioning.resources.base import (
 from provisioning.resources.elbv2 import VLLM_PORT
 
 TASK_DEFINITION = "inference/ecs-task-definition.json"
+# vLLM answers /health only once the model is loaded (minutes): until then the load balancer's
+# failing health checks must not make ECS replace the task (and the circuit breaker roll back).
+HEALTH_CHECK_GRACE_SECONDS = 600
 
 
 class CapacityProvider(Resource):
@@ -241,6 +244,7 @@ class Service(Resource):
         return {
             "task_definition": self.output("ecs.task_definition")["arn"],
             "desired_count": self.spec.desired_count,
+            "health_check_grace_seconds": HEALTH_CHECK_GRACE_SECONDS,
             "deployment": {
                 "maximumPercent": 200,
                 "minimumHealthyPercent": 50,
@@ -261,7 +265,9 @@ class Service(Resource):
             "task_definition": service["taskDefinition"],
             "desired_count": service["desiredCount"],
         }
-        # The local AWS does not report the deployment configuration: no drift to claim then.
+        # The local AWS reports neither of these: no drift to claim then.
+        if "healthCheckGracePeriodSeconds" in service:
+            current["health_check_grace_seconds"] = service["healthCheckGracePeriodSeconds"]
         if service.get("deploymentConfiguration"):
             current["deployment"] = projected(
                 service["deploymentConfiguration"], self.desired()["deployment"]
@@ -285,6 +291,7 @@ class Service(Resource):
             serviceName=self.name,
             taskDefinition=desired["task_definition"],
             desiredCount=desired["desired_count"],
+            healthCheckGracePeriodSeconds=desired["health_check_grace_seconds"],
             capacityProviderStrategy=[
                 {"capacityProvider": self.ctx.name("CapacityProvider"), "weight": 1}
             ],
@@ -306,6 +313,7 @@ class Service(Resource):
             service=self.name,
             taskDefinition=desired["task_definition"],
             desiredCount=desired["desired_count"],
+            healthCheckGracePeriodSeconds=desired["health_check_grace_seconds"],
             deploymentConfiguration=desired["deployment"],
         )
 

@@ -98,7 +98,7 @@ class Function(Resource):
                 **self._configuration(desired), Code={"ZipFile": self.code}
             ),
             retry_if=_not_ready,
-            why="the new role is not assumable by Lambda yet",
+            why="the new role is not usable by Lambda yet",
         )
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:

@@ -1,8 +1,18 @@
 """SQS: the audit dead-letter queue, and locally the queue that stands in for the ingest Lambda."""
 
-from provisioning.resources.base import Resource, Spec, ignoring
+from botocore.exceptions import ClientError
+
+from provisioning.resources.base import Resource, Spec, error_code, ignoring, retrying
 
 FOURTEEN_DAYS = str(14 * 24 * 3600)
+
+
+def _deleted_recently(exc: ClientError) -> bool:
+    # SQS refuses a queue's name for 60 seconds after the queue is deleted.
+    return error_code(exc) in (
+        "AWS.SimpleQueueService.QueueDeletedRecently",
+        "QueueDeletedRecently",
+    )
 
 
 class Queue(Resource):
@@ -33,7 +43,12 @@ class Queue(Resource):
         }
 
     def create(self, desired: dict) -> None:
-        self.client.create_queue(QueueName=self.name, Attributes=desired["attributes"])
+        retrying(
+            self.ctx,
+            lambda: self.client.create_queue(QueueName=self.name, Attributes=desired["attributes"]),
+            retry_if=_deleted_recently,
+            why="a queue of this name was deleted less than a minute ago",
+        )
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
         self.client.set_queue_attributes(QueueUrl=current["url"], Attributes=desired["attributes"])

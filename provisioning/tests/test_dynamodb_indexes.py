@@ -4,21 +4,11 @@ import pytest
 from botocore.stub import Stubber
 
 from centralllm.audit import table
-from provisioning.models import Environment
-from provisioning.resources.base import Context, Progress
 from provisioning.resources.dynamodb import AuditTable
 
 # A region no other test uses, so the stubbed client is ours alone.
 REGION = "ap-southeast-2"
 USER, STATUS, LATENCY = (index["IndexName"] for index in table.GLOBAL_SECONDARY_INDEXES)
-
-
-class Messages(Progress):
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def message(self, step: str, text: str) -> None:
-        self.lines.append(text)
 
 
 def described(table_status: str = "ACTIVE", **indexes: str) -> dict:
@@ -45,15 +35,9 @@ def described(table_status: str = "ACTIVE", **indexes: str) -> dict:
 
 
 @pytest.fixture
-def resource():
-    spec = Environment(name="stub", suffix="-stub", is_local=True, region=REGION).spec()
-    sleeps: list[float] = []
-    ctx = Context(spec, Messages(), sleep=sleeps.append)
-    resource = AuditTable(ctx)
-    with Stubber(ctx.client("dynamodb")) as stubber:
-        yield resource, stubber, sleeps
-        stubber.assert_no_pending_responses()
-    ctx.close()
+def resource(stubbed):
+    ctx, stubber, sleeps = stubbed("dynamodb", REGION)
+    return AuditTable(ctx), stubber, sleeps
 
 
 def expect_update(stubber: Stubber, index: dict, error: str = "") -> None:

@@ -9,6 +9,7 @@ from botocore.exceptions import EndpointConnectionError
 from centralllm import aws
 from provisioning import engine
 from provisioning.models import Environment
+from provisioning.resources import CATALOGUE
 from provisioning.resources.base import ProvisioningError, is_read_only
 
 # Managed elsewhere: the local AWS's default VPC exists before any apply.
@@ -32,6 +33,12 @@ def test_plan_on_an_empty_account_creates_everything_and_changes_nothing(environ
 
 
 def test_dependencies_come_first():
+    # ordered() skips dependencies an environment does not declare: a misspelt key would
+    # silently drop the ordering, so every dependency must name a resource of the catalogue.
+    known = {cls.key for cls in CATALOGUE}
+    assert len(known) == len(CATALOGUE)
+    for cls in CATALOGUE:
+        assert set(cls.depends_on) <= known, cls.key
     spec_keys = [cls.key for cls in engine.ordered(_any_spec())]
     position = {key: index for index, key in enumerate(spec_keys)}
     for cls in engine.ordered(_any_spec()):
@@ -174,6 +181,8 @@ def test_destroy_removes_everything_but_keeps_the_audit_data_unless_confirmed_tw
         confirm_data=engine.data_confirmation(spec),
     )
     assert {result.outcomes[key] for key in DATA} == {"deleted"}
+    # What depends on an absent resource cannot be looked up: not claimed "absent".
+    assert result.outcomes["apigateway.stage"] == "not looked up (apigateway.rest_api absent)"
     assert {key for key, action in actions(engine.plan(spec)).items() if action == engine.NONE} == (
         NOT_OURS
     )

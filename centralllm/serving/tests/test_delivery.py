@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 
@@ -136,3 +137,63 @@ def test_sigterm_flushes_the_queue_and_the_spool(tmp_path):
     delivered = {key.rsplit("/", 1)[1].removesuffix(".json") for key in buckets.records()}
     assert delivered == set(request_ids)
     assert not _spooled(tmp_path / "spool")
+
+
+def test_a_killed_uploader_is_started_again(writer, buckets):
+    writer._uploader.kill()
+    writer._uploader.wait()
+    with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
+        request_id = _chat(url)
+        assert buckets.record(request_id)["requestId"] == request_id
+
+
+def test_a_broken_spool_fails_no_request_and_stops_no_writer(writer, buckets):
+    spool = writer.spool_dir
+    with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
+        _chat(url)
+        buckets.wait_for_records(1)
+        spool.rmdir()
+        spool.write_bytes(b"")  # a file where the directory was: every write fails
+        _chat(url)
+        time.sleep(0.5)  # the writer thread has tried and failed
+        spool.unlink()
+        spool.mkdir()
+        request_id = _chat(url)
+        assert buckets.record(request_id)["requestId"] == request_id
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_the_uploader_of_a_killed_server_does_not_linger(tmp_path):
+    buckets = create_buckets()
+    port = services.free_port()
+    env = {
+        **os.environ,
+        "AUDIT_BUCKET": buckets.audit,
+        "RAW_BUCKET": buckets.raw,
+        "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    app = "centralllm.serving.tests.fake_vllm:audited"
+    uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "--log-level", "warning"]
+    server = subprocess.Popen([*uvicorn, "--port", str(port), app], env=env)
+    uploader = None
+    try:
+        services.wait_for_port(port)
+        request_ids = {_chat(f"http://127.0.0.1:{port}") for _ in range(3)}
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        (uploader,) = map(int, children)
+        # Records still in the writer's memory die with a SIGKILL; this test is about the uploader.
+        buckets.wait_for_records(len(request_ids))
+        server.kill()  # no lifespan shutdown, no atexit: only the closed pipe tells the uploader
+        server.wait()
+        _wait_until(lambda: not _running(uploader), timeout=15, what="the orphan uploader to exit")
+    finally:
+        server.kill()
+        if uploader and _running(uploader):
+            os.kill(uploader, signal.SIGKILL)

@@ -129,7 +129,8 @@ def test_client_disconnect_mid_stream_is_cancelled(audited_url, buckets):
 
 def test_the_gateway_request_id_is_used(audited_url, buckets):
     gateway_id = f"gw-{uuid.uuid4()}"
-    headers = {**HEADERS, "x-amzn-requestid": gateway_id}
+    # x-amzn-requestid reaches vLLM as the client sent it: it must not choose the record's key.
+    headers = {**HEADERS, "x-request-id": gateway_id, "x-amzn-requestid": "chosen-by-client"}
     response = httpx.post(f"{audited_url}/v1/chat/completions", json=CHAT, headers=headers)
 
     assert response.headers["x-request-id"] == gateway_id
@@ -151,3 +152,18 @@ def test_lifespan_reaches_the_app(writer):
     with serve(AuditMiddleware(fake_vllm.app, writer=writer)):
         assert fake_vllm.LIFESPAN == ["lifespan.startup"]
     assert fake_vllm.LIFESPAN == ["lifespan.startup", "lifespan.shutdown"]
+
+
+def test_captured_bodies_are_cut_at_the_limit(writer, buckets, monkeypatch):
+    monkeypatch.setenv("AUDIT_MAX_BODY_BYTES", "64")
+    body = json.dumps({**CHAT, "padding": "x" * 500}).encode()
+    with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
+        response = httpx.post(f"{url}/v1/chat/completions", content=body, headers=HEADERS)
+    request_id = response.headers["x-request-id"]
+    assert fake_vllm.SEEN[request_id]["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+    raw = buckets.read(buckets.raw, buckets.record(request_id)["rawKey"])
+    assert raw["request"]["truncated"] is True
+    assert raw["request"]["body"] == body[:64].decode()
+    assert raw["response"]["truncated"] is True
+    assert raw["response"]["body"] == response.content[:64].decode()

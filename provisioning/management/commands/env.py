@@ -19,7 +19,7 @@ class PrintedProgress(Progress):
         self.titles[step] = title
 
     def message(self, step: str, text: str) -> None:
-        self.stdout.write(f"  {self.titles[step]}: {text}")
+        self.stdout.write(f"  {self.titles.get(step, step)}: {text}")
 
     def finished(self, step: str, outcome: str) -> None:
         if outcome == "unchanged" and self.verbosity < 1:
