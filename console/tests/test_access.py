@@ -2,6 +2,7 @@ import re
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.views.defaults import server_error
 
 PUBLIC = {"login", "healthz", "admin:login"}
 # The Django admin (user management for admins) keeps its own login page.
@@ -103,3 +104,11 @@ def test_an_unknown_page_is_a_friendly_404(client, viewer):
 
     assert response.status_code == 404
     assert b"There is nothing at this address" in response.content
+
+
+def test_a_server_error_shows_the_friendly_page_without_details(rf):
+    response = server_error(rf.get("/anything/"))
+
+    assert response.status_code == 500
+    assert b"Something went wrong" in response.content
+    assert b"Traceback" not in response.content
