@@ -109,18 +109,24 @@ def test_records_spooled_at_shutdown_are_delivered_by_the_next_process(tmp_path,
         second.close()
 
 
-def test_sigterm_flushes_the_queue_and_the_spool(tmp_path):
-    buckets = create_buckets()
+def _start_audited_uvicorn(buckets, spool: Path, **popen) -> tuple[subprocess.Popen, int]:
+    """The imitation of vLLM behind the middleware, in a uvicorn process of its own."""
     port = services.free_port()
     env = {
         **os.environ,
         "AUDIT_BUCKET": buckets.audit,
         "RAW_BUCKET": buckets.raw,
-        "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+        "AUDIT_SPOOL_DIR": str(spool),
     }
     app = "centralllm.serving.tests.fake_vllm:audited"
     uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "--log-level", "warning"]
-    server = subprocess.Popen([*uvicorn, "--port", str(port), app], env=env, start_new_session=True)
+    server = subprocess.Popen([*uvicorn, "--port", str(port), app], env=env, **popen)
+    return server, port
+
+
+def test_sigterm_flushes_the_queue_and_the_spool(tmp_path):
+    buckets = create_buckets()
+    server, port = _start_audited_uvicorn(buckets, tmp_path / "spool", start_new_session=True)
     try:
         services.wait_for_port(port)
         with ThreadPoolExecutor(8) as pool:
@@ -172,16 +178,7 @@ def _running(pid: int) -> bool:
 
 def test_the_uploader_of_a_killed_server_does_not_linger(tmp_path):
     buckets = create_buckets()
-    port = services.free_port()
-    env = {
-        **os.environ,
-        "AUDIT_BUCKET": buckets.audit,
-        "RAW_BUCKET": buckets.raw,
-        "AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-    }
-    app = "centralllm.serving.tests.fake_vllm:audited"
-    uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "--log-level", "warning"]
-    server = subprocess.Popen([*uvicorn, "--port", str(port), app], env=env)
+    server, port = _start_audited_uvicorn(buckets, tmp_path / "spool")
     uploader = None
     try:
         services.wait_for_port(port)
