@@ -9,7 +9,9 @@ from django.apps import apps
 from django.contrib.auth.models import Group
 from rq import Worker
 
+from centralllm import aws
 from console.roles import ADMIN, OPERATOR, VIEWER, sync_roles
+from devtools.testing import create_audit_table, create_bucket, unique
 
 
 @pytest.fixture
@@ -38,6 +40,21 @@ def rq_worker(redis_conn):
     yield process
     process.terminate()
     process.wait(10)
+
+
+@pytest.fixture
+def audit_bucket(monkeypatch) -> str:
+    name = create_bucket(unique("central-llm-audit"))
+    monkeypatch.setenv("AUDIT_BUCKET", name)
+    return name
+
+
+@pytest.fixture
+def audit_table(monkeypatch) -> str:
+    name = create_audit_table(unique("audit"))
+    monkeypatch.setenv("TABLE_NAME", name)
+    yield name
+    aws.client("dynamodb").delete_table(TableName=name)
 
 
 def make_user(django_user_model, username: str, role: str | None):

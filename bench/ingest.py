@@ -50,13 +50,11 @@ def run(count: int, local_aws: services.LocalAWS) -> int:
     from centralllm.audit.items import item_from_record, serialize
     from centralllm.audit.local_ingest import load_lambda_handler
     from centralllm.audit.rollups import rollup_updates
-    from centralllm.audit.table import create_table_request
     from centralllm.audit.tests.conftest import make_record, put_record, s3_event
+    from devtools.testing import create_audit_table, create_bucket
 
-    aws.client("dynamodb").create_table(**create_table_request("bench-audit"))
-    aws.client("s3").create_bucket(
-        Bucket="bench-audit", CreateBucketConfiguration={"LocationConstraint": aws.region()}
-    )
+    create_audit_table("bench-audit")
+    create_bucket("bench-audit")
     handler = load_lambda_handler()
     events, bodies = [], []
     for n in range(count):

@@ -1,7 +1,6 @@
 import pytest
 
 from centralllm.audit.local_ingest import load_lambda_handler
-from centralllm.audit.tests.conftest import audit_bucket, audit_table  # noqa: F401 - fixtures
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ import pytest
 
 from centralllm import aws
 from centralllm.audit import contract, items, local_ingest, rollups
-from centralllm.audit.table import create_table_request
 from devtools import services, vllm_local
+from devtools.testing import create_audit_table, create_bucket
 
 pytestmark = [
     pytest.mark.vllm,
@@ -76,12 +76,10 @@ def server(tmp_path_factory) -> Iterator[Server]:
     suffix = uuid.uuid4().hex[:12]
     audit_bucket, raw_bucket = f"audit-{suffix}", f"raw-{suffix}"
     for bucket in (audit_bucket, raw_bucket):
-        aws.client("s3").create_bucket(
-            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": aws.region()}
-        )
+        create_bucket(bucket)
     # The local audit path, as `make run` has it: bucket -> SQS -> the Lambda's handler.
     table = f"audit-{suffix}"
-    aws.client("dynamodb").create_table(**create_table_request(table))
+    create_audit_table(table)
     with pytest.MonkeyPatch.context() as env_patch:
         env_patch.setenv("TABLE_NAME", table)
         env_patch.setenv("LOCAL_INGEST_QUEUE", f"ingest-{suffix}")

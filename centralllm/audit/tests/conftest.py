@@ -1,37 +1,12 @@
-"""Audit resources on the session's moto server, with unique names per test."""
+"""Audit records and S3 events for tests (the audit_bucket and audit_table fixtures are in the
+root conftest)."""
 
-import uuid
 from datetime import UTC, datetime
 from urllib.parse import quote_plus
 
-import pytest
-
 from centralllm import aws
 from centralllm.audit.contract import build_record, dumps, record_key
-from centralllm.audit.table import create_table_request
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def audit_table(monkeypatch) -> str:
-    name = unique("audit")
-    aws.client("dynamodb").create_table(**create_table_request(name))
-    monkeypatch.setenv("TABLE_NAME", name)
-    yield name
-    aws.client("dynamodb").delete_table(TableName=name)
-
-
-@pytest.fixture
-def audit_bucket(monkeypatch) -> str:
-    name = unique("central-llm-audit")
-    aws.client("s3").create_bucket(
-        Bucket=name, CreateBucketConfiguration={"LocationConstraint": aws.region()}
-    )
-    monkeypatch.setenv("AUDIT_BUCKET", name)
-    return name
+from devtools.testing import unique
 
 
 def make_record(**overrides) -> dict:

@@ -16,7 +16,8 @@ from centralllm.audit.local_ingest import (
     ensure_local_notification,
     ensure_queue,
 )
-from centralllm.audit.tests.conftest import make_record, put_body, put_record, unique
+from centralllm.audit.tests.conftest import make_record, put_body, put_record
+from devtools.testing import unique
 
 ROOT = HANDLER_PATH.parents[2]
 

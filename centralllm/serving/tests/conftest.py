@@ -14,6 +14,7 @@ from centralllm.serving.middleware import AuditMiddleware
 from centralllm.serving.tests import fake_vllm
 from centralllm.serving.writer import AuditWriter
 from devtools import services
+from devtools.testing import create_bucket
 
 HEADERS = {"x-llm-source": "smoke-test", "x-llm-user": "qa", "x-llm-request-type": "chat"}
 
@@ -56,11 +57,8 @@ class Buckets:
 def create_buckets() -> Buckets:
     suffix = uuid.uuid4().hex[:12]
     buckets = Buckets(audit=f"audit-{suffix}", raw=f"raw-{suffix}")
-    s3 = aws.client("s3")
     for name in (buckets.audit, buckets.raw):
-        s3.create_bucket(
-            Bucket=name, CreateBucketConfiguration={"LocationConstraint": aws.region()}
-        )
+        create_bucket(name)
     return buckets
 
 

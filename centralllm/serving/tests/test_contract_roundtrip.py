@@ -1,31 +1,12 @@
 """One contract end to end: what the middleware writes, the Lambda's handler ingests, and the
 explorer's queries find."""
 
-from urllib.parse import quote_plus
-
 import httpx
-import pytest
 
-from centralllm import aws
 from centralllm.audit import contract, items, rollups
 from centralllm.audit.local_ingest import load_lambda_handler
-from centralllm.audit.table import create_table_request
+from centralllm.audit.tests.conftest import s3_event
 from centralllm.serving.tests.conftest import HEADERS
-
-
-@pytest.fixture
-def audit_table(monkeypatch, buckets) -> str:
-    name = f"roundtrip-{buckets.audit}"
-    aws.client("dynamodb").create_table(**create_table_request(name))
-    monkeypatch.setenv("TABLE_NAME", name)
-    yield name
-    aws.client("dynamodb").delete_table(TableName=name)
-
-
-def _s3_event(bucket: str, key: str) -> dict:
-    """The notification S3 sends the Lambda: the key URL-encoded."""
-    s3 = {"bucket": {"name": bucket}, "object": {"key": quote_plus(key, safe="/")}}
-    return {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": s3}]}
 
 
 def test_a_record_from_the_middleware_is_ingested_and_found_by_every_index(
@@ -40,7 +21,7 @@ def test_a_record_from_the_middleware_is_ingested_and_found_by_every_index(
     handler = load_lambda_handler()
 
     for key in buckets.wait_for_records(2):
-        handler(_s3_event(buckets.audit, key), None)
+        handler(s3_event(buckets.audit, key), None)
 
     by_user = {item["id"] for item in items.query_user("qa").items}
     by_ok_status = {item["id"] for item in items.query_status(200).items}

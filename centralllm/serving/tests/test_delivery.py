@@ -16,6 +16,7 @@ from centralllm.serving.tests import fake_vllm
 from centralllm.serving.tests.conftest import HEADERS, create_buckets, serve
 from centralllm.serving.writer import AuditWriter, spooled_request_ids
 from devtools import services
+from devtools.testing import create_bucket
 
 CHAT = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
 
@@ -71,9 +72,7 @@ def test_s3_down_then_back_loses_nothing_and_writes_nothing_twice(tmp_path, monk
             local_aws = services.LocalAWS(port=local_aws.port).start()
             s3 = aws.client("s3")
             for bucket in (buckets.audit, buckets.raw):
-                s3.create_bucket(
-                    Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": aws.region()}
-                )
+                create_bucket(bucket)
                 s3.put_bucket_versioning(
                     Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
                 )
