@@ -9,7 +9,6 @@ COPY console ./console
 COPY provisioning ./provisioning
 COPY audit_explorer ./audit_explorer
 COPY centralllm ./centralllm
-COPY devtools ./devtools
 COPY lambda ./lambda
 COPY inference ./inference
 COPY manage.py ./

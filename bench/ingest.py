@@ -48,14 +48,13 @@ def run(count: int, local_aws: services.LocalAWS) -> int:
     from centralllm import aws
     from centralllm.audit.contract import dumps, validate_record
     from centralllm.audit.items import item_from_record, serialize
-    from centralllm.audit.local_ingest import load_lambda_handler
     from centralllm.audit.rollups import rollup_updates
     from centralllm.audit.tests.conftest import make_record, put_record, s3_event
     from devtools.testing import create_audit_table, create_bucket
+    from llm_audit_ingest.handler import lambda_handler
 
     create_audit_table("bench-audit")
     create_bucket("bench-audit")
-    handler = load_lambda_handler()
     events, bodies = [], []
     for n in range(count):
         record = make_record(project=f"project-{n % 5}", user=f"user-{n % 50}", prompt="p" * 3000)
@@ -80,7 +79,7 @@ def run(count: int, local_aws: services.LocalAWS) -> int:
             ),
         )
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-        handler(events[0], None)  # warm-up: imports, connections
+        lambda_handler(events[0], None)  # warm-up: imports, connections
     calls.clear()
 
     moto_cpu = cpu_seconds_of(local_aws.process.popen.pid)
@@ -88,7 +87,7 @@ def run(count: int, local_aws: services.LocalAWS) -> int:
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # the log lines
         for event in events[1:]:
             begin = time.perf_counter()
-            handler(event, None)
+            lambda_handler(event, None)
             durations.append(time.perf_counter() - begin)
     cpu = time.process_time() - cpu
     moto_cpu = cpu_seconds_of(local_aws.process.popen.pid) - moto_cpu

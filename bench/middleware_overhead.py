@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/middleware_overhead.py [--concurrency 32] [--requests 3000]
 
-The upstream is the vLLM imitation of the tests (centralllm/serving/tests/fake_vllm.py), so
+The upstream is the vLLM imitation of the tests (inference/tests/fake_vllm.py), so
 the upstream costs almost nothing and the middleware's share is as large as it can get.
 Each side runs under its own uvicorn subprocess (the same settings, h11 and asyncio loop);
 a minimal keep-alive HTTP/1.1 client on asyncio, in this process, keeps ``--concurrency``
@@ -27,11 +27,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from centralllm import aws
-from centralllm.serving.uploader import NICENESS
-from centralllm.serving.writer import BATCH_SECONDS, spooled_request_ids
 from devtools import services
+from inference.uploader import NICENESS
+from inference.writer import BATCH_SECONDS, spooled_request_ids
 
-UPSTREAM = "centralllm.serving.tests.fake_vllm"
+UPSTREAM = "inference.tests.fake_vllm"
 CHAT = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
 HEADERS = {"x-llm-source": "bench", "x-llm-user": "bench", "x-llm-request-type": "chat"}
 

@@ -23,6 +23,12 @@ def endpoint_url() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+def is_stand_in() -> bool:
+    """Whether clients talk to a local stand-in (moto) rather than AWS: real AWS needs no
+    endpoint. Code that works around a stand-in's gaps asks this, and nothing else."""
+    return endpoint_url() is not None
+
+
 def client(
     service: str,
     *,

@@ -26,14 +26,14 @@ from devtools import services
 ROOT = services.ROOT
 VENV = ROOT / ".venv-vllm"
 VENV_PYTHON = VENV / "bin" / "python"
-LOCAL = ROOT / "inference" / "local"
+LOCAL = ROOT / "devtools" / "vllm_cpu"
 REQUIREMENTS = LOCAL / "requirements.txt"
 LOCK = LOCAL / "requirements.lock"
 STAMP = VENV / ".installed"
 VLLM_CLI = LOCAL / "vllm_cli.py"
 TINY_MODEL = ROOT / "var" / "tiny-model"
 SERVED_MODEL_NAME = "ministral-8b-instruct"
-AUDIT_MIDDLEWARE = "centralllm.serving.middleware.AuditMiddleware"
+AUDIT_MIDDLEWARE = "inference.middleware.AuditMiddleware"
 # What the CPU backend needs to serve the tiny model in about 3 GiB: no graph capture, one GiB
 # of KV cache (the environment may say otherwise), and nothing fetched from a hub.
 CPU_ENV = {"VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
@@ -45,7 +45,7 @@ CUDA_BUILDS = ("torchvision", "torchaudio", "torchcodec", "triton")
 
 
 def is_set_up() -> bool:
-    """Whether .venv-vllm holds exactly what inference/local/ pins."""
+    """Whether .venv-vllm holds exactly what devtools/vllm_cpu/ pins."""
     return STAMP.exists() and STAMP.read_text() == _setup_fingerprint()
 
 

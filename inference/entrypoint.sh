@@ -33,6 +33,6 @@ fi
 exec vllm serve "$MODEL_ID" \
   --served-model-name "$SERVED_MODEL_NAME" \
   --host 0.0.0.0 --port 8000 \
-  --middleware centralllm.serving.middleware.AuditMiddleware \
+  --middleware inference.middleware.AuditMiddleware \
   --enable-force-include-usage \
   "$@"

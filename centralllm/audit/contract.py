@@ -27,11 +27,17 @@ SCHEMA_VERSION: int = 1
 DEFAULT_AUDIT_BUCKET = "central-llm-audit"
 DEFAULT_RAW_BUCKET = "central-llm-audit-raw"
 DEFAULT_TABLE_NAME = "CentralLLMAudit"
-# Read at import, for a process that sets its environment first; the functions below read it
-# at call time, for code whose environment may change (tests, the local consumer).
-AUDIT_BUCKET = os.environ.get("AUDIT_BUCKET") or DEFAULT_AUDIT_BUCKET
-RAW_BUCKET = os.environ.get("RAW_BUCKET") or DEFAULT_RAW_BUCKET
-TABLE_NAME = os.environ.get("TABLE_NAME") or DEFAULT_TABLE_NAME
+
+# The request headers that say who asked (API Gateway requires the first three, and so does
+# the serving middleware), and the one the gateway fills with the caller's API key id.
+SOURCE_HEADER = "x-llm-source"  # the project
+USER_HEADER = "x-llm-user"
+REQUEST_TYPE_HEADER = "x-llm-request-type"
+REQUIRED_HEADERS = (SOURCE_HEADER, USER_HEADER, REQUEST_TYPE_HEADER)
+API_KEY_ID_HEADER = "x-api-key-id"
+# API Gateway's own request id (an integration mapping from context.requestId, which replaces
+# any value a client sent); it names the record.
+REQUEST_ID_HEADER = "x-request-id"
 
 OUTCOMES = ("ok", "client_error", "server_error", "cancelled")
 
@@ -93,16 +99,18 @@ class InvalidRecord(ValueError):
     """A record that does not follow the contract; the message is the reason, for an operator."""
 
 
-def audit_bucket() -> str:
-    return os.environ.get("AUDIT_BUCKET") or DEFAULT_AUDIT_BUCKET
+# Names come from the environment when asked for, never at import: a process may set its
+# environment after importing this (tests, the local consumer).
+def audit_bucket(environ: Mapping[str, str] = os.environ) -> str:
+    return environ.get("AUDIT_BUCKET") or DEFAULT_AUDIT_BUCKET
 
 
-def raw_bucket() -> str:
-    return os.environ.get("RAW_BUCKET") or DEFAULT_RAW_BUCKET
+def raw_bucket(environ: Mapping[str, str] = os.environ) -> str:
+    return environ.get("RAW_BUCKET") or DEFAULT_RAW_BUCKET
 
 
-def table_name() -> str:
-    return os.environ.get("TABLE_NAME") or DEFAULT_TABLE_NAME
+def table_name(environ: Mapping[str, str] = os.environ) -> str:
+    return environ.get("TABLE_NAME") or DEFAULT_TABLE_NAME
 
 
 def new_request_id() -> str:
@@ -110,7 +118,8 @@ def new_request_id() -> str:
 
 
 def is_valid_request_id(value: str) -> bool:
-    """Whether a gateway's request id can be used as is (else use ``new_request_id()``)."""
+    """Whether a request id can name a record: the ingest's rule, and the middleware's test of
+    the gateway's id (it makes a ``new_request_id()`` for one that fails)."""
     return bool(_REQUEST_ID.match(value))
 
 

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -164,42 +164,60 @@ def get_item(request_id: str, *, table: str | None = None) -> dict | None:
     return deserialize(items[0]) if items else None
 
 
-def query_user(
-    user: str | None,
-    *,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: int = 50,
-    token: str | None = None,
-    newest_first: bool = True,
-    table: str | None = None,
-) -> Page:
-    """Requests of one user, by time: ``start`` included, ``end`` excluded."""
-    return _query(
-        _Index(USER_TIME, "userIdPk", "userIdSk"),
-        [user_key(user)],
-        _time_bounds(start, end),
-        limit=limit,
-        token=token,
-        descending=newest_first,
-        table=table,
-    )
+@dataclass(frozen=True)
+class _Index:
+    name: str
+    hash_key: str
+    range_key: str
+
+    def start_key(self, item: dict) -> dict:
+        """The ExclusiveStartKey that resumes right after ``item``."""
+        names = ("id", "createdAt", self.hash_key, self.range_key)
+        return serialize({name: item[name] for name in names})
 
 
-def query_status(
-    status: int,
-    *,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: int = 50,
-    token: str | None = None,
-    newest_first: bool = True,
-    table: str | None = None,
-) -> Page:
+_USER_TIME = _Index(USER_TIME, "userIdPk", "userIdSk")
+_STATUS_TIME = _Index(STATUS_TIME, "statusPk", "statusSk")
+_PROJECT_LATENCY = _Index(PROJECT_LATENCY, "latencyPk", "latencySk")
+
+
+class TimeQuery(TypedDict, total=False):
+    """How to page a query by time: ``start`` included, ``end`` excluded, newest first unless
+    told otherwise; ``token`` is the previous page's ``next_token``."""
+
+    start: datetime | None
+    end: datetime | None
+    limit: int
+    token: str | None
+    newest_first: bool
+    table: str | None
+
+
+def query_user(user: str | None, **options: Unpack[TimeQuery]) -> Page:
+    """Requests of one user, by time."""
+    return _query_by_time(_USER_TIME, [user_key(user)], **options)
+
+
+def query_status(status: int, **options: Unpack[TimeQuery]) -> Page:
     """Requests that ended with one HTTP status, by time, merged over the status shards."""
+    shards = [status_key(status, shard) for shard in range(STATUS_SHARDS)]
+    return _query_by_time(_STATUS_TIME, shards, **options)
+
+
+def _query_by_time(
+    index: _Index,
+    partitions: list[str],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 50,
+    token: str | None = None,
+    newest_first: bool = True,
+    table: str | None = None,
+) -> Page:
     return _query(
-        _Index(STATUS_TIME, "statusPk", "statusSk"),
-        [status_key(status, shard) for shard in range(STATUS_SHARDS)],
+        index,
+        partitions,
         _time_bounds(start, end),
         limit=limit,
         token=token,
@@ -229,7 +247,7 @@ def query_project_latency(
     # '$' sorts right after '#', so every item of the maximum latency is included.
     high = None if max_latency_ms is None else latency_sort_prefix(max_latency_ms) + "$"
     return _query(
-        _Index(PROJECT_LATENCY, "latencyPk", "latencySk"),
+        _PROJECT_LATENCY,
         [project_key(project)],
         (low, high),
         limit=limit,
@@ -238,18 +256,6 @@ def query_project_latency(
         table=table,
         created_between=(start, end),
     )
-
-
-@dataclass(frozen=True)
-class _Index:
-    name: str
-    hash_key: str
-    range_key: str
-
-    def start_key(self, item: dict) -> dict:
-        """The ExclusiveStartKey that resumes right after ``item``."""
-        names = ("id", "createdAt", self.hash_key, self.range_key)
-        return serialize({name: item[name] for name in names})
 
 
 def _time_bounds(start: datetime | None, end: datetime | None) -> tuple[str | None, str | None]:

@@ -13,7 +13,7 @@ safe (old items sit in shards the readers still read); lowering it hides items.
 
 import zlib
 
-from centralllm.audit.contract import TABLE_NAME as TABLE_NAME
+from centralllm.audit.contract import table_name
 
 BILLING_MODE = "PAY_PER_REQUEST"
 
@@ -76,7 +76,7 @@ def create_table_request(name: str | None = None) -> dict:
     for index in GLOBAL_SECONDARY_INDEXES:
         definitions += index["AttributeDefinitions"]
     return {
-        "TableName": name or TABLE_NAME,
+        "TableName": name or table_name(),
         "KeySchema": KEY_SCHEMA,
         "AttributeDefinitions": definitions,
         "BillingMode": BILLING_MODE,

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from centralllm import aws
-from centralllm.audit import contract, items, local_ingest, rollups
+from centralllm.audit import contract, items, rollups
 from devtools import services, vllm_local
 from devtools.testing import create_audit_table, create_bucket
+from llm_audit_ingest import local as local_ingest
 
 pytestmark = [
     pytest.mark.vllm,

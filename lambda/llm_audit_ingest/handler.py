@@ -1,7 +1,7 @@
 """The ``llm-audit-ingest`` Lambda: S3 ObjectCreated events from the audit bucket's ``logs/``.
 
-The logic lives in ``centralllm.audit.ingest``, shipped beside this file in the zip
-(``python -m devtools.build_lambda``). Lambda's own retries, then the DLQ, take an event
+The logic lives in ``centralllm.audit.ingest``, shipped beside this package in the zip
+(``python -m llm_audit_ingest.bundle``). Lambda's own retries, then the DLQ, take an event
 whose record is malformed or unreadable: the exception message says which and why.
 """
 

@@ -7,7 +7,7 @@ key; the backend receives API Gateway's request id and the API key id as headers
 import hashlib
 import json
 
-from centralllm.serving import records
+from centralllm.audit import contract
 from provisioning.resources.base import (
     ProvisioningError,
     Resource,
@@ -84,9 +84,8 @@ class RestApi(Resource):
     depends_on = ("apigateway.vpc_link", "elbv2.load_balancer", "elbv2.listener")
 
     def desired(self) -> dict:
-        required = (records.SOURCE_HEADER, records.USER_HEADER, records.REQUEST_TYPE_HEADER)
-        headers = {f"method.request.header.{name}": True for name in required}
-        api_key_id = records.API_KEY_ID_HEADER
+        headers = {f"method.request.header.{name}": True for name in contract.REQUIRED_HEADERS}
+        api_key_id = contract.API_KEY_ID_HEADER
         return {
             "paths": ["/", "/v1", PROXY_PATH],
             "validator": {"validateRequestParameters": True, "validateRequestBody": False},
@@ -104,7 +103,7 @@ class RestApi(Resource):
                 "connectionType": "VPC_LINK",
                 "requestParameters": {
                     "integration.request.path.proxy": "method.request.path.proxy",
-                    "integration.request.header.x-request-id": "context.requestId",
+                    f"integration.request.header.{contract.REQUEST_ID_HEADER}": "context.requestId",
                     f"integration.request.header.{api_key_id}": "context.identity.apiKeyId",
                 },
             },

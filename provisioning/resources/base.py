@@ -63,6 +63,9 @@ class Spec:
     """The declared environment (built by ``Environment.spec()``)."""
 
     name: str
+    # What the environment declares: the local variants of some resources (the default VPC, an
+    # SQS queue in place of the Lambda trigger). How the AWS being talked to behaves is another
+    # question, answered by ``aws.is_stand_in()``.
     is_local: bool
     region: str
     account_id: str
@@ -148,11 +151,6 @@ class Context:
         for client in self._clients.values():
             client.meta.events.unregister("before-call", unique_id=self._hook_id)
         self._clients.clear()
-
-    @property
-    def stand_in(self) -> bool:
-        """True when talking to a local AWS stand-in (moto), which leaves some settings out."""
-        return aws.endpoint_url() is not None
 
     def say(self, text: str) -> None:
         self.progress.message(self.step, text)

@@ -2,6 +2,7 @@
 
 from functools import partial
 
+from centralllm import aws
 from provisioning.resources.base import (
     Resource,
     ignoring,
@@ -153,7 +154,7 @@ class TaskDefinition(Resource):
 
     def desired(self) -> dict:
         definition = {**self.ctx.render_json(TASK_DEFINITION), "family": self.name}
-        if self.ctx.stand_in:
+        if aws.is_stand_in():
             definition = _with_hard_memory_limits(definition)
         return {"definition": _canonical(definition)}
 

@@ -3,14 +3,13 @@
 import base64
 import hashlib
 import json
-import tempfile
 from functools import cached_property
-from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from centralllm import aws
 from centralllm.audit import items
-from devtools import build_lambda
+from llm_audit_ingest import bundle
 from provisioning.resources.base import (
     Resource,
     error_code,
@@ -27,13 +26,6 @@ def _not_ready(exc: ClientError) -> bool:
     return role_not_ready(exc) or error_code(exc) == "ResourceConflictException"
 
 
-def build_zip() -> bytes:
-    """The function's code, as ``python -m devtools.build_lambda`` builds it (deterministic:
-    unchanged sources give the same bytes, so no update)."""
-    with tempfile.TemporaryDirectory() as directory:
-        return build_lambda.build(Path(directory) / "dist.zip").read_bytes()
-
-
 class Function(Resource):
     key = "lambda.function"
     title = "audit ingest Lambda"
@@ -43,12 +35,13 @@ class Function(Resource):
 
     @cached_property
     def code(self) -> bytes:
-        return build_zip()
+        # Deterministic: unchanged sources give the same bytes, so no update.
+        return bundle.zip_bytes()
 
     def desired(self) -> dict:
         return {
             "runtime": "python3.12",
-            "handler": "handler.lambda_handler",
+            "handler": bundle.HANDLER,
             "timeout": 60,
             "role": self.output("iam.lambda_role")["arn"],
             "environment": {
@@ -76,7 +69,7 @@ class Function(Resource):
             "code_sha256": found.get("CodeSha256"),
         }
         # The local AWS drops the dead-letter setting; only real AWS reports it.
-        if not self.ctx.stand_in:
+        if not aws.is_stand_in():
             current["dead_letter_queue"] = found.get("DeadLetterConfig", {}).get("TargetArn")
         return current
 

@@ -2,7 +2,7 @@
 
 from typing import ClassVar
 
-from centralllm.audit import local_ingest
+from llm_audit_ingest import local as local_ingest
 from provisioning.resources.base import Resource, ignoring
 
 PRIVATE = {
@@ -162,7 +162,7 @@ class AuditNotification(Resource):
 
     def desired(self) -> dict:
         if self.spec.is_local:
-            # As centralllm.audit.local_ingest.ensure_local_notification writes it.
+            # As llm_audit_ingest.local.ensure_local_notification writes it.
             queue = self.output("sqs.local_ingest_queue")["arn"]
             target = {"QueueArn": queue, **_notification("s3:ObjectCreated:*", "logs/")}
             return {_QUEUES: [target], _FUNCTIONS: []}

@@ -84,7 +84,7 @@ def stubbed_lambda(stubbed):
 
 DESIRED_FUNCTION = {
     "runtime": "python3.12",
-    "handler": "handler.lambda_handler",
+    "handler": "llm_audit_ingest.handler.lambda_handler",
     "timeout": 60,
     "role": "arn:aws:iam::123456789012:role/llm-audit-ingest-role-stub",
     "environment": {"TABLE_NAME": "CentralLLMAudit-stub", "MAX_PREVIEW_CHARS": "2048"},

@@ -4,7 +4,7 @@ import threading
 from django.core.management.base import BaseCommand, CommandError
 
 from centralllm import aws
-from centralllm.audit.local_ingest import consume, queue_name
+from llm_audit_ingest.local import consume, queue_name
 
 
 class Command(BaseCommand):

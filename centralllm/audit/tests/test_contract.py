@@ -15,9 +15,9 @@ from centralllm.audit.contract import (
     validate_record,
 )
 from centralllm.audit.items import query_project_latency, query_status, query_user
-from centralllm.audit.local_ingest import load_lambda_handler
 from centralllm.audit.rollups import read_rollups, summarize
 from centralllm.audit.tests.conftest import make_record, put_record, s3_event
+from llm_audit_ingest.handler import lambda_handler
 
 HOUR = datetime(2026, 11, 27, 5, tzinfo=UTC)
 
@@ -33,7 +33,7 @@ def test_a_built_record_is_ingested_found_by_every_index_and_rolled_up(audit_buc
     )
     key = put_record(audit_bucket, record)
 
-    load_lambda_handler()(s3_event(audit_bucket, key), None)
+    lambda_handler(s3_event(audit_bucket, key), None)
 
     by_user = query_user("contract-user").items
     by_status = query_status(503).items

@@ -8,6 +8,7 @@ from centralllm.audit.ingest import IngestError
 from centralllm.audit.items import get_item
 from centralllm.audit.rollups import read_rollups, summarize
 from centralllm.audit.tests.conftest import make_record, put_body, put_record, s3_event
+from llm_audit_ingest.handler import lambda_handler
 
 
 def project_total(project: str) -> dict:
@@ -19,7 +20,7 @@ def log_lines(capsys) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
 
 
-def test_good_record_is_written_and_logged(lambda_handler, audit_bucket, audit_table, capsys):
+def test_good_record_is_written_and_logged(audit_bucket, audit_table, capsys):
     record = make_record(project="handler-good")
     key = put_record(audit_bucket, record)
 
@@ -36,7 +37,7 @@ def test_good_record_is_written_and_logged(lambda_handler, audit_bucket, audit_t
     assert line["key"] == key
 
 
-def test_the_same_event_twice_counts_once(lambda_handler, audit_bucket, audit_table, capsys):
+def test_the_same_event_twice_counts_once(audit_bucket, audit_table, capsys):
     record = make_record(project="handler-twice")
     event = s3_event(audit_bucket, put_record(audit_bucket, record))
 
@@ -49,7 +50,7 @@ def test_the_same_event_twice_counts_once(lambda_handler, audit_bucket, audit_ta
     assert [line["event"] for line in log_lines(capsys)] == ["audit_ingested", "audit_duplicate"]
 
 
-def test_malformed_json_raises_with_the_key(lambda_handler, audit_bucket, audit_table):
+def test_malformed_json_raises_with_the_key(audit_bucket, audit_table):
     key = "logs/2026/11/27/broken.json"
     put_body(audit_bucket, key, b'{"schemaVersion": 1, "requestId": ')
 
@@ -57,7 +58,7 @@ def test_malformed_json_raises_with_the_key(lambda_handler, audit_bucket, audit_
         lambda_handler(s3_event(audit_bucket, key), None)
 
 
-def test_missing_fields_are_named(lambda_handler, audit_bucket, audit_table):
+def test_missing_fields_are_named(audit_bucket, audit_table):
     record = make_record()
     del record["user"], record["latencyMs"]
     key = f"logs/2026/11/27/{record['requestId']}.json"
@@ -68,7 +69,7 @@ def test_missing_fields_are_named(lambda_handler, audit_bucket, audit_table):
     assert get_item(record["requestId"]) is None
 
 
-def test_unknown_schema_version_is_refused(lambda_handler, audit_bucket, audit_table):
+def test_unknown_schema_version_is_refused(audit_bucket, audit_table):
     record = {**make_record(), "schemaVersion": 7}
     key = f"logs/2026/11/27/{record['requestId']}.json"
     put_body(audit_bucket, key, dumps(record))
@@ -79,16 +80,14 @@ def test_unknown_schema_version_is_refused(lambda_handler, audit_bucket, audit_t
         lambda_handler(s3_event(audit_bucket, key), None)
 
 
-def test_a_missing_object_is_reported(lambda_handler, audit_bucket, audit_table):
+def test_a_missing_object_is_reported(audit_bucket, audit_table):
     with pytest.raises(
         IngestError, match=r"logs/gone\.json: cannot read the audit record: NoSuchKey"
     ):
         lambda_handler(s3_event(audit_bucket, "logs/gone.json"), None)
 
 
-def test_a_long_prompt_is_cut_to_the_preview_limit(
-    lambda_handler, audit_bucket, audit_table, monkeypatch
-):
+def test_a_long_prompt_is_cut_to_the_preview_limit(audit_bucket, audit_table, monkeypatch):
     monkeypatch.setenv("MAX_PREVIEW_CHARS", "100")
     record = make_record(prompt="p" * 250, completion="short")
     lambda_handler(s3_event(audit_bucket, put_record(audit_bucket, record)), None)
@@ -101,7 +100,7 @@ def test_a_long_prompt_is_cut_to_the_preview_limit(
     assert item["completionTruncated"] is False
 
 
-def test_the_default_preview_limit_is_2048(lambda_handler, audit_bucket, audit_table):
+def test_the_default_preview_limit_is_2048(audit_bucket, audit_table):
     record = make_record(prompt="x" * 5000)
     lambda_handler(s3_event(audit_bucket, put_record(audit_bucket, record)), None)
 
@@ -111,7 +110,7 @@ def test_the_default_preview_limit_is_2048(lambda_handler, audit_bucket, audit_t
 
 
 @pytest.mark.parametrize("request_id", ["req with space", "req+plus", "req%percent&amp"])
-def test_url_encoded_keys_are_decoded(lambda_handler, audit_bucket, audit_table, request_id):
+def test_url_encoded_keys_are_decoded(audit_bucket, audit_table, request_id):
     record = make_record(request_id=request_id)
     key = put_record(audit_bucket, record)
     event = s3_event(audit_bucket, key)
@@ -121,7 +120,7 @@ def test_url_encoded_keys_are_decoded(lambda_handler, audit_bucket, audit_table,
     assert get_item(request_id)["recordKey"] == key
 
 
-def test_the_s3_test_event_is_ignored(lambda_handler, audit_table):
+def test_the_s3_test_event_is_ignored(audit_table):
     event = {
         "Service": "Amazon S3",
         "Event": "s3:TestEvent",
@@ -131,7 +130,7 @@ def test_the_s3_test_event_is_ignored(lambda_handler, audit_table):
     assert lambda_handler(event, None) == {"ingested": 0, "duplicates": 0, "ignored": 1}
 
 
-def test_one_bad_object_does_not_stop_the_others(lambda_handler, audit_bucket, audit_table):
+def test_one_bad_object_does_not_stop_the_others(audit_bucket, audit_table):
     good = make_record()
     event = s3_event(audit_bucket, put_record(audit_bucket, good))
     event["Records"] += s3_event(audit_bucket, "logs/missing.json")["Records"]

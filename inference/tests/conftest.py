@@ -10,11 +10,11 @@ import pytest
 import uvicorn
 
 from centralllm import aws
-from centralllm.serving.middleware import AuditMiddleware
-from centralllm.serving.tests import fake_vllm
-from centralllm.serving.writer import AuditWriter
 from devtools import services
 from devtools.testing import create_bucket
+from inference.middleware import AuditMiddleware
+from inference.tests import fake_vllm
+from inference.writer import AuditWriter
 
 HEADERS = {"x-llm-source": "smoke-test", "x-llm-user": "qa", "x-llm-request-type": "chat"}
 

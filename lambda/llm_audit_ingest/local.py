@@ -7,21 +7,19 @@ Lambda's own dead-letter queue receives it (message attributes RequestID, ErrorC
 ErrorMessage).
 """
 
-import importlib.util
 import json
 import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from centralllm import aws
 from centralllm.audit.ingest import log_json
+from llm_audit_ingest.handler import lambda_handler
 
 DEFAULT_QUEUE = "llm-audit-ingest-local"
 DEFAULT_DLQ = "llm-audit-dlq"
-HANDLER_PATH = Path(__file__).resolve().parents[2] / "lambda" / "llm_audit_ingest" / "handler.py"
 # Lambda waits about one and then two minutes between attempts; locally seconds will do.
 RETRY_DELAYS = (1.0, 2.0)
 # Longer than all attempts together, so no one else receives a message being handled.
@@ -38,14 +36,6 @@ def queue_name() -> str:
 
 def dlq_name() -> str:
     return os.environ.get("DLQ_NAME") or DEFAULT_DLQ
-
-
-def load_lambda_handler() -> Handler:
-    """``lambda_handler`` from ``lambda/llm_audit_ingest/handler.py`` (``lambda`` is no package)."""
-    spec = importlib.util.spec_from_file_location("llm_audit_ingest_handler", HANDLER_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
 
 
 def ensure_queue(name: str) -> str:
@@ -145,7 +135,6 @@ def consume(
     """
     sqs = aws.client("sqs")
     queue_url, dlq_url = ensure_queue(queue_name()), ensure_queue(dlq_name())
-    handler = load_lambda_handler()
     stop = stop or threading.Event()
     handled = 0
     while not stop.is_set():
@@ -158,7 +147,7 @@ def consume(
         if once and not messages:
             break
         for message in messages:
-            deliver(message, handler=handler, dlq_url=dlq_url, retry_delays=retry_delays)
+            deliver(message, handler=lambda_handler, dlq_url=dlq_url, retry_delays=retry_delays)
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             handled += 1
     return handled

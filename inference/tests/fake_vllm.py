@@ -159,7 +159,7 @@ def _event(chunk: dict) -> dict:
 
 def audited():
     """The app behind the audit middleware configured from the environment, as vLLM loads it:
-    ``uvicorn --factory centralllm.serving.tests.fake_vllm:audited``."""
-    from centralllm.serving.middleware import AuditMiddleware
+    ``uvicorn --factory inference.tests.fake_vllm:audited``."""
+    from inference.middleware import AuditMiddleware
 
     return AuditMiddleware(app)

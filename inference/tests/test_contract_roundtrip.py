@@ -4,9 +4,9 @@ explorer's queries find."""
 import httpx
 
 from centralllm.audit import contract, items, rollups
-from centralllm.audit.local_ingest import load_lambda_handler
 from centralllm.audit.tests.conftest import s3_event
-from centralllm.serving.tests.conftest import HEADERS
+from inference.tests.conftest import HEADERS
+from llm_audit_ingest.handler import lambda_handler
 
 
 def test_a_record_from_the_middleware_is_ingested_and_found_by_every_index(
@@ -18,10 +18,8 @@ def test_a_record_from_the_middleware_is_ingested_and_found_by_every_index(
     error = httpx.post(f"{audited_url}/v1/fail", json=chat, headers=headers)
     assert (ok.status_code, error.status_code) == (200, 500)
     ids = {ok.headers["x-request-id"], error.headers["x-request-id"]}
-    handler = load_lambda_handler()
-
     for key in buckets.wait_for_records(2):
-        handler(s3_event(buckets.audit, key), None)
+        lambda_handler(s3_event(buckets.audit, key), None)
 
     by_user = {item["id"] for item in items.query_user("qa").items}
     by_ok_status = {item["id"] for item in items.query_status(200).items}

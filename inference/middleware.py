@@ -1,6 +1,6 @@
 """Audit every request to vLLM's OpenAI API, without slowing the stream down.
 
-Loaded by ``vllm serve ... --middleware centralllm.serving.middleware.AuditMiddleware``
+Loaded by ``vllm serve ... --middleware inference.middleware.AuditMiddleware``
 (vLLM calls ``app.add_middleware(AuditMiddleware)``). Plain ASGI, no framework:
 
 - ``/v1/*`` requests must carry the three ``REQUIRED_HEADERS``; one without gets a 400 in
@@ -21,14 +21,13 @@ Loaded by ``vllm serve ... --middleware centralllm.serving.middleware.AuditMiddl
 import asyncio
 import json
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from centralllm.audit import contract
-from centralllm.serving import records
-from centralllm.serving.writer import AuditWriter
+from inference import records
+from inference.writer import AuditWriter
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,19 +35,17 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-REQUIRED_HEADERS = (records.SOURCE_HEADER, records.USER_HEADER, records.REQUEST_TYPE_HEADER)
-# API Gateway passes its own request id here (an integration header mapping from
-# context.requestId, which replaces any value the client sent). Only this header: the id is
-# the record's S3 key, so an id a client can choose could overwrite another request's record.
-REQUEST_ID_HEADER = b"x-request-id"
+REQUIRED_HEADERS = contract.REQUIRED_HEADERS
+# Only the gateway's header names a record: the id is the record's S3 key, so an id a client
+# could choose (x-amzn-requestid, say) could overwrite another request's record.
+REQUEST_ID_HEADER = contract.REQUEST_ID_HEADER.encode()
 EXEMPT_PATHS = frozenset({"/health", "/metrics", "/v1/models"})
 AUDITED_PREFIX = "/v1/"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
-# The id becomes an S3 key and part of DynamoDB sort keys: letters, digits, '.', '_', '-'.
-_USABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HEADERS_READ = frozenset(
-    [REQUEST_ID_HEADER, *(name.encode() for name in (*REQUIRED_HEADERS, records.API_KEY_ID_HEADER))]
+    name.encode()
+    for name in (contract.REQUEST_ID_HEADER, *REQUIRED_HEADERS, contract.API_KEY_ID_HEADER)
 )
 
 
@@ -193,8 +190,9 @@ class AuditedExchange:
         self.exception: BaseException | None = None
 
     def _gateway_request_id(self) -> str | None:
-        value = self.headers.get(REQUEST_ID_HEADER, b"").strip()
-        return value.decode() if _USABLE_REQUEST_ID.fullmatch(value) else None
+        # ASGI header values are bytes as sent; latin-1 maps each byte to one character.
+        value = self.headers.get(REQUEST_ID_HEADER, b"").strip().decode("latin-1")
+        return value if contract.is_valid_request_id(value) else None
 
     def missing_header(self) -> bytes | None:
         for name in _REJECTIONS:
@@ -239,7 +237,7 @@ class AuditedExchange:
     # In the writer thread.
 
     def encoded(self) -> bytes:
-        """The exchange as a spool entry (see centralllm.serving.records)."""
+        """The exchange as a spool entry (see inference.records)."""
         error = None
         if self.exception is not None:
             error = {"type": type(self.exception).__name__, "message": str(self.exception)}

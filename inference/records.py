@@ -16,11 +16,6 @@ from typing import Any
 from centralllm.audit import contract
 
 SPOOL_FORMAT = 1
-# The request headers that name who asked; the middleware requires the first three.
-SOURCE_HEADER = "x-llm-source"
-USER_HEADER = "x-llm-user"
-REQUEST_TYPE_HEADER = "x-llm-request-type"
-API_KEY_ID_HEADER = "x-api-key-id"
 
 
 def encode_exchange(meta: dict, request_body: bytes, response_body: bytes) -> bytes:
@@ -68,10 +63,10 @@ def documents(encoded: bytes, deployment: dict) -> tuple[dict, dict]:
     record = contract.build_record(
         request_id=meta["requestId"],
         created_at=datetime.fromtimestamp(meta["createdAt"], UTC),
-        project=_header(meta, SOURCE_HEADER),
-        user=_header(meta, USER_HEADER),
-        request_type=_header(meta, REQUEST_TYPE_HEADER),
-        api_key_id=_header(meta, API_KEY_ID_HEADER),
+        project=_header(meta, contract.SOURCE_HEADER),
+        user=_header(meta, contract.USER_HEADER),
+        request_type=_header(meta, contract.REQUEST_TYPE_HEADER),
+        api_key_id=_header(meta, contract.API_KEY_ID_HEADER),
         method=meta["method"],
         path=meta["path"],
         model=_text(body.get("model")) or answer["model"],

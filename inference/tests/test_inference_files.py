@@ -14,7 +14,7 @@ import yaml
 
 from centralllm import aws
 
-INFERENCE = Path(__file__).resolve().parents[3] / "inference"
+INFERENCE = Path(__file__).resolve().parents[1]
 ACCOUNT = "123456789012"
 PLACEHOLDERS = {
     "AccountId": ACCOUNT,
@@ -152,7 +152,7 @@ def test_the_entrypoint_serves_the_model_with_the_middleware(tmp_path):
 
     args = (tmp_path / "args").read_text().split()
     assert args[:2] == ["serve", "mistralai/Ministral-8B-Instruct-2410"]
-    assert args[args.index("--middleware") + 1] == "centralllm.serving.middleware.AuditMiddleware"
+    assert args[args.index("--middleware") + 1] == "inference.middleware.AuditMiddleware"
     assert args[args.index("--served-model-name") + 1] == "ministral-8b-instruct"
     assert args[-2:] == ["--max-model-len", "256"]
     assert (tmp_path / "deployment").read_text().split() == ["0123abc", "central-llm-service:42"]

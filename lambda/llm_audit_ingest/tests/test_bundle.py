@@ -3,13 +3,12 @@ import subprocess
 import sys
 import zipfile
 
-from devtools.build_lambda import ROOT
+from llm_audit_ingest import bundle
 
 
 def build(out) -> bytes:
     subprocess.run(
-        [sys.executable, "-m", "devtools.build_lambda", "--out", str(out)],
-        cwd=ROOT,
+        [sys.executable, "-m", "llm_audit_ingest.bundle", "--out", str(out)],
         check=True,
         capture_output=True,
     )
@@ -20,20 +19,23 @@ def test_the_zip_is_deterministic_and_holds_handler_and_package(tmp_path):
     first = build(tmp_path / "a.zip")
     second = build(tmp_path / "b.zip")
 
-    assert first == second
+    assert first == second == bundle.zip_bytes()
     names = zipfile.ZipFile(tmp_path / "a.zip").namelist()
-    assert names[0] == "handler.py"
+    assert names[:2] == ["llm_audit_ingest/__init__.py", "llm_audit_ingest/handler.py"]
     assert "centralllm/audit/contract.py" in names
     assert "centralllm/aws.py" in names
     assert not [name for name in names if "/tests/" in name or not name.endswith(".py")]
+    # The local stand-in and the zip builder run in the console, never in Lambda.
+    assert not {"llm_audit_ingest/local.py", "llm_audit_ingest/bundle.py"} & set(names)
 
 
 def test_the_handler_runs_from_the_unpacked_zip_without_django(tmp_path):
     build(tmp_path / "function.zip")
     zipfile.ZipFile(tmp_path / "function.zip").extractall(tmp_path / "task")
+    module, _, function = bundle.HANDLER.rpartition(".")
     script = (
-        "import json, sys; import handler; "
-        "result = handler.lambda_handler({'Event': 's3:TestEvent'}, None); "
+        f"import importlib, json, sys; handler = importlib.import_module({module!r}); "
+        f"result = handler.{function}({{'Event': 's3:TestEvent'}}, None); "
         "print(json.dumps({'result': result, 'django': 'django' in sys.modules, "
         "'files': [handler.__file__, sys.modules['centralllm'].__file__]}))"
     )

@@ -10,16 +10,14 @@ from django.core.management import call_command
 
 from centralllm import aws
 from centralllm.audit.items import get_item
-from centralllm.audit.local_ingest import (
-    HANDLER_PATH,
+from centralllm.audit.tests.conftest import make_record, put_body, put_record
+from devtools.services import ROOT
+from devtools.testing import unique
+from llm_audit_ingest.local import (
     consume,
     ensure_local_notification,
     ensure_queue,
 )
-from centralllm.audit.tests.conftest import make_record, put_body, put_record
-from devtools.testing import unique
-
-ROOT = HANDLER_PATH.parents[2]
 
 
 @pytest.fixture

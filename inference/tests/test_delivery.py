@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 
 from centralllm import aws
-from centralllm.serving.middleware import AuditMiddleware
-from centralllm.serving.tests import fake_vllm
-from centralllm.serving.tests.conftest import HEADERS, create_buckets, serve
-from centralllm.serving.writer import AuditWriter, spooled_request_ids
 from devtools import services
 from devtools.testing import create_bucket
+from inference.middleware import AuditMiddleware
+from inference.tests import fake_vllm
+from inference.tests.conftest import HEADERS, create_buckets, serve
+from inference.writer import AuditWriter, spooled_request_ids
 
 CHAT = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
 
@@ -117,7 +117,7 @@ def _start_audited_uvicorn(buckets, spool: Path, **popen) -> tuple[subprocess.Po
         "RAW_BUCKET": buckets.raw,
         "AUDIT_SPOOL_DIR": str(spool),
     }
-    app = "centralllm.serving.tests.fake_vllm:audited"
+    app = "inference.tests.fake_vllm:audited"
     uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "--log-level", "warning"]
     server = subprocess.Popen([*uvicorn, "--port", str(port), app], env=env, **popen)
     return server, port

@@ -7,7 +7,7 @@ Two stages, so that the serving process pays microseconds per request:
    writes it to ``AUDIT_SPOOL_DIR`` as one file (to a temporary name, then renamed: a crash
    never leaves half a file). When the queue is full, the event loop writes the file itself
    rather than drop the record or wait.
-2. An uploader process (``centralllm.serving.uploader``, started by the writer, at low CPU
+2. An uploader process (``inference.uploader``, started by the writer, at low CPU
    priority) turns spool files into records and puts them to S3, deleting each file once both
    objects of each of its records are stored; when S3 fails it retries with backoff. Parsing
    bodies and boto3's ~2-3 ms of CPU per put would otherwise hold the serving process's GIL.
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Protocol
 
 from centralllm.audit import contract
-from centralllm.serving import records
+from inference import records
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ BATCH_SECONDS = 0.02
 
 class Exchange(Protocol):
     def encoded(self) -> bytes:
-        """The exchange as a spool entry (see centralllm.serving.records)."""
+        """The exchange as a spool entry (see inference.records)."""
         ...
 
 
@@ -84,7 +84,7 @@ class AuditWriter:
         self._thread.start()
         # The uploader stops when its stdin closes: on close(), or when this process dies.
         self._uploader_command = [
-            *(sys.executable, "-m", "centralllm.serving.uploader", str(self.spool_dir)),
+            *(sys.executable, "-m", "inference.uploader", str(self.spool_dir)),
             *("--audit-bucket", audit_bucket, "--raw-bucket", raw_bucket),
             *("--flush-seconds", str(flush_seconds)),
             *("--retry-initial-seconds", str(retry_initial_seconds)),
@@ -97,8 +97,8 @@ class AuditWriter:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "AuditWriter":
         return cls(
-            audit_bucket=environ.get("AUDIT_BUCKET") or contract.DEFAULT_AUDIT_BUCKET,
-            raw_bucket=environ.get("RAW_BUCKET") or contract.DEFAULT_RAW_BUCKET,
+            audit_bucket=contract.audit_bucket(environ),
+            raw_bucket=contract.raw_bucket(environ),
             spool_dir=environ.get("AUDIT_SPOOL_DIR") or DEFAULT_SPOOL_DIR,
             max_queue=int(environ.get("AUDIT_QUEUE_SIZE") or 1024),
             flush_seconds=float(environ.get("AUDIT_FLUSH_SECONDS") or 20),
@@ -165,9 +165,10 @@ class AuditWriter:
 
 
 def _uploader_env() -> dict[str, str]:
-    """This environment, with the directory holding ``centralllm`` first on PYTHONPATH: the
-    uploader must import the very package the server found, however the server found it."""
-    root = str(Path(__file__).resolve().parents[2])
+    """This environment, with the directory holding ``inference`` (and ``centralllm`` beside
+    it) first on PYTHONPATH: the uploader must import the very code the server found, however
+    the server found it."""
+    root = str(Path(__file__).resolve().parents[1])
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path}
 

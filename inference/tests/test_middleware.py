@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from centralllm.audit import contract
-from centralllm.serving.middleware import REQUIRED_HEADERS, AuditMiddleware
-from centralllm.serving.tests import fake_vllm
-from centralllm.serving.tests.conftest import HEADERS, serve
+from inference.middleware import REQUIRED_HEADERS, AuditMiddleware
+from inference.tests import fake_vllm
+from inference.tests.conftest import HEADERS, serve
 
 CHAT = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
 
@@ -138,12 +138,14 @@ def test_the_gateway_request_id_is_used(audited_url, buckets):
     assert buckets.record(gateway_id)["requestId"] == gateway_id
 
 
-def test_an_unusable_request_id_is_replaced(audited_url, buckets):
-    headers = {**HEADERS, "x-request-id": "../../logs/someone-else"}
+@pytest.mark.parametrize("unusable", ["../../logs/someone-else", "rollup#project#smoke-test"])
+def test_an_unusable_request_id_is_replaced(audited_url, buckets, unusable):
+    headers = {**HEADERS, "x-request-id": unusable}
     response = httpx.post(f"{audited_url}/v1/chat/completions", json=CHAT, headers=headers)
 
     request_id = response.headers["x-request-id"]
     assert "/" not in request_id
+    assert contract.is_valid_request_id(request_id)
     assert buckets.record(request_id)["status"] == 200
 
 

@@ -1,6 +1,6 @@
 """The audit uploader: spool files in, records in S3 out. Started by ``AuditWriter``.
 
-    python -m centralllm.serving.uploader SPOOL_DIR --audit-bucket B --raw-bucket B
+    python -m inference.uploader SPOOL_DIR --audit-bucket B --raw-bucket B
 
 Runs at low CPU priority so that serving always comes first; a backlog just waits on disk.
 Delivers the oldest file first: the raw bodies to ``raw_key``, then the record to
@@ -22,10 +22,10 @@ from pathlib import Path
 
 from centralllm import aws
 from centralllm.audit import contract
-from centralllm.serving import records
-from centralllm.serving.writer import new_spool_name, spooled_files, write_spool_file
+from inference import records
+from inference.writer import new_spool_name, spooled_files, write_spool_file
 
-log = logging.getLogger("centralllm.serving.uploader")
+log = logging.getLogger("inference.uploader")
 
 NICENESS = 10
 # How often an idle uploader looks at the spool.
