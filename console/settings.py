@@ -27,6 +27,14 @@ def envbool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
 
 
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from None
+
+
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -150,6 +158,19 @@ RQ_QUEUES = {
     "audit": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 120},
 }
 RQ_SHOW_ADMIN_LINK = False
+
+# Redis also caches what pages show of AWS, so many viewers do not multiply AWS calls, and
+# holds sessions, so a page refresh costs the database no session lookup.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+AWS_STATE_CACHE_SECONDS = envint("AWS_STATE_CACHE_SECONDS", 10)
+
+# A running run with no event for this long is shown as stalled; with no heartbeat for this
+# long, the reaper asks RQ whether its worker still lives, and fails the run if not.
+RUN_STALLED_SECONDS = envint("RUN_STALLED_SECONDS", 120)
+RUN_HEARTBEAT_TIMEOUT_SECONDS = envint("RUN_HEARTBEAT_TIMEOUT_SECONDS", 45)
 
 AWS_REGION = region()
 

@@ -55,10 +55,11 @@ class Change:
 
 @dataclass
 class Result:
-    """What a run did: one line per resource, and how many AWS calls it made."""
+    """What a run did: one line per resource, their outputs, and how many AWS calls it made."""
 
     outcomes: dict[str, str]
     calls: dict[str, int]
+    outputs: dict[str, dict] = field(default_factory=dict)
 
 
 class Declared(Protocol):
@@ -120,6 +121,7 @@ def _observe(ctx: Context) -> list[tuple[Resource, dict | None]]:
         with _about(resource):
             current = None if _blocked(ctx, cls) else resource.read()
             ctx.outputs[cls.key] = Pending() if current is None else resource.outputs(current)
+        ctx.progress.looked_up(cls.key, cls.title, current is not None)
         observed.append((resource, current))
     return observed
 
@@ -158,7 +160,7 @@ def apply(
         for cls in resources:
             resource = cls(ctx)
             outcomes[cls.key] = _step(ctx, resource, partial(_ensure, ctx, resource))
-        return Result(outcomes, dict(ctx.calls))
+        return Result(outcomes, dict(ctx.calls), _plain_outputs(ctx))
 
 
 def _ensure(ctx: Context, resource: Resource) -> str:
@@ -183,6 +185,13 @@ def _ensure(ctx: Context, resource: Resource) -> str:
     return outcome
 
 
+def _plain_outputs(ctx: Context) -> dict[str, dict]:
+    """Each resource's outputs; those of an absent one are left out."""
+    return {
+        key: dict(values) for key, values in ctx.outputs.items() if not isinstance(values, Pending)
+    }
+
+
 def _read_back(resource: Resource) -> dict:
     current = resource.read()
     if current is None:
@@ -201,20 +210,17 @@ def destroy(
     """Delete the environment's resources in reverse order.
 
     ``confirm`` must be the environment's name. The audit buckets and table are kept unless
-    ``delete_data`` is set and ``confirm_data`` is ``data_confirmation(spec)``.
+    ``delete_data`` is set and ``confirm_data`` is ``data_confirmation(name)``.
     """
     spec = spec_of(target)
-    if confirm != spec.name:
-        raise Refused(f"Destroy not confirmed: type the environment's name, {spec.name!r}.")
-    if delete_data and confirm_data != data_confirmation(spec):
-        raise Refused(f"Deleting the audit data not confirmed: type {data_confirmation(spec)!r}.")
+    check_destroy_confirmed(spec.name, confirm, delete_data=delete_data, confirm_data=confirm_data)
     with _run(spec, progress, None) as ctx:
         outcomes = {}
         for resource, current in reversed(_observe(ctx)):
             blocked = _blocked(ctx, type(resource))
             remove = partial(_remove, resource, current, blocked, delete_data=delete_data)
             outcomes[resource.key] = _step(ctx, resource, remove)
-        return Result(outcomes, dict(ctx.calls))
+        return Result(outcomes, dict(ctx.calls), _plain_outputs(ctx))
 
 
 def _remove(
@@ -233,8 +239,18 @@ def _remove(
     return "deleted"
 
 
-def data_confirmation(spec: Spec) -> str:
-    return f"delete the audit data of {spec.name}"
+def data_confirmation(name: str) -> str:
+    return f"delete the audit data of {name}"
+
+
+def check_destroy_confirmed(
+    name: str, confirm: str, *, delete_data: bool = False, confirm_data: str = ""
+) -> None:
+    """Destroy needs the environment's name typed, and data deletion its own phrase."""
+    if confirm != name:
+        raise Refused(f"Destroy not confirmed: type the environment's name, {name!r}.")
+    if delete_data and confirm_data != data_confirmation(name):
+        raise Refused(f"Deleting the audit data not confirmed: type {data_confirmation(name)!r}.")
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 from dataclasses import fields
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -101,3 +102,129 @@ class Environment(models.Model):
         self.full_clean(validate_unique=False, validate_constraints=False)
         values = {field.name: getattr(self, field.name) for field in fields(Spec)}
         return Spec(**{**values, "subnet_ids": tuple(self.subnets)})
+
+
+class Run(models.Model):
+    """One plan, apply, destroy or drift of an environment: the source of truth for what ran
+    (RQ's own results expire). Started through ``provisioning.runs`` only."""
+
+    class Kind(models.TextChoices):
+        PLAN = "plan"
+        APPLY = "apply"
+        DESTROY = "destroy"
+        DRIFT = "drift"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class Decision(models.TextChoices):
+        """What became of a plan: confirmed (an apply of it started) or discarded."""
+
+        PENDING = "pending"
+        CONFIRMED = "confirmed"
+        DISCARDED = "discarded"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    MUTATING = (Kind.APPLY, Kind.DESTROY)
+
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="runs")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    explanation = models.TextField(blank=True, help_text="Why it waits, failed or was cancelled.")
+    parameters = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_by_name = models.CharField(max_length=150)
+    plan = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="applies"
+    )
+    decision = models.CharField(max_length=10, choices=Decision.choices, blank=True)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker_name = models.CharField(max_length=200, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # The environment lock: it holds across web processes and workers alike.
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=models.Q(status__in=["queued", "running"], kind__in=["apply", "destroy"]),
+                name="one_mutating_run_per_environment",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} of {self.environment}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def is_mutating(self) -> bool:
+        return self.kind in self.MUTATING
+
+    @property
+    def job_id(self) -> str:
+        return f"run-{self.pk}"
+
+
+class RunStep(models.Model):
+    """One resource of a run, in the engine's order."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField()
+    key = models.CharField(max_length=60)
+    title = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    outcome = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outputs = models.JSONField(default=dict, blank=True)
+    calls = models.JSONField(default=dict, blank=True, help_text="AWS operations made, counted.")
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="one_step_per_resource")]
+
+    def __str__(self) -> str:
+        return f"{self.run}: {self.key}"
+
+
+class RunEvent(models.Model):
+    """The run's log, append-only; ``seq`` counts from 1 per run, the cursor of live pages."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    at = models.DateTimeField(auto_now_add=True)
+    level = models.CharField(max_length=10, default="info")
+    step = models.CharField(max_length=60, blank=True)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_event_per_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.run} #{self.seq}: {self.text[:60]}"

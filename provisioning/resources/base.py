@@ -91,6 +91,9 @@ class Spec:
 class Progress:
     """Receives a run's progress. These do nothing: override what you show (a command, a job)."""
 
+    def looked_up(self, step: str, title: str, found: bool) -> None:
+        """A resource was read (plan, drift, and the first pass of destroy)."""
+
     def started(self, step: str, title: str) -> None:
         pass
 

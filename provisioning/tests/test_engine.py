@@ -178,7 +178,7 @@ def test_destroy_removes_everything_but_keeps_the_audit_data_unless_confirmed_tw
         spec,
         confirm=spec.name,
         delete_data=True,
-        confirm_data=engine.data_confirmation(spec),
+        confirm_data=engine.data_confirmation(spec.name),
     )
     assert {result.outcomes[key] for key in DATA} == {"deleted"}
     # What depends on an absent resource cannot be looked up: not claimed "absent".

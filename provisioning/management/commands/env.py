@@ -1,9 +1,9 @@
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
-from provisioning import engine
-from provisioning.models import Environment
-from provisioning.resources.base import Progress, ProvisioningError
+from provisioning import engine, runs
+from provisioning.jobs import describe_change, execute
+from provisioning.models import Environment, Run
+from provisioning.resources.base import Progress
 
 
 class PrintedProgress(Progress):
@@ -51,42 +51,46 @@ class Command(BaseCommand):
         except Environment.DoesNotExist:
             known = ", ".join(Environment.objects.values_list("name", flat=True)) or "none"
             raise CommandError(f"No environment named {name!r} (known: {known}).") from None
+        parameters = {}
         try:
-            spec = environment.spec()
-        except ValidationError as exc:
-            problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc)
-            raise CommandError(f"Environment {name!r} is not valid: {problems}") from None
-        progress = PrintedProgress(self.stdout, self.style, verbosity=options["verbosity"])
-        try:
-            if action in ("plan", "drift"):
-                self._print_changes(action, getattr(engine, action)(spec))
-                return
-            if action == "apply":
-                result = engine.apply(spec, progress)
-            else:
-                result = engine.destroy(
-                    spec,
-                    progress,
-                    confirm=options["confirm"],
+            if action == "destroy":
+                parameters = {
+                    "confirm": options["confirm"],
+                    "delete_data": options["delete_data"],
+                    "confirm_data": options["confirm_data"],
+                }
+                engine.check_destroy_confirmed(
+                    name,
+                    options["confirm"],
                     delete_data=options["delete_data"],
                     confirm_data=options["confirm_data"],
                 )
+            # Recorded as a run like any other, so the console's history shows it.
+            run = runs.start(environment, action, actor=None, parameters=parameters, enqueue=False)
         except engine.Refused as exc:
             raise CommandError(
                 f"{exc} Pass it with --confirm (--confirm-data for the data)."
             ) from None
-        except ProvisioningError as exc:
+        except runs.Refused as exc:
             raise CommandError(str(exc)) from None
-        calls = result.calls
+        progress = PrintedProgress(self.stdout, self.style, verbosity=options["verbosity"])
+        execute(run.pk, echo=progress)
+        run.refresh_from_db()
+        if run.status != Run.Status.SUCCEEDED:
+            raise CommandError(f"{action} #{run.pk} {run.status}: {run.explanation}")
+        if action in ("plan", "drift"):
+            self._print_changes(action, run.result["changes"])
+            return
+        calls = run.result["calls"]
         self.stdout.write(
             f"{action} of {name} done: {calls.get('mutating', 0)} changing and "
             f"{calls.get('read', 0)} reading AWS calls."
         )
 
-    def _print_changes(self, action: str, changes: list[engine.Change]) -> None:
-        pending = [change for change in changes if change.action != engine.NONE]
+    def _print_changes(self, action: str, changes: list[dict]) -> None:
+        pending = [change for change in changes if change["action"] != engine.NONE]
         for change in pending:
-            self.stdout.write(str(change))
+            self.stdout.write(describe_change(change))
         if not pending:
             self.stdout.write("No changes: the environment matches its declaration.")
         elif action == "plan":

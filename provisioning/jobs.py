@@ -1,0 +1,300 @@
+"""What a worker does with a run: claim it, carry it out through the engine, record every step
+and event, and end it with a readable explanation."""
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections import Counter, defaultdict
+from dataclasses import asdict
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from rq import get_current_job
+
+from provisioning import engine, preflight
+from provisioning.models import Run, RunStep
+from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
+from provisioning.runs import log
+
+logger = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 5
+
+
+class RunCancelled(Exception):
+    """Raised between steps once a cancel was asked for (or the run was force-cancelled)."""
+
+
+class RunProgress(Progress):
+    """The engine's progress, written to the run's steps and log. Between two steps it looks
+    whether the run was cancelled, so a cancel stops it where the environment is consistent."""
+
+    def __init__(self, run: Run, *, record_lookups: bool, echo: Progress | None = None) -> None:
+        self.run = run
+        self.record_lookups = record_lookups
+        self.echo = echo or Progress()
+        self.calls: defaultdict[str, Counter] = defaultdict(Counter)
+        self.step = ""
+        self._thread = threading.get_ident()
+        self._beat = timezone.now()
+
+    def looked_up(self, step: str, title: str, found: bool) -> None:
+        self._stop_if_cancelled()
+        self.echo.looked_up(step, title, found)
+        if self.record_lookups:
+            now = timezone.now()
+            self._save_step(step, RunStep.Status.DONE, "present" if found else "absent", now, now)
+
+    def started(self, step: str, title: str) -> None:
+        self._stop_if_cancelled()
+        self.step = step
+        RunStep.objects.filter(run=self.run, key=step).update(
+            status=RunStep.Status.RUNNING, started_at=timezone.now()
+        )
+        log(self.run, f"{title}: started", step=step)
+        self.echo.started(step, title)
+
+    def message(self, step: str, text: str) -> None:
+        log(self.run, text, step=step)
+        self.echo.message(step, text)
+        self.heartbeat()
+
+    def finished(self, step: str, outcome: str) -> None:
+        self._save_step(step, RunStep.Status.DONE, outcome, None, timezone.now())
+        log(self.run, outcome, step=step)
+        self.echo.finished(step, outcome)
+
+    def failed(self, step: str, error: str) -> None:
+        self._save_step(step, RunStep.Status.FAILED, error, None, timezone.now())
+        log(self.run, error, step=step, level="error")
+        self.echo.failed(step, error)
+
+    def count_call(self, model: Any, **kwargs: Any) -> None:
+        if threading.get_ident() == self._thread:
+            self.calls[self.step or "-"][model.name] += 1
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        now = timezone.now()
+        if (now - self._beat).total_seconds() >= HEARTBEAT_SECONDS:
+            self._beat = now
+            Run.objects.filter(pk=self.run.pk).update(heartbeat_at=now)
+
+    def _save_step(self, step: str, status: str, outcome: str, started: Any, finished: Any) -> None:
+        values = {"status": status, "outcome": outcome, "finished_at": finished}
+        if started:
+            values["started_at"] = started
+        values["calls"] = dict(self.calls.pop(step, {}))
+        RunStep.objects.filter(run=self.run, key=step).update(**values)
+
+    def _stop_if_cancelled(self) -> None:
+        status, asked = (
+            Run.objects.filter(pk=self.run.pk).values_list("status", "cancel_requested_at").get()
+        )
+        if asked or status != Run.Status.RUNNING:
+            raise RunCancelled
+        self.heartbeat()
+
+
+def execute(run_id: int, *, echo: Progress | None = None) -> None:
+    """The RQ job of a run (``manage.py env`` calls it directly, echoing the progress). A run
+    cancelled or already taken is left alone: the claim is a compare-and-set on its status."""
+    now = timezone.now()
+    claimed = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+        status=Run.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        worker_name=_worker_name(),
+        explanation="",
+    )
+    if not claimed:
+        return
+    run = Run.objects.select_related("environment", "plan").get(pk=run_id)
+    lookups = run.kind in (Run.Kind.PLAN, Run.Kind.DRIFT)
+    progress = RunProgress(run, record_lookups=lookups, echo=echo)
+    log(run, f"{run.kind} of {run.environment.name} started by {run.started_by_name}")
+    try:
+        spec = run.environment.spec()
+        with engine.on_every_call(spec.region, progress.count_call):
+            result, explanation = _KINDS[run.kind](run, spec, progress)
+    except RunCancelled:
+        run.refresh_from_db(fields=["cancel_requested_by", "status"])
+        if run.status == Run.Status.RUNNING:
+            where = f" after {progress.step}" if progress.step else ""
+            _finish(
+                run,
+                Run.Status.CANCELLED,
+                f"Cancelled by {run.cancel_requested_by}{where}, between two steps: the "
+                "environment is consistent, and applying again resumes it.",
+            )
+    except (ProvisioningError, ValidationError) as exc:
+        _finish(run, Run.Status.FAILED, _message(exc))
+    except Exception as exc:
+        logger.exception("run %s failed unexpectedly", run.pk)
+        _finish(run, Run.Status.FAILED, f"Unexpected error ({type(exc).__name__}): {exc}")
+        raise
+    else:
+        _finish(run, Run.Status.SUCCEEDED, explanation, result)
+
+
+def _finish(run: Run, status: str, explanation: str, result: dict | None = None) -> None:
+    values = {"status": status, "finished_at": timezone.now(), "explanation": explanation}
+    if result is not None:
+        values["result"] = result
+        if run.kind == Run.Kind.PLAN and _pending(result["changes"]):
+            values["decision"] = Run.Decision.PENDING
+    # Only a running run ends here: a force-cancel meanwhile has the last word.
+    if Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(**values):
+        log(run, explanation, level="error" if status == Run.Status.FAILED else "info")
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc)
+        return f"The environment is not valid: {problems}"
+    return str(exc)
+
+
+def _worker_name() -> str:
+    job = get_current_job()
+    if job is not None and job.worker_name:
+        return job.worker_name
+    return f"command on {socket.gethostname()} (pid {os.getpid()})"
+
+
+# The kinds ------------------------------------------------------------------------------------
+
+
+def change_as_json(change: engine.Change) -> dict:
+    fields = {name: [current, desired] for name, (current, desired) in change.fields.items()}
+    plain = {"key": change.key, "title": change.title, "action": change.action, "note": change.note}
+    return json.loads(json.dumps({**plain, "fields": fields}, default=str, sort_keys=True))
+
+
+def describe_change(change: dict) -> str:
+    """A change kept as JSON, as the engine words it: ``update ECS service: ...``."""
+    fields = {name: tuple(values) for name, values in change["fields"].items()}
+    return str(
+        engine.Change(change["key"], change["title"], change["action"], fields, change["note"])
+    )
+
+
+def _pending(changes: list[dict]) -> list[dict]:
+    return [change for change in changes if change["action"] != engine.NONE]
+
+
+def declaration(spec: Spec) -> dict:
+    return json.loads(json.dumps(asdict(spec), default=str))
+
+
+def _plan(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
+    checks = _preflight(run, spec)
+    changes = [change_as_json(change) for change in engine.plan(spec, progress)]
+    pending = _pending(changes)
+    summary = (
+        f"{len(pending)} of {len(changes)} resources to change: review, then confirm or discard."
+        if pending
+        else "No changes: the environment matches its declaration."
+    )
+    return {"changes": changes, "declaration": declaration(spec), "preflight": checks}, summary
+
+
+def _drift(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
+    changes = [change_as_json(change) for change in engine.plan(spec, progress)]
+    drifted = _pending(changes)
+    summary = f"{len(drifted)} resources differ from the declaration." if drifted else "In sync."
+    return {"changes": changes}, summary
+
+
+def _apply(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
+    _preflight(run, spec)
+    if run.plan is not None:
+        _check_the_plan_still_holds(run, spec)
+    result = engine.apply(spec, progress)
+    _save_outputs(run, result.outputs)
+    changed = [key for key, outcome in result.outcomes.items() if outcome != "unchanged"]
+    return _result(result), f"Applied: {len(changed)} of {len(result.outcomes)} resources changed."
+
+
+def _destroy(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
+    parameters = run.parameters
+    result = engine.destroy(
+        spec,
+        progress,
+        confirm=parameters.get("confirm", ""),
+        delete_data=bool(parameters.get("delete_data")),
+        confirm_data=parameters.get("confirm_data", ""),
+    )
+    deleted = [key for key, outcome in result.outcomes.items() if outcome == "deleted"]
+    return _result(result), f"Destroyed: {len(deleted)} resources deleted."
+
+
+_KINDS = {
+    Run.Kind.PLAN: _plan,
+    Run.Kind.DRIFT: _drift,
+    Run.Kind.APPLY: _apply,
+    Run.Kind.DESTROY: _destroy,
+}
+
+
+def _result(result: engine.Result) -> dict:
+    return {"outcomes": result.outcomes, "calls": result.calls}
+
+
+def _save_outputs(run: Run, outputs: dict[str, dict]) -> None:
+    for key, values in outputs.items():
+        RunStep.objects.filter(run=run, key=key).update(
+            outputs=json.loads(json.dumps(values, default=str))
+        )
+
+
+def _preflight(run: Run, spec: Spec) -> list[dict]:
+    """The pre-flight checks of a real-AWS environment; a failed one stops the run before any
+    change."""
+    if spec.is_local:
+        return []
+    ctx = Context(spec)
+    try:
+        checks = preflight.run_checks(ctx)
+    finally:
+        ctx.close()
+    for check in checks:
+        mark = "warning" if check.warning else "pass" if check.ok else "FAIL"
+        log(run, f"pre-flight {mark}: {check.name}: {check.reason}", level=_level(check))
+    failed = preflight.failures(checks)
+    if failed:
+        names = ", ".join(check.name for check in failed)
+        raise ProvisioningError(f"Pre-flight checks failed ({names}): nothing was changed.")
+    return [asdict(check) for check in checks]
+
+
+def _level(check: preflight.Check) -> str:
+    return "warning" if check.warning else "info" if check.ok else "error"
+
+
+def _check_the_plan_still_holds(run: Run, spec: Spec) -> None:
+    """Apply what was confirmed, or nothing: a changed declaration or a changed AWS since the
+    plan stops the apply before its first change."""
+    plan = run.plan
+    was = plan.result["declaration"]
+    now = declaration(spec)
+    edited = sorted(name for name in now if was.get(name) != now[name])
+    if edited:
+        raise ProvisioningError(
+            f"The environment was edited since plan #{plan.pk} ({', '.join(edited)}): nothing "
+            "was changed. Make a fresh plan."
+        )
+    log(run, f"Checking that AWS is still as plan #{plan.pk} saw it")
+    fresh = _pending([change_as_json(change) for change in engine.plan(spec)])
+    confirmed = _pending(plan.result["changes"])
+    if fresh != confirmed:
+        differs = sorted(
+            {change["title"] for change in fresh if change not in confirmed}
+            | {change["title"] for change in confirmed if change not in fresh}
+        )
+        raise ProvisioningError(
+            f"AWS changed since plan #{plan.pk}, so this apply would do something else "
+            f"({', '.join(differs)}): nothing was changed. Make a fresh plan."
+        )
