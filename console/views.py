@@ -1,10 +1,14 @@
 from django.contrib.auth.decorators import login_not_required, permission_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from console import api_keys, health
+from console.models import Action
+from provisioning import state
+from provisioning.models import Environment, Run
 
 
 @login_not_required
@@ -20,7 +24,29 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     template = "console/dashboard.html"
     if request.htmx and not request.htmx.boosted:
         template = "console/_health_badges.html"
-    return render(request, template, {"checks": health.run_checks()})
+    if template == "console/_health_badges.html":
+        return render(request, template, {"checks": health.run_checks()})
+    environments = [
+        {
+            "environment": environment,
+            "seen": state.last_seen(environment),
+            "running": environment.runs.filter(status__in=Run.ACTIVE).first(),
+        }
+        for environment in Environment.objects.all()
+    ]
+    context = {"checks": health.run_checks(), "environments": environments}
+    return render(request, template, context)
+
+
+@permission_required("console.manage_users", raise_exception=True)
+def action_list(request: HttpRequest) -> HttpResponse:
+    found = Action.objects.all()
+    if request.GET.get("verb"):
+        found = found.filter(verb__startswith=request.GET["verb"])
+    if request.GET.get("actor"):
+        found = found.filter(actor_name__icontains=request.GET["actor"])
+    page = Paginator(found, 50).get_page(request.GET.get("page"))
+    return render(request, "console/action_list.html", {"page": page})
 
 
 @permission_required("console.manage_api_keys", raise_exception=True)

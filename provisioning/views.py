@@ -1,16 +1,289 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseStopPolling
 
-from provisioning.models import Environment
+from console import actions
+from provisioning import runs, state
+from provisioning.forms import DestroyForm, EnvironmentForm, RunFilterForm
+from provisioning.models import Environment, Run
+
+VIEW = "console.view_state"
+CHANGE = "console.start_provisioning"
+TAIL = 200  # events a run page opens with; older ones are paged in on demand
 
 
-@permission_required("console.view_state", raise_exception=True)
+@permission_required(VIEW, raise_exception=True)
 def environment_list(request: HttpRequest) -> HttpResponse:
     environments = Environment.objects.all()
     return render(request, "provisioning/environment_list.html", {"environments": environments})
 
 
-@permission_required("console.view_state", raise_exception=True)
+@permission_required(VIEW, raise_exception=True)
+def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
+    environment = get_object_or_404(Environment, name=name)
+    holder = runs.holder_of(environment)
+    if holder is not None:
+        runs.reap(holder)
+        holder = runs.holder_of(environment)
+    live = state.live(environment)
+    context = {
+        "environment": environment,
+        "holder": holder,
+        "seen": state.last_seen(environment),
+        "outputs": state.outputs(environment),
+        "live": live,
+        "healthy": state.healthy(live),
+        "recent": environment.runs.all()[:10],
+        "destroyable": _can_delete(environment),
+    }
+    template = "provisioning/environment_detail.html"
+    if request.htmx and not request.htmx.boosted:
+        template = "provisioning/_environment_live.html"
+    return render(request, template, context)
+
+
+def _can_delete(environment: Environment) -> bool:
+    """Deleting the declaration is safe once nothing of it is left in AWS: never applied, or
+    destroyed since its last apply."""
+    last = environment.runs.filter(kind__in=Run.MUTATING, status=Run.Status.SUCCEEDED).first()
+    return last is None or last.kind == Run.Kind.DESTROY
+
+
+@permission_required(CHANGE, raise_exception=True)
+def environment_create(request: HttpRequest) -> HttpResponse:
+    initial = {}
+    copy_of = Environment.objects.filter(name=request.GET.get("copy", "")).first()
+    if copy_of is not None:
+        initial = actions.snapshot(copy_of, exclude=("id", "name", "created_at", "updated_at"))
+    form = EnvironmentForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            environment = form.save()
+            actions.record(
+                "environment.create",
+                environment,
+                actor=request.user,
+                after=actions.snapshot(environment),
+            )
+        messages.success(request, f"Environment {environment.name} created. Plan it next.")
+        return redirect("provisioning:environment", name=environment.name)
+    return render(request, "provisioning/environment_form.html", {"form": form, "copy": copy_of})
+
+
+@permission_required(CHANGE, raise_exception=True)
+def environment_edit(request: HttpRequest, name: str) -> HttpResponse:
+    environment = get_object_or_404(Environment, name=name)
+    before = actions.snapshot(environment)
+    form = EnvironmentForm(request.POST or None, instance=environment)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            environment = form.save()
+            after = actions.snapshot(environment)
+            changed = {key for key in after if before.get(key) != after[key]} - {"updated_at"}
+            actions.record(
+                "environment.update",
+                environment,
+                actor=request.user,
+                before={key: before[key] for key in changed},
+                after={key: after[key] for key in changed},
+            )
+        messages.success(request, f"Saved. Plan {environment.name} to see what it changes.")
+        return redirect("provisioning:environment", name=environment.name)
+    context = {"form": form, "environment": environment}
+    return render(request, "provisioning/environment_form.html", context)
+
+
+@require_POST
+@permission_required(CHANGE, raise_exception=True)
+def environment_delete(request: HttpRequest, name: str) -> HttpResponse:
+    environment = get_object_or_404(Environment, name=name)
+    if request.POST.get("confirm") != environment.name:
+        messages.error(request, f"Not deleted: type the environment's name, {environment.name}.")
+    elif not _can_delete(environment):
+        messages.error(request, f"Destroy {environment.name} first: its resources still exist.")
+    else:
+        with transaction.atomic():
+            actions.record(
+                "environment.delete",
+                environment,
+                actor=request.user,
+                before=actions.snapshot(environment),
+            )
+            environment.runs.all().delete()
+            environment.delete()
+        messages.success(request, f"Environment {name} deleted.")
+        return redirect("provisioning:environments")
+    return redirect("provisioning:environment", name=environment.name)
+
+
+@require_POST
+@permission_required(CHANGE, raise_exception=True)
+def run_start(request: HttpRequest, name: str) -> HttpResponse:
+    environment = get_object_or_404(Environment, name=name)
+    kind = request.POST.get("kind")
+    if kind not in (Run.Kind.PLAN, Run.Kind.DRIFT):
+        messages.error(request, "Start a plan or a drift check here; apply by confirming a plan.")
+        return redirect("provisioning:environment", name=name)
+    return _started(request, lambda: runs.start(environment, kind, actor=request.user), name)
+
+
+@permission_required(CHANGE, raise_exception=True)
+def run_destroy(request: HttpRequest, name: str) -> HttpResponse:
+    environment = get_object_or_404(Environment, name=name)
+    form = DestroyForm(request.POST or None, environment=environment)
+    if request.method == "POST" and form.is_valid():
+        parameters = {key: form.cleaned_data[key] for key in ("confirm", "delete_data")}
+        parameters["confirm_data"] = form.cleaned_data["confirm_data"]
+        return _started(
+            request,
+            lambda: runs.start(
+                environment, Run.Kind.DESTROY, actor=request.user, parameters=parameters
+            ),
+            name,
+        )
+    return render(request, "provisioning/destroy.html", {"form": form, "environment": environment})
+
+
+def _started(request: HttpRequest, start, name: str) -> HttpResponse:
+    try:
+        run = start()
+    except runs.Refused as exc:
+        messages.error(request, str(exc))
+        if exc.holder is not None:
+            return redirect("provisioning:run", pk=exc.holder.pk)
+        return redirect("provisioning:environment", name=name)
+    return redirect("provisioning:run", pk=run.pk)
+
+
+@permission_required(VIEW, raise_exception=True)
 def run_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "provisioning/run_list.html")
+    filters = RunFilterForm(request.GET or None)
+    found = filters.filter(Run.objects.select_related("environment"))
+    page = Paginator(found, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"filters": filters, "page": page, "query": query.urlencode()}
+    return render(request, "provisioning/run_list.html", context)
+
+
+def _run(pk: int) -> Run:
+    return get_object_or_404(Run.objects.select_related("environment", "plan"), pk=pk)
+
+
+@never_cache
+@permission_required(VIEW, raise_exception=True)
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _run(pk)
+    runs.reap(run)
+    before = _int(request.GET.get("before"))
+    events = run.events.all()
+    if before:
+        events = events.filter(seq__lt=before)
+    tail = list(events.order_by("-seq")[:TAIL])[::-1]
+    context = {
+        **_live_context(run),
+        "events": tail,
+        "older": tail[0].seq if tail and tail[0].seq > 1 else None,
+        "after": tail[-1].seq if tail else 0,
+        "paged": bool(before),
+    }
+    return render(request, "provisioning/run_detail.html", context)
+
+
+@never_cache
+@permission_required(VIEW, raise_exception=True)
+def run_events(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live fragment: events after the cursor, the summary, and the next poller. Its cost
+    does not grow with the run's length: a bounded read past the cursor."""
+    run = _run(pk)
+    if run.is_active:
+        runs.reap(run)
+    after = _int(request.GET.get("after"))
+    events = list(run.events.filter(seq__gt=after).order_by("seq")[:TAIL])
+    context = {
+        **_live_context(run, with_steps=bool(events) or not run.is_active),
+        "events": events,
+        "after": events[-1].seq if events else after,
+    }
+    response = render(request, "provisioning/_run_events.html", context)
+    if not run.is_active and len(events) < TAIL:
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+def _live_context(run: Run, *, with_steps: bool = True) -> dict:
+    steps = list(run.steps.all()) if with_steps else None
+    last = run.events.order_by("-seq").first() if run.status == Run.Status.RUNNING else None
+    stalled = last is not None and timezone.now() - last.at > runs.stalled_after()
+    return {
+        "run": run,
+        "steps": steps,
+        "done": sum(step.status in ("done", "failed") for step in steps) if steps else 0,
+        "stalled": stalled,
+        "last_event": last,
+    }
+
+
+def _int(value: str | None) -> int:
+    try:
+        return max(int(value or 0), 0)
+    except ValueError:
+        return 0
+
+
+def _run_action(request: HttpRequest, pk: int, act) -> HttpResponse:
+    run = _run(pk)
+    try:
+        outcome = act(run)
+    except runs.Refused as exc:
+        messages.error(request, str(exc))
+        return redirect("provisioning:run", pk=run.pk)
+    if isinstance(outcome, Run):
+        return redirect("provisioning:run", pk=outcome.pk)
+    messages.success(request, outcome)
+    return redirect("provisioning:run", pk=run.pk)
+
+
+@require_POST
+@permission_required(CHANGE, raise_exception=True)
+def run_confirm(request: HttpRequest, pk: int) -> HttpResponse:
+    return _run_action(request, pk, lambda run: runs.confirm(run, actor=request.user))
+
+
+@require_POST
+@permission_required(CHANGE, raise_exception=True)
+def run_discard(request: HttpRequest, pk: int) -> HttpResponse:
+    def discard(run: Run) -> str:
+        runs.discard(run, actor=request.user)
+        return f"Plan #{run.pk} discarded: nothing was changed."
+
+    return _run_action(request, pk, discard)
+
+
+@require_POST
+@permission_required(CHANGE, raise_exception=True)
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    return _run_action(request, pk, lambda run: runs.cancel(run, actor=request.user))
+
+
+@require_POST
+@permission_required("console.manage_users", raise_exception=True)
+def run_force_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    def force(run: Run) -> str:
+        runs.force_cancel(run, actor=request.user)
+        return f"Run #{run.pk} force-cancelled; {run.environment.name} is free."
+
+    return _run_action(request, pk, force)
+
+
+@require_POST
+@permission_required(CHANGE, raise_exception=True)
+def run_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    return _run_action(request, pk, lambda run: runs.retry(run, actor=request.user))

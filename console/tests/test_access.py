@@ -53,7 +53,9 @@ VIEWS_BY_ROLE = {
     "provisioning:environments": {"viewer", "operator", "admin"},
     "provisioning:runs": {"viewer", "operator", "admin"},
     "audit_explorer:home": {"viewer", "operator", "admin"},
+    "provisioning:environment-create": {"operator", "admin"},
     "api-keys": {"admin"},
+    "actions": {"admin"},
     "django_rq:home": {"admin"},
 }
 

@@ -1,0 +1,198 @@
+"""What an environment looks like: its resources as the last plan, drift or apply saw them,
+and its live state in AWS (service, alarms, dead letters), cached in Redis so that many
+viewers cost one set of AWS calls per cache period."""
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from provisioning import engine
+from provisioning.models import Environment, Run, RunStep
+from provisioning.resources.base import Context
+from provisioning.resources.cloudwatch import Alarm
+
+SEEN_BY = (Run.Kind.PLAN, Run.Kind.DRIFT, Run.Kind.APPLY)
+_RESOURCE_STATE = {engine.CREATE: "missing", engine.UPDATE: "drifted", engine.NONE: "present"}
+
+
+@dataclass
+class Resources:
+    """Every resource as one run saw it (None: never looked at)."""
+
+    run: Run | None
+    rows: list[dict]
+
+    @property
+    def in_sync(self) -> bool | None:
+        if self.run is None:
+            return None
+        return all(row["state"] == "present" for row in self.rows)
+
+
+def last_seen(environment: Environment) -> Resources:
+    """The newest succeeded plan, drift or apply: a plan or drift knows each resource's
+    state; an apply that succeeded left every resource present."""
+    run = (
+        environment.runs.filter(kind__in=SEEN_BY, status=Run.Status.SUCCEEDED)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if run is None:
+        return Resources(None, [])
+    if run.kind == Run.Kind.APPLY:
+        rows = [
+            {"key": key, "title": title, "state": "present", "fields": {}}
+            for key, title in run.steps.values_list("key", "title")
+        ]
+    else:
+        rows = [
+            {**change, "state": _RESOURCE_STATE[change["action"]]}
+            for change in run.result["changes"]
+        ]
+    return Resources(run, rows)
+
+
+def outputs(environment: Environment) -> dict[str, dict]:
+    """Each resource's outputs (ARNs, endpoint URL) from the last apply that succeeded."""
+    apply = (
+        environment.runs.filter(kind=Run.Kind.APPLY, status=Run.Status.SUCCEEDED)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if apply is None:
+        return {}
+    steps = RunStep.objects.filter(run=apply).exclude(outputs={})
+    return {step.title: step.outputs for step in steps}
+
+
+def live(environment: Environment) -> dict[str, Any]:
+    """The environment's state in AWS, at most ``AWS_STATE_CACHE_SECONDS`` old. One viewer
+    reads AWS while the others wait for its answer, so a cache period costs one set of calls."""
+    key = f"environment-state:{environment.pk}:{environment.updated_at.timestamp()}"
+    state = cache.get(key)
+    if state is not None:
+        return state
+    if cache.add(f"{key}:reading", 1, timeout=30):
+        try:
+            state = read_live(environment)
+            cache.set(key, state, settings.AWS_STATE_CACHE_SECONDS)
+        finally:
+            cache.delete(f"{key}:reading")
+        return state
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = cache.get(key)
+        if state is not None:
+            return state
+    return {"read_at": timezone.now(), "error": "AWS is slow to answer: reload in a moment."}
+
+
+def read_live(environment: Environment) -> dict[str, Any]:
+    ctx = Context(environment.spec())
+    try:
+        return {
+            "read_at": timezone.now(),
+            "service": _guarded(lambda: _service(ctx)),
+            "alarms": _guarded(lambda: _alarms(ctx)),
+            "dlq": _guarded(lambda: _dlq(ctx)),
+            "lambda_errors": _guarded(lambda: _lambda_errors(ctx)),
+        }
+    finally:
+        ctx.close()
+
+
+def healthy(state: dict[str, Any]) -> bool | None:
+    """Tasks at the desired count, no alarm firing, nothing dead-lettered (None: unknown)."""
+    parts = [state.get(name) or {} for name in ("service", "alarms", "dlq")]
+    if state.get("error") or any("error" in part for part in parts):
+        return None
+    service, alarms, dlq = parts
+    if not service.get("exists"):
+        return None
+    return (
+        service["running"] >= service["desired"]
+        and not any(alarm["state"] == "ALARM" for alarm in alarms.get("list", []))
+        and dlq.get("messages", 0) == 0
+    )
+
+
+def _guarded(read) -> dict:
+    try:
+        return read()
+    except (BotoCoreError, ClientError) as exc:
+        return {"error": str(exc)}
+
+
+def _service(ctx: Context) -> dict:
+    found = ctx.client("ecs").describe_services(
+        cluster=ctx.name("Cluster"), services=[ctx.name("Service")]
+    )["services"]
+    service = next((s for s in found if s.get("status") == "ACTIVE"), None)
+    if service is None:
+        return {"exists": False}
+    return {
+        "exists": True,
+        "running": service.get("runningCount", 0),
+        "pending": service.get("pendingCount", 0),
+        "desired": service.get("desiredCount", 0),
+        "deployments": [
+            {
+                "status": deployment.get("status"),
+                "rollout": deployment.get("rolloutState", ""),
+                "task_definition": deployment.get("taskDefinition", "").rpartition("/")[2],
+                "running": deployment.get("runningCount", 0),
+                "desired": deployment.get("desiredCount", 0),
+            }
+            for deployment in service.get("deployments", [])
+        ],
+        "events": [
+            {"at": event["createdAt"], "message": event["message"]}
+            for event in service.get("events", [])[:5]
+        ],
+    }
+
+
+def _alarms(ctx: Context) -> dict:
+    names = [cls.alarm_name + ctx.spec.suffix for cls in Alarm.__subclasses__()]
+    found = ctx.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
+    return {
+        "list": [
+            {"name": alarm["AlarmName"], "state": alarm["StateValue"]}
+            for alarm in sorted(found, key=lambda alarm: alarm["AlarmName"])
+        ]
+    }
+
+
+def _dlq(ctx: Context) -> dict:
+    sqs = ctx.client("sqs")
+    try:
+        url = sqs.get_queue_url(QueueName=ctx.name("DlqName"))["QueueUrl"]
+    except ClientError as exc:
+        if "NonExistentQueue" in str(exc):
+            return {"exists": False, "messages": 0}
+        raise
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return {"exists": True, "messages": int(attributes["ApproximateNumberOfMessages"])}
+
+
+def _lambda_errors(ctx: Context) -> dict:
+    end = timezone.now()
+    points = ctx.client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Dimensions=[{"Name": "FunctionName", "Value": ctx.name("LambdaFunction")}],
+        StartTime=end - timedelta(hours=1),
+        EndTime=end,
+        Period=3600,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    return {"last_hour": int(sum(point["Sum"] for point in points))}
