@@ -7,10 +7,12 @@ import django_rq
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import Group
+from playwright.sync_api import sync_playwright
 from rq import Worker
 
 from centralllm import aws
 from console.roles import ADMIN, OPERATOR, VIEWER, sync_roles
+from devtools.services import ensure_os_package
 from devtools.testing import create_audit_table, create_bucket, unique
 
 
@@ -81,3 +83,26 @@ def operator(django_user_model):
 @pytest.fixture
 def admin_user(django_user_model):
     return make_user(django_user_model, "ada", ADMIN)
+
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def page(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the live server's ORM calls
+    # happen in another thread, so Django's async-safety guard does not apply to them.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    chromium = ensure_os_package("chromium", "chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield browser.new_page()
+        browser.close()

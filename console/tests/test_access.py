@@ -21,7 +21,7 @@ def _walk(patterns, prefix="", namespace=""):
 def _concrete(pattern: str) -> str:
     """A URL for a route, with every parameter filled by a plausible value."""
     path = re.sub(r"\(\?P<\w+>[^)]*\)", "1", pattern)
-    path = re.sub(r"<(?:int:)?\w+>", "1", path)
+    path = re.sub(r"<(?:int:|slug:)?\w+>", "1", path)
     path = re.sub(r"<path:\w+>", "x", path)
     return "/" + path.lstrip("^").rstrip("$").replace("\\", "")
 

@@ -14,8 +14,8 @@ def test_viewers_see_every_environment(client, viewer):
     response = client.get(reverse("provisioning:environments"))
     assert response.status_code == 200
     page = response.content.decode()
-    assert "<td>local</td>" in page
-    assert "<td>staging</td>" in page
+    assert '<td><a href="/environments/local/">local</a></td>' in page
+    assert '<td><a href="/environments/staging/">staging</a></td>' in page
     assert "<code>123456789012</code>" in page
     assert "<code>-staging</code>" in page
 

@@ -1,0 +1,68 @@
+"""An operator deploys from the browser: Debian's chromium through Playwright, a live server,
+a real RQ worker process on real Redis, and the moto server."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from provisioning.tests.test_runs import _test_database_url
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def provisioning_worker(redis_conn):
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "provisioning"],
+        env={**os.environ, "DATABASE_URL": _test_database_url()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield process
+    process.terminate()
+    process.wait(10)
+
+
+def log_in(page, live_server, username: str) -> None:
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(f"{username}-password-123")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+
+def test_an_operator_creates_staging_plans_confirms_and_watches_the_apply(
+    page, live_server, operator, provisioning_worker
+):
+    suffix = f"-b{int(time.time()) % 100000}"
+    log_in(page, live_server, "otto")
+    page.goto(f"{live_server.url}/environments/local/")
+    page.get_by_role("link", name="Copy").click()
+    page.get_by_label("Name", exact=True).fill("staging")
+    page.get_by_label("Suffix").fill(suffix)
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_text("Environment staging created")).to_be_visible()
+
+    page.get_by_role("button", name="Plan").click()
+    expect(page.locator("[data-status]")).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator("table.diff")).to_contain_text("S3 audit bucket")
+    page.get_by_role("button", name="Confirm and apply").click()
+
+    expect(page.get_by_role("heading", name="Apply")).to_be_visible()
+    expect(page.locator("[data-status]")).to_have_text("succeeded", timeout=120_000)
+    expect(page.locator("#run-log")).to_contain_text("ECS service")
+    seqs = [
+        int(s)
+        for s in page.locator("#run-log [data-seq]").evaluate_all(
+            "nodes => nodes.map(n => n.dataset.seq)"
+        )
+    ]
+    assert seqs == list(range(1, len(seqs) + 1))  # the live log: no gap, no repeat
+    page.screenshot(path="var/run-apply.png", full_page=True)
+    page.get_by_role("link", name="← staging").click()
+    expect(page.locator('[data-badge="sync"] .state')).to_have_text("in sync")
+    page.screenshot(path="var/environment.png", full_page=True)

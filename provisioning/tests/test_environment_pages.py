@@ -1,0 +1,102 @@
+import pytest
+from django.urls import reverse
+
+from console.models import Action
+from provisioning.models import Environment, Run
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_operator_copies_an_environment_into_staging(client, operator):
+    client.force_login(operator)
+    form = client.get(reverse("provisioning:environment-create"), {"copy": "local"})
+    assert form.status_code == 200 and "copied from local" in form.content.decode()
+    initial = form.context["form"].initial
+    assert initial["is_local"] is True and "name" not in initial
+
+    response = client.post(
+        reverse("provisioning:environment-create"),
+        {**initial, "name": "staging", "suffix": "-staging"},
+    )
+
+    assert response["Location"] == reverse("provisioning:environment", args=["staging"])
+    staging = Environment.objects.get(name="staging")
+    assert staging.suffix == "-staging" and staging.is_local
+    action = Action.objects.get(verb="environment.create")
+    assert action.actor_name == "otto" and action.after["suffix"] == "-staging"
+
+
+def test_the_models_validation_is_shown_on_the_form(client, operator):
+    client.force_login(operator)
+    local = Environment.objects.get(name="local")
+    response = client.post(
+        reverse("provisioning:environment-edit", args=["local"]),
+        {"name": "local", "region": "eu-central-1", "suffix": "Bad Suffix", "is_local": ""},
+    )
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "A real-AWS environment needs its VPC." in page
+    assert "Use &#x27;&#x27; or a suffix like &#x27;-staging&#x27;" in page
+    local.refresh_from_db()
+    assert local.is_local and local.suffix == ""
+    assert not Action.objects.exists()
+
+
+def test_an_edit_records_what_changed_before_and_after(client, operator):
+    client.force_login(operator)
+    form = client.get(reverse("provisioning:environment-edit", args=["local"])).context["form"]
+    data = {name: value for name, value in form.initial.items() if value is not None}
+    data["desired_count"] = 3
+
+    client.post(reverse("provisioning:environment-edit", args=["local"]), data)
+
+    action = Action.objects.get(verb="environment.update")
+    assert action.before == {"desired_count": 1} and action.after == {"desired_count": 3}
+
+
+def test_delete_waits_for_a_destroy(client, operator):
+    environment = Environment.objects.create(name="gone", suffix="-gone", is_local=True)
+    Run.objects.create(
+        environment=environment, kind="apply", status="succeeded", started_by_name="otto"
+    )
+    client.force_login(operator)
+    url = reverse("provisioning:environment-delete", args=["gone"])
+
+    client.post(url, {"confirm": "gone"})
+    assert Environment.objects.filter(name="gone").exists()
+
+    Run.objects.create(
+        environment=environment, kind="destroy", status="succeeded", started_by_name="otto"
+    )
+    client.post(url, {"confirm": "wrong"})
+    assert Environment.objects.filter(name="gone").exists()
+    client.post(url, {"confirm": "gone"})
+    assert not Environment.objects.filter(name="gone").exists()
+    assert Action.objects.get(verb="environment.delete").before["suffix"] == "-gone"
+
+
+def test_destroy_needs_the_name_typed(client, operator):
+    client.force_login(operator)
+    response = client.post(reverse("provisioning:run-destroy", args=["local"]), {"confirm": "x"})
+    assert response.status_code == 200
+    assert "Destroy not confirmed: type the environment&#x27;s name" in response.content.decode()
+    response = client.post(
+        reverse("provisioning:run-destroy", args=["local"]),
+        {"confirm": "local", "delete_data": "on", "confirm_data": "yes"},
+    )
+    assert "Deleting the audit data not confirmed" in response.content.decode()
+    assert not Run.objects.exists()
+
+
+def test_history_filters_by_person_and_kind(client, viewer):
+    local = Environment.objects.get(name="local")
+    Run.objects.create(environment=local, kind="plan", started_by_name="otto")
+    Run.objects.create(environment=local, kind="drift", started_by_name="ada")
+    client.force_login(viewer)
+
+    page = client.get(reverse("provisioning:runs"), {"person": "ada"}).content.decode()
+
+    assert "drift #" in page and "plan #" not in page
+    page = client.get(reverse("provisioning:runs"), {"kind": "plan"}).content.decode()
+    assert "plan #" in page and "drift #" not in page
