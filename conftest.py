@@ -7,6 +7,7 @@ import django_rq
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 from playwright.sync_api import sync_playwright
 from rq import Worker
 
@@ -14,6 +15,13 @@ from centralllm import aws
 from console.roles import ADMIN, OPERATOR, VIEWER, sync_roles
 from devtools.services import ensure_os_package
 from devtools.testing import create_audit_table, create_bucket, unique
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Every test starts with an empty cache: user ids are reused between tests, and the
+    permissions kept for one would leak into the next."""
+    cache.clear()
 
 
 @pytest.fixture

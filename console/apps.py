@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class ConsoleConfig(AppConfig):
     name = "console"
     verbose_name = "Central LLM Console"
+
+    def ready(self) -> None:
+        from console import auth
+
+        auth.connect_signals()

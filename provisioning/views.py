@@ -220,8 +220,14 @@ def run_events(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _live_context(run: Run, *, with_steps: bool = True) -> dict:
     steps = list(run.steps.all()) if with_steps else None
-    last = run.events.order_by("-seq").first() if run.status == Run.Status.RUNNING else None
-    stalled = last is not None and timezone.now() - last.at > runs.stalled_after()
+    # The heartbeat marks the worker's last activity (an event or an AWS call), so a healthy
+    # refresh needs no extra query; only a stalled run looks up what it last said.
+    stalled = (
+        run.status == Run.Status.RUNNING
+        and run.heartbeat_at is not None
+        and timezone.now() - run.heartbeat_at > runs.stalled_after()
+    )
+    last = run.events.order_by("-seq").first() if stalled else None
     return {
         "run": run,
         "steps": steps,

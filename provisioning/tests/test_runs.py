@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 
 import django_rq
 import pytest
@@ -404,3 +405,24 @@ def test_an_admin_force_cancels_a_run_and_frees_the_environment(client, admin_us
     assert run.status == "cancelled" and "Force-cancelled by ada" in run.explanation
     assert runs.holder_of(environment) is None
     assert Action.objects.filter(verb="run.force_cancel", actor_name="ada").exists()
+
+
+@pytest.mark.django_db
+def test_a_silent_running_run_is_shown_stalled_with_what_it_last_said(
+    client, viewer, environment, settings
+):
+    settings.RUN_STALLED_SECONDS = 60
+    run = runs.start(environment, "apply", actor=None, enqueue=False)
+    runs.log(run, "waiting for the ECS service to become stable")
+    quiet_since = timezone.now() - timedelta(seconds=90)
+    # The worker still answers RQ, so the reaper leaves it alone; the run has just gone quiet.
+    Run.objects.filter(pk=run.pk).update(status="running", heartbeat_at=quiet_since)
+    settings.RUN_HEARTBEAT_TIMEOUT_SECONDS = 3600
+    client.force_login(viewer)
+
+    page = client.get(reverse("provisioning:run", args=[run.pk])).content.decode()
+
+    assert "stalled" in page
+    assert "it last said: waiting for the ECS service to become stable" in page
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+    assert "stalled" not in client.get(reverse("provisioning:run", args=[run.pk])).content.decode()
