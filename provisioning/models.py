@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from provisioning.resources.base import Spec
 
@@ -182,6 +183,14 @@ class Run(models.Model):
     @property
     def job_id(self) -> str:
         return f"run-{self.pk}"
+
+    @property
+    def elapsed(self) -> str:
+        """How long it ran (or has been running), for people: ``42 s``, ``3 min 5 s``."""
+        if self.started_at is None:
+            return ""
+        seconds = int(((self.finished_at or timezone.now()) - self.started_at).total_seconds())
+        return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
 class RunStep(models.Model):

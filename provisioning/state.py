@@ -3,6 +3,7 @@ and its live state in AWS (service, alarms, dead letters), cached in Redis so th
 viewers cost one set of AWS calls per cache period."""
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,11 @@ class Resources:
 
     run: Run | None
     rows: list[dict]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many resources are present, missing, drifted."""
+        return dict(Counter(row["state"] for row in self.rows).most_common())
 
     @property
     def in_sync(self) -> bool | None:
@@ -58,17 +64,21 @@ def last_seen(environment: Environment) -> Resources:
     return Resources(run, rows)
 
 
-def outputs(environment: Environment) -> dict[str, dict]:
-    """Each resource's outputs (ARNs, endpoint URL) from the last apply that succeeded."""
+def outputs(environment: Environment) -> list[RunStep]:
+    """The resources with outputs (ARNs, URLs) as the last apply that succeeded left them."""
     apply = (
         environment.runs.filter(kind=Run.Kind.APPLY, status=Run.Status.SUCCEEDED)
         .order_by("-finished_at", "-pk")
         .first()
     )
     if apply is None:
-        return {}
-    steps = RunStep.objects.filter(run=apply).exclude(outputs={})
-    return {step.title: step.outputs for step in steps}
+        return []
+    return list(RunStep.objects.filter(run=apply).exclude(outputs={}))
+
+
+def endpoint_url(steps: list[RunStep]) -> str | None:
+    """Where clients call the platform: the API Gateway stage's URL."""
+    return next((step.outputs.get("url") for step in steps if step.key == "apigateway.stage"), None)
 
 
 def live(environment: Environment) -> dict[str, Any]:

@@ -33,11 +33,13 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
         runs.reap(holder)
         holder = runs.holder_of(environment)
     live = state.live(environment)
+    outputs = state.outputs(environment)
     context = {
         "environment": environment,
         "holder": holder,
         "seen": state.last_seen(environment),
-        "outputs": state.outputs(environment),
+        "outputs": outputs,
+        "endpoint": state.endpoint_url(outputs),
         "live": live,
         "healthy": state.healthy(live),
         "recent": environment.runs.all()[:10],

@@ -7,9 +7,11 @@ import sys
 import time
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
-from provisioning.models import Environment
+from provisioning import runs
+from provisioning.models import Environment, Run
 from provisioning.tests.test_runs import _test_database_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -53,6 +55,7 @@ def test_an_operator_creates_staging_plans_confirms_and_watches_the_apply(
     page.get_by_role("button", name="Plan").click()
     expect(page.locator("[data-status]")).to_have_text("succeeded", timeout=60_000)
     expect(page.locator("table.diff")).to_contain_text("S3 audit bucket")
+    page.screenshot(path="var/run-plan.png", full_page=True)
     page.get_by_role("button", name="Confirm and apply").click()
 
     expect(page.get_by_role("heading", name="Apply")).to_be_visible()
@@ -69,3 +72,32 @@ def test_an_operator_creates_staging_plans_confirms_and_watches_the_apply(
     page.get_by_role("link", name="← staging").click()
     expect(page.locator('[data-badge="sync"] .state')).to_have_text("in sync")
     page.screenshot(path="var/environment.png", full_page=True)
+
+
+def test_reloading_a_running_run_continues_its_log_without_gaps_or_repeats(
+    page, live_server, viewer
+):
+    environment, _ = Environment.objects.get_or_create(name="local", defaults={"is_local": True})
+    run = runs.start(environment, "apply", actor=None, enqueue=False)
+    Run.objects.filter(pk=run.pk).update(status="running", heartbeat_at=timezone.now())
+    for n in range(1, 251):
+        runs.log(run, f"line {n}")
+    log_in(page, live_server, "vera")
+    page.goto(f"{live_server.url}/environments/runs/{run.pk}/")
+    events = page.locator("#run-log [data-seq]")
+    expect(events).to_have_count(200)  # it opens at its tail
+
+    for n in range(251, 256):
+        runs.log(run, f"line {n}")
+    expect(events.last).to_have_attribute("data-seq", "255")  # the poller brought them in
+    page.reload()
+    for n in range(256, 261):
+        runs.log(run, f"line {n}")
+    expect(events.last).to_have_attribute("data-seq", "260")
+    seqs = [int(seq) for seq in events.evaluate_all("nodes => nodes.map(n => n.dataset.seq)")]
+    assert seqs == list(range(seqs[0], 261)) and seqs[0] > 1
+
+    # A viewer watches: no button but logging out.
+    expect(page.locator("main button")).to_have_count(0)
+    Run.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
+    expect(page.locator("[data-status]")).to_have_text("succeeded")

@@ -100,3 +100,18 @@ def test_history_filters_by_person_and_kind(client, viewer):
     assert "drift #" in page and "plan #" not in page
     page = client.get(reverse("provisioning:runs"), {"kind": "plan"}).content.decode()
     assert "plan #" in page and "drift #" not in page
+
+
+def test_admins_browse_the_action_log(client, operator, admin_user):
+    client.force_login(operator)
+    form = client.get(reverse("provisioning:environment-edit", args=["local"])).context["form"]
+    data = {name: value for name, value in form.initial.items() if value is not None}
+    client.post(
+        reverse("provisioning:environment-edit", args=["local"]), {**data, "monthly_quota": 7}
+    )
+    client.force_login(admin_user)
+
+    page = client.get(reverse("actions"), {"verb": "environment."}).content.decode()
+
+    assert "environment.update" in page and "otto" in page
+    assert "&#x27;monthly_quota&#x27;: 100000" in page and "&#x27;monthly_quota&#x27;: 7" in page
