@@ -142,7 +142,7 @@ def confirm(plan: Run, *, actor: Actor) -> Run:
         )
 
 
-def discard(plan: Run, *, actor: Actor) -> None:
+def discard(plan: Run, *, actor: Actor) -> str:
     with transaction.atomic():
         decided = Run.objects.filter(pk=plan.pk, decision=Run.Decision.PENDING).update(
             decision=Run.Decision.DISCARDED
@@ -150,6 +150,7 @@ def discard(plan: Run, *, actor: Actor) -> None:
         if not decided:
             raise Refused(_decided_message(plan))
         actions.record("run.discard", plan, actor=actor)
+    return f"Plan #{plan.pk} discarded: nothing was changed."
 
 
 def _decided_message(plan: Run) -> str:
@@ -200,7 +201,7 @@ def cancel(run: Run, *, actor: Actor) -> str:
     return outcome
 
 
-def force_cancel(run: Run, *, actor: Actor) -> None:
+def force_cancel(run: Run, *, actor: Actor) -> str:
     """Mark a run whose worker no longer answers as cancelled, and free the environment.
     The worker, if it still lives, is told to stop the job."""
     name = actions.actor_name(actor)
@@ -216,6 +217,7 @@ def force_cancel(run: Run, *, actor: Actor) -> None:
         log(run, f"Force-cancelled by {name}.", level="warning")
         actions.record("run.force_cancel", run, actor=actor)
     transaction.on_commit(partial(_remove_job, run))
+    return f"Run #{run.pk} force-cancelled; {run.environment.name} is free."
 
 
 def _remove_job(run: Run) -> None:

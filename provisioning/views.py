@@ -268,11 +268,7 @@ def run_confirm(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @permission_required(CHANGE, raise_exception=True)
 def run_discard(request: HttpRequest, pk: int) -> HttpResponse:
-    def discard(run: Run) -> str:
-        runs.discard(run, actor=request.user)
-        return f"Plan #{run.pk} discarded: nothing was changed."
-
-    return _run_action(request, pk, discard)
+    return _run_action(request, pk, lambda run: runs.discard(run, actor=request.user))
 
 
 @require_POST
@@ -284,11 +280,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @permission_required("console.manage_users", raise_exception=True)
 def run_force_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    def force(run: Run) -> str:
-        runs.force_cancel(run, actor=request.user)
-        return f"Run #{run.pk} force-cancelled; {run.environment.name} is free."
-
-    return _run_action(request, pk, force)
+    return _run_action(request, pk, lambda run: runs.force_cancel(run, actor=request.user))
 
 
 @require_POST
