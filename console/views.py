@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -30,11 +31,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         {
             "environment": environment,
             "seen": state.last_seen(environment),
+            # Cached in Redis: many dashboards cost one set of AWS calls per period.
+            "healthy": state.healthy(state.live(environment)),
             "running": environment.runs.filter(status__in=Run.ACTIVE).first(),
         }
         for environment in Environment.objects.all()
     ]
-    context = {"checks": health.run_checks(), "environments": environments}
+    context = {
+        "checks": health.run_checks(),
+        "environments": environments,
+        "cache_seconds": settings.AWS_STATE_CACHE_SECONDS,
+    }
     return render(request, template, context)
 
 

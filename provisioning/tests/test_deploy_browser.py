@@ -101,3 +101,42 @@ def test_reloading_a_running_run_continues_its_log_without_gaps_or_repeats(
     expect(page.locator("main button")).to_have_count(0)
     Run.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
     expect(page.locator("[data-status]")).to_have_text("succeeded")
+
+
+def test_a_held_environment_is_named_and_a_queued_run_is_cancelled_in_the_browser(
+    page, live_server, operator
+):
+    environment, _ = Environment.objects.get_or_create(name="local", defaults={"is_local": True})
+    holder = runs.start(environment, "apply", actor=None, enqueue=False)  # no worker takes it
+    plan = runs.start(environment, "plan", actor=operator, enqueue=False)
+    Run.objects.filter(pk=plan.pk).update(
+        status="succeeded",
+        decision="pending",
+        result={
+            "changes": [
+                {
+                    "key": "s3.audit_bucket",
+                    "title": "S3 audit bucket",
+                    "action": "create",
+                    "note": "",
+                    "fields": {},
+                }
+            ],
+            "declaration": {},
+        },
+    )
+    log_in(page, live_server, "otto")
+    page.goto(f"{live_server.url}/environments/runs/{plan.pk}/")
+
+    page.get_by_role("button", name="Confirm and apply").click()
+
+    expect(page.locator(".message.error")).to_contain_text(
+        f"local is held by apply #{holder.pk}, started by command"
+    )
+    page.goto(f"{live_server.url}/environments/runs/{holder.pk}/")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("[data-status]")).to_have_text("cancelled")
+    expect(page.get_by_text("Cancelled by otto before it started.").first).to_be_visible()
+    page.goto(f"{live_server.url}/environments/runs/{plan.pk}/")
+    page.get_by_role("button", name="Confirm and apply").click()  # the plan waited: now free
+    expect(page.get_by_role("heading", name=f"Apply #{plan.pk + 1} of local")).to_be_visible()
