@@ -282,8 +282,8 @@ def test_a_killed_worker_fails_its_run_and_the_retry_completes(
             time.sleep(0.02)
         # Freeze it mid-run, then kill it and its work horse as the OOM killer would.
         os.killpg(worker.pid, signal.SIGSTOP)
-        os.killpg(worker.pid, signal.SIGKILL)
     finally:
+        os.killpg(worker.pid, signal.SIGKILL)  # also when the test failed: leave no worker
         worker.wait(10)
     run.refresh_from_db()
     assert run.status == "running"
