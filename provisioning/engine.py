@@ -263,17 +263,24 @@ def _about(resource: Resource) -> Iterator[None]:
 
 
 def _step(ctx: Context, resource: Resource, action: Callable[[], str]) -> str:
-    """Run one resource's action between started and finished (or failed) progress reports."""
-    ctx.step = resource.key
-    ctx.progress.started(resource.key, resource.title)
+    return run_step(ctx, resource.key, resource.title, action)
+
+
+def run_step(ctx: Context, key: str, title: str, action: Callable[[], str]) -> str:
+    """Run one step's action between started and finished (or failed) progress reports;
+    AWS and provisioning errors come out as a ProvisioningError that names the step."""
+    ctx.step = key
+    ctx.progress.started(key, title)
     try:
         outcome = action()
     except Exception as exc:
-        ctx.progress.failed(resource.key, str(exc))
+        ctx.progress.failed(key, str(exc))
         if isinstance(exc, _EXPECTED):
-            raise ProvisioningError(f"{resource.title}: {exc}") from exc
+            # Keeps its kind (a rollback stays a rollback) and gains the step's name.
+            kind = type(exc) if isinstance(exc, ProvisioningError) else ProvisioningError
+            raise kind(f"{title}: {exc}") from exc
         raise
-    ctx.progress.finished(resource.key, outcome)
+    ctx.progress.finished(key, outcome)
     return outcome
 
 

@@ -8,14 +8,16 @@ import socket
 import threading
 from collections import Counter, defaultdict
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 from rq import get_current_job
 
-from provisioning import engine, preflight
-from provisioning.models import Run, RunStep
+from provisioning import engine, preflight, rollout
+from provisioning.models import Release, Run, RunStep
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
 from provisioning.runs import log
 
@@ -231,11 +233,78 @@ def _destroy(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
     return _result(result), f"Destroyed: {len(deleted)} resources deleted."
 
 
+def _rollout(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
+    """Build, find the image, register a revision, move the service, follow it; the release
+    is recorded as soon as the service moves, and becomes live only once it is steady."""
+    source_version = run.parameters.get("source_version") or "main"
+    ctx = Context(spec, progress)
+    try:
+        build = partial(rollout.build_image, ctx, source_version)
+        tag = _stage(ctx, "build", build, lambda tag: f"pushed {tag}")
+        image = _stage(ctx, "image", lambda: rollout.find_image(ctx, tag), lambda i: i.digest)
+        arn = _stage(
+            ctx, "task_definition", lambda: rollout.register_revision(ctx, image), _short_arn
+        )
+        release = Release.objects.create(
+            environment=run.environment,
+            run=run,
+            image_tag=image.tag,
+            image_digest=image.digest,
+            task_definition=arn,
+        )
+        try:
+            _stage(ctx, "service", lambda: rollout.move_service(ctx, arn), lambda _: "moved")
+            _stage(
+                ctx, "deployment", lambda: rollout.follow_deployment(ctx, arn), lambda _: "steady"
+            )
+        except rollout.RolledBack as exc:
+            _end_release(release, Release.Outcome.ROLLED_BACK, str(exc))
+            raise
+        except (ProvisioningError, RunCancelled) as exc:
+            _end_release(release, Release.Outcome.FAILED, str(exc) or "cancelled")
+            raise
+        with transaction.atomic():
+            run.environment.releases.filter(outcome=Release.Outcome.LIVE).update(
+                outcome=Release.Outcome.REPLACED
+            )
+            _end_release(release, Release.Outcome.LIVE, "")
+    finally:
+        ctx.close()
+    result = {"image_tag": image.tag, "image_digest": image.digest, "task_definition": arn}
+    return result, f"{image.tag} ({image.digest[:19]}) is live on {_short_arn(arn)}."
+
+
+def _stage(ctx: Context, key: str, action, outcome) -> Any:
+    """One rollout stage as a run step; ``outcome(result)`` is what the step shows."""
+    kept = []
+
+    def step() -> str:
+        kept.append(action())
+        return outcome(kept[0])
+
+    engine.run_step(ctx, key, _stage_title(key), step)
+    return kept[0]
+
+
+def _stage_title(key: str) -> str:
+    return dict(rollout.STAGES)[key]
+
+
+def _short_arn(arn: str) -> str:
+    return arn.rpartition("/")[2]
+
+
+def _end_release(release: Release, outcome: str, reason: str) -> None:
+    release.outcome, release.reason, release.finished_at = outcome, reason, timezone.now()
+    release.save(update_fields=["outcome", "reason", "finished_at"])
+
+
 _KINDS = {
     Run.Kind.PLAN: _plan,
     Run.Kind.DRIFT: _drift,
     Run.Kind.APPLY: _apply,
     Run.Kind.DESTROY: _destroy,
+    Run.Kind.ROLLOUT: _rollout,
 }
 
 

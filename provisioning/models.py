@@ -99,10 +99,19 @@ class Environment(models.Model):
             raise ValidationError(errors)
 
     def spec(self) -> Spec:
-        """The declared state as plain data, for the engine. Raises ValidationError if invalid."""
+        """The declared state as plain data, for the engine. Raises ValidationError if invalid.
+
+        The image is whatever the last rollout put live (``image_tag`` only until then), so an
+        apply never takes the service back to an image that was replaced."""
         self.full_clean(validate_unique=False, validate_constraints=False)
         values = {field.name: getattr(self, field.name) for field in fields(Spec)}
+        live = self.live_release() if self.pk else None
+        if live is not None:
+            values["image_tag"] = live.image_tag
         return Spec(**{**values, "subnet_ids": tuple(self.subnets)})
+
+    def live_release(self) -> "Release | None":
+        return self.releases.filter(outcome=Release.Outcome.LIVE).first()
 
 
 class Run(models.Model):
@@ -114,6 +123,7 @@ class Run(models.Model):
         APPLY = "apply"
         DESTROY = "destroy"
         DRIFT = "drift"
+        ROLLOUT = "rollout"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -131,7 +141,7 @@ class Run(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-    MUTATING = (Kind.APPLY, Kind.DESTROY)
+    MUTATING = (Kind.APPLY, Kind.DESTROY, Kind.ROLLOUT)
 
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="runs")
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -164,7 +174,9 @@ class Run(models.Model):
             # The environment lock: it holds across web processes and workers alike.
             models.UniqueConstraint(
                 fields=["environment"],
-                condition=models.Q(status__in=["queued", "running"], kind__in=["apply", "destroy"]),
+                condition=models.Q(
+                    status__in=["queued", "running"], kind__in=["apply", "destroy", "rollout"]
+                ),
                 name="one_mutating_run_per_environment",
             )
         ]
@@ -237,3 +249,41 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run} #{self.seq}: {self.text[:60]}"
+
+
+class Release(models.Model):
+    """An image a rollout put on an environment's service (or tried to): the history of what
+    was live, and what a rollback goes back to."""
+
+    class Outcome(models.TextChoices):
+        ROLLING_OUT = "rolling out"
+        LIVE = "live"
+        REPLACED = "replaced"
+        ROLLED_BACK = "rolled back"
+        FAILED = "failed"
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="releases")
+    run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, related_name="releases")
+    image_tag = models.CharField(max_length=128)
+    image_digest = models.CharField(max_length=100)
+    task_definition = models.CharField(max_length=300, help_text="The revision's ARN.")
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.ROLLING_OUT)
+    reason = models.TextField(blank=True, help_text="Why it failed or was rolled back.")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment"], condition=models.Q(outcome="live"), name="one_live_release"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_tag} on {self.environment}"
+
+    @property
+    def revision(self) -> str:
+        """``family:revision``, as ECS names it."""
+        return self.task_definition.rpartition("/")[2]

@@ -21,8 +21,9 @@ from rq.worker import Worker
 
 from console import actions
 from console.actions import Actor
-from provisioning import engine
+from provisioning import engine, rollout
 from provisioning.models import Environment, Run, RunEvent, RunStep
+from provisioning.resources.base import Spec
 
 QUEUE = "provisioning"
 
@@ -76,9 +77,7 @@ def start(
     except ValidationError as exc:
         problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc)
         raise Refused(f"Environment {environment.name} is not valid: {problems}") from None
-    resources = engine.ordered(spec)
-    if kind == Run.Kind.DESTROY:
-        resources.reverse()
+    steps = steps_of(kind, spec)
     for attempt in (1, 2):
         try:
             with transaction.atomic():
@@ -93,8 +92,8 @@ def start(
                     explanation="Waiting for a worker to take it.",
                 )
                 RunStep.objects.bulk_create(
-                    RunStep(run=run, position=n, key=cls.key, title=cls.title)
-                    for n, cls in enumerate(resources, start=1)
+                    RunStep(run=run, position=n, key=key, title=title)
+                    for n, (key, title) in enumerate(steps, start=1)
                 )
                 actions.record(
                     f"run.{kind}",
@@ -111,6 +110,14 @@ def start(
                 continue  # the holder ended meanwhile, or had died: try once more
             raise Refused(_held_message(holder), holder=holder) from None
     raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def steps_of(kind: str, spec: Spec) -> list[tuple[str, str]]:
+    """(key, title) of each step a run of ``kind`` goes through, in order."""
+    if kind == Run.Kind.ROLLOUT:
+        return list(rollout.STAGES)
+    steps = [(cls.key, cls.title) for cls in engine.ordered(spec)]
+    return steps[::-1] if kind == Run.Kind.DESTROY else steps
 
 
 def _held_message(holder: Run) -> str:

@@ -1,5 +1,9 @@
+import re
+from functools import partial
+
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +20,8 @@ from provisioning.models import Environment, Run
 
 VIEW = "console.view_state"
 CHANGE = "console.start_provisioning"
+# What CodeBuild accepts as a source version: a branch, a tag or a commit id.
+SOURCE_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 TAIL = 200  # events a run page opens with; older ones are paged in on demand
 
 
@@ -44,6 +50,7 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
         "healthy": state.healthy(live),
         "recent": environment.runs.all()[:10],
         "destroyable": _can_delete(environment),
+        "releases": environment.releases.select_related("run")[:10],
     }
     template = "provisioning/environment_detail.html"
     if request.htmx and not request.htmx.boosted:
@@ -130,10 +137,19 @@ def environment_delete(request: HttpRequest, name: str) -> HttpResponse:
 def run_start(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)
     kind = request.POST.get("kind")
-    if kind not in (Run.Kind.PLAN, Run.Kind.DRIFT):
-        messages.error(request, "Start a plan or a drift check here; apply by confirming a plan.")
+    parameters = {}
+    if kind == Run.Kind.ROLLOUT:
+        if not request.user.has_perm("console.start_rollout"):
+            raise PermissionDenied
+        parameters["source_version"] = request.POST.get("source_version", "").strip() or "main"
+        if not SOURCE_VERSION.fullmatch(parameters["source_version"]):
+            messages.error(request, "A source version is a branch, tag or commit, like main.")
+            return redirect("provisioning:environment", name=name)
+    elif kind not in (Run.Kind.PLAN, Run.Kind.DRIFT):
+        messages.error(request, "Start a plan, a drift check or a rollout here; apply a plan.")
         return redirect("provisioning:environment", name=name)
-    return _started(request, lambda: runs.start(environment, kind, actor=request.user), name)
+    start = partial(runs.start, environment, kind, actor=request.user, parameters=parameters)
+    return _started(request, start, name)
 
 
 @permission_required(CHANGE, raise_exception=True)
