@@ -13,11 +13,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from rq import get_current_job
 
 from provisioning import engine, preflight, rollout
-from provisioning.models import Release, Run, RunStep
+from provisioning.models import Hold, Release, Run, RunStep
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
 from provisioning.runs import log
 
@@ -26,7 +27,12 @@ HEARTBEAT_SECONDS = 5
 
 
 class RunCancelled(Exception):
-    """Raised between steps once a cancel was asked for (or the run was force-cancelled)."""
+    """Raised between steps once a cancel was asked for (or the run was force-cancelled);
+    ``explanation`` says how it ended when that is more than a plain cancel."""
+
+    def __init__(self, explanation: str = "") -> None:
+        super().__init__(explanation or "stopped: a cancel was asked for")
+        self.explanation = explanation
 
 
 class RunProgress(Progress):
@@ -91,6 +97,9 @@ class RunProgress(Progress):
         values["calls"] = dict(self.calls.pop(step, {}))
         RunStep.objects.filter(run=self.run, key=step).update(**values)
 
+    def checkpoint(self) -> None:
+        self._stop_if_cancelled()
+
     def _stop_if_cancelled(self) -> None:
         status, asked = (
             Run.objects.filter(pk=self.run.pk).values_list("status", "cancel_requested_at").get()
@@ -121,14 +130,15 @@ def execute(run_id: int, *, echo: Progress | None = None) -> None:
         spec = run.environment.spec()
         with engine.on_every_call(spec.region, progress.count_call):
             result, explanation = _KINDS[run.kind](run, spec, progress)
-    except RunCancelled:
+    except RunCancelled as exc:
         run.refresh_from_db(fields=["cancel_requested_by", "status"])
         if run.status == Run.Status.RUNNING:
             where = f" after {progress.step}" if progress.step else ""
             _finish(
                 run,
                 Run.Status.CANCELLED,
-                f"Cancelled by {run.cancel_requested_by}{where}, between two steps: the "
+                exc.explanation
+                or f"Cancelled by {run.cancel_requested_by}{where}, between two steps: the "
                 "environment is consistent, and applying again resumes it.",
             )
     except (ProvisioningError, ValidationError) as exc:
@@ -241,7 +251,7 @@ def _rollout(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
     try:
         build = partial(rollout.build_image, ctx, source_version)
         tag = _stage(ctx, "build", build, lambda tag: f"pushed {tag}")
-        image = _stage(ctx, "image", lambda: rollout.find_image(ctx, tag), lambda i: i.digest)
+        image = _stage(ctx, "image", lambda: _unheld_image(run, ctx, tag), lambda i: i.digest)
         arn = _stage(
             ctx, "task_definition", lambda: rollout.register_revision(ctx, image), _short_arn
         )
@@ -258,20 +268,110 @@ def _rollout(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
                 ctx, "deployment", lambda: rollout.follow_deployment(ctx, arn), lambda _: "steady"
             )
         except rollout.RolledBack as exc:
-            _end_release(release, Release.Outcome.ROLLED_BACK, str(exc))
+            _roll_back(release, str(exc), by="ECS's circuit breaker")
             raise
-        except (ProvisioningError, RunCancelled) as exc:
-            _end_release(release, Release.Outcome.FAILED, str(exc) or "cancelled")
+        except RunCancelled:
+            run.refresh_from_db(fields=["roll_back_reason", "cancel_requested_by"])
+            if not run.roll_back_reason:
+                _end_release(release, Release.Outcome.FAILED, "cancelled")
+                raise
+            raise RunCancelled(_roll_back_now(ctx, run, release)) from None
+        except ProvisioningError as exc:
+            _end_release(release, Release.Outcome.FAILED, str(exc))
             raise
-        with transaction.atomic():
-            run.environment.releases.filter(outcome=Release.Outcome.LIVE).update(
-                outcome=Release.Outcome.REPLACED
-            )
-            _end_release(release, Release.Outcome.LIVE, "")
+        _make_live(release)
     finally:
         ctx.close()
     result = {"image_tag": image.tag, "image_digest": image.digest, "task_definition": arn}
     return result, f"{image.tag} ({image.digest[:19]}) is live on {_short_arn(arn)}."
+
+
+def _rollback(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
+    """Back to an earlier recorded release, in one click: the service moves to its revision
+    and is followed until steady; the image it leaves is put on hold."""
+    target = Release.objects.get(pk=run.parameters["release"], environment=run.environment)
+    reason = run.parameters.get("reason", "")
+    leaving = run.environment.live_release()
+    ctx = Context(spec, progress)
+    try:
+        arn = target.task_definition
+        _stage(ctx, "service", lambda: rollout.move_service(ctx, arn), lambda _: "moved")
+        follow = partial(rollout.follow_deployment, ctx, arn)
+        _stage(ctx, "deployment", follow, lambda _: "steady")
+    finally:
+        ctx.close()
+    release = Release.objects.create(
+        environment=run.environment,
+        run=run,
+        image_tag=target.image_tag,
+        image_digest=target.image_digest,
+        task_definition=target.task_definition,
+    )
+    if leaving is not None:
+        _hold(leaving, f"rolled back by {run.started_by_name}: {reason}", run.started_by_name)
+    _make_live(release)
+    result = {"image_tag": target.image_tag, "task_definition": target.task_definition}
+    return result, f"Back on {target.image_tag} ({target.revision}): {reason}"
+
+
+def _unheld_image(run: Run, ctx: Context, tag: str) -> rollout.Image:
+    image = rollout.find_image(ctx, tag)
+    hold = held(run.environment, image.tag, image.digest)
+    if hold is not None:
+        raise ProvisioningError(
+            f"{image.tag} is on hold in {run.environment.name} since "
+            f"{timezone.localtime(hold.created_at):%Y-%m-%d %H:%M} ({hold.reason}): clear the "
+            "hold on the environment's page to roll it out again."
+        )
+    return image
+
+
+def held(environment, tag: str, digest: str = "") -> Hold | None:
+    """The hold that keeps an image (by tag or digest) from being rolled out, if any."""
+    holds = environment.holds.filter(cleared_at=None)
+    by_image = Q(image_tag=tag) | (Q(image_digest=digest) if digest else Q(pk__in=[]))
+    return holds.filter(by_image).first()
+
+
+def _make_live(release: Release) -> None:
+    with transaction.atomic():
+        release.environment.releases.filter(outcome=Release.Outcome.LIVE).update(
+            outcome=Release.Outcome.REPLACED
+        )
+        _end_release(release, Release.Outcome.LIVE, "")
+
+
+def _roll_back(release: Release, reason: str, *, by: str) -> None:
+    _end_release(release, Release.Outcome.ROLLED_BACK, reason)
+    _hold(release, reason, by)
+
+
+def _hold(release: Release, reason: str, by: str) -> None:
+    Hold.objects.create(
+        environment=release.environment,
+        image_tag=release.image_tag,
+        image_digest=release.image_digest,
+        release=release,
+        reason=reason,
+        created_by_name=by,
+    )
+
+
+def _roll_back_now(ctx: Context, run: Run, release: Release) -> str:
+    """An operator's "Roll back now": the service goes back to the live revision at once,
+    without waiting for the circuit breaker."""
+    who, why = run.cancel_requested_by, run.roll_back_reason
+    live = run.environment.live_release()
+    reason = f"rolled back by {who}: {why}"
+    _roll_back(release, reason, by=who)
+    if live is None:
+        return (
+            f"Stopped by {who} ({why}); there is no earlier release to go back to, so the "
+            f"service stays on {release.revision}."
+        )
+    rollout.move_service(ctx, live.task_definition)
+    back_to = f"{live.image_tag} on {live.revision}"
+    return f"Rolled back by {who} ({why}): the service goes back to {back_to}."
 
 
 def _stage(ctx: Context, key: str, action, outcome) -> Any:
@@ -305,6 +405,7 @@ _KINDS = {
     Run.Kind.APPLY: _apply,
     Run.Kind.DESTROY: _destroy,
     Run.Kind.ROLLOUT: _rollout,
+    Run.Kind.ROLLBACK: _rollback,
 }
 
 

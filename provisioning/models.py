@@ -124,6 +124,7 @@ class Run(models.Model):
         DESTROY = "destroy"
         DRIFT = "drift"
         ROLLOUT = "rollout"
+        ROLLBACK = "rollback"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -141,7 +142,7 @@ class Run(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-    MUTATING = (Kind.APPLY, Kind.DESTROY, Kind.ROLLOUT)
+    MUTATING = (Kind.APPLY, Kind.DESTROY, Kind.ROLLOUT, Kind.ROLLBACK)
 
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="runs")
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -167,6 +168,8 @@ class Run(models.Model):
     worker_name = models.CharField(max_length=200, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_by = models.CharField(max_length=150, blank=True)
+    # "Roll back now" on a rollout: a cancel that also puts the service back at once.
+    roll_back_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -175,7 +178,8 @@ class Run(models.Model):
             models.UniqueConstraint(
                 fields=["environment"],
                 condition=models.Q(
-                    status__in=["queued", "running"], kind__in=["apply", "destroy", "rollout"]
+                    status__in=["queued", "running"],
+                    kind__in=["apply", "destroy", "rollout", "rollback"],
                 ),
                 name="one_mutating_run_per_environment",
             )
@@ -287,3 +291,25 @@ class Release(models.Model):
     def revision(self) -> str:
         """``family:revision``, as ECS names it."""
         return self.task_definition.rpartition("/")[2]
+
+
+class Hold(models.Model):
+    """An image that must not be rolled out on an environment again until someone clears the
+    hold: every rollback puts one, with its reason."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="holds")
+    image_tag = models.CharField(max_length=128)
+    image_digest = models.CharField(max_length=100, blank=True)
+    reason = models.TextField()
+    release = models.ForeignKey(Release, on_delete=models.SET_NULL, null=True, blank=True)
+    created_by_name = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_by_name = models.CharField(max_length=150, blank=True)
+    clear_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"hold on {self.image_tag} in {self.environment}"

@@ -156,6 +156,7 @@ def follow_deployment(
             ctx.say(stage)
         if waited >= timeout_seconds:
             raise ProvisioningError(f"the deployment is not steady after {waited:.0f}s")
+        ctx.progress.checkpoint()
         ctx.sleep(poll_seconds)
         waited += poll_seconds
 

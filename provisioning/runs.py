@@ -22,7 +22,7 @@ from rq.worker import Worker
 from console import actions
 from console.actions import Actor
 from provisioning import engine, rollout
-from provisioning.models import Environment, Run, RunEvent, RunStep
+from provisioning.models import Environment, Hold, Release, Run, RunEvent, RunStep
 from provisioning.resources.base import Spec
 
 QUEUE = "provisioning"
@@ -78,6 +78,12 @@ def start(
         problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc)
         raise Refused(f"Environment {environment.name} is not valid: {problems}") from None
     steps = steps_of(kind, spec)
+    if kind == Run.Kind.ROLLOUT:
+        hold = environment.holds.filter(
+            cleared_at=None, image_tag=(parameters or {}).get("source_version")
+        ).first()
+        if hold is not None:
+            raise Refused(f"{hold.image_tag} is on hold ({hold.reason}): clear the hold first.")
     for attempt in (1, 2):
         try:
             with transaction.atomic():
@@ -116,6 +122,8 @@ def steps_of(kind: str, spec: Spec) -> list[tuple[str, str]]:
     """(key, title) of each step a run of ``kind`` goes through, in order."""
     if kind == Run.Kind.ROLLOUT:
         return list(rollout.STAGES)
+    if kind == Run.Kind.ROLLBACK:
+        return [stage for stage in rollout.STAGES if stage[0] in ("service", "deployment")]
     steps = [(cls.key, cls.title) for cls in engine.ordered(spec)]
     return steps[::-1] if kind == Run.Kind.DESTROY else steps
 
@@ -310,3 +318,57 @@ def _why_lost(run: Run) -> str | None:
     except NoSuchJobError:
         return "Its job was lost from the queue (Redis restarted or was flushed): retry it."
     return None
+
+
+def roll_back_now(run: Run, *, actor: Actor, reason: str) -> str:
+    """Stop a running rollout and put the service back on the live revision at once, without
+    waiting for ECS's circuit breaker. The image goes on hold with ``reason``."""
+    reason = reason.strip()
+    if not reason:
+        raise Refused("Say why you roll back: the reason is kept with the hold on the image.")
+    if run.kind != Run.Kind.ROLLOUT:
+        raise Refused(f"Only a rollout can be rolled back; {run} is a {run.kind}.")
+    name = actions.actor_name(actor)
+    with transaction.atomic():
+        asked = Run.objects.filter(
+            pk=run.pk, status=Run.Status.RUNNING, cancel_requested_at=None
+        ).update(
+            cancel_requested_at=timezone.now(), cancel_requested_by=name, roll_back_reason=reason
+        )
+        if not asked:
+            raise Refused(f"{run} is not running (or is being cancelled already).")
+        log(run, f"Roll back now, asked by {name}: {reason}", level="warning")
+        actions.record("run.roll_back_now", run, actor=actor, parameters={"reason": reason})
+    return "Rolling back: the service goes back to the live revision at the next check."
+
+
+def roll_back_to(release: Release, *, actor: Actor, reason: str) -> Run:
+    """A rollback run that puts ``release`` (an earlier one) live again."""
+    reason = reason.strip()
+    if not reason:
+        raise Refused("Say why you roll back: the reason is kept with the hold on the image.")
+    if release.outcome == Release.Outcome.LIVE:
+        raise Refused(f"{release.image_tag} is live already.")
+    parameters = {"release": release.pk, "image_tag": release.image_tag, "reason": reason}
+    return start(release.environment, Run.Kind.ROLLBACK, actor=actor, parameters=parameters)
+
+
+def clear_hold(hold: Hold, *, actor: Actor, reason: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise Refused("Say why the image may be rolled out again.")
+    name = actions.actor_name(actor)
+    with transaction.atomic():
+        cleared = Hold.objects.filter(pk=hold.pk, cleared_at=None).update(
+            cleared_at=timezone.now(), cleared_by_name=name, clear_reason=reason
+        )
+        if not cleared:
+            raise Refused(f"The hold on {hold.image_tag} was cleared already.")
+        actions.record(
+            "hold.clear",
+            hold,
+            actor=actor,
+            parameters={"reason": reason},
+            before={"reason": hold.reason},
+        )
+    return f"{hold.image_tag} may be rolled out again."

@@ -16,7 +16,7 @@ from django_htmx.http import HttpResponseStopPolling
 from console import actions
 from provisioning import runs, state
 from provisioning.forms import DestroyForm, EnvironmentForm, RunFilterForm
-from provisioning.models import Environment, Run
+from provisioning.models import Environment, Hold, Release, Run
 
 VIEW = "console.view_state"
 CHANGE = "console.start_provisioning"
@@ -51,6 +51,7 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
         "recent": environment.runs.all()[:10],
         "destroyable": _can_delete(environment),
         "releases": environment.releases.select_related("run")[:10],
+        "holds": environment.holds.filter(cleared_at=None),
     }
     template = "provisioning/environment_detail.html"
     if request.htmx and not request.htmx.boosted:
@@ -303,3 +304,38 @@ def run_force_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required(CHANGE, raise_exception=True)
 def run_retry(request: HttpRequest, pk: int) -> HttpResponse:
     return _run_action(request, pk, lambda run: runs.retry(run, actor=request.user))
+
+
+ROLLOUT = "console.start_rollout"
+
+
+@require_POST
+@permission_required(ROLLOUT, raise_exception=True)
+def run_roll_back_now(request: HttpRequest, pk: int) -> HttpResponse:
+    reason = request.POST.get("reason", "")
+    return _run_action(
+        request, pk, lambda run: runs.roll_back_now(run, actor=request.user, reason=reason)
+    )
+
+
+@require_POST
+@permission_required(ROLLOUT, raise_exception=True)
+def release_roll_back(request: HttpRequest, pk: int) -> HttpResponse:
+    release = get_object_or_404(Release.objects.select_related("environment"), pk=pk)
+    reason = request.POST.get("reason", "")
+    start = partial(runs.roll_back_to, release, actor=request.user, reason=reason)
+    return _started(request, start, release.environment.name)
+
+
+@require_POST
+@permission_required(ROLLOUT, raise_exception=True)
+def hold_clear(request: HttpRequest, pk: int) -> HttpResponse:
+    hold = get_object_or_404(Hold.objects.select_related("environment"), pk=pk)
+    try:
+        messages.success(
+            request,
+            runs.clear_hold(hold, actor=request.user, reason=request.POST.get("reason", "")),
+        )
+    except runs.Refused as exc:
+        messages.error(request, str(exc))
+    return redirect("provisioning:environment", name=hold.environment.name)

@@ -94,6 +94,9 @@ class Progress:
     def looked_up(self, step: str, title: str, found: bool) -> None:
         """A resource was read (plan, drift, and the first pass of destroy)."""
 
+    def checkpoint(self) -> None:
+        """A long wait polls again: a run may stop here (it raises when cancelled)."""
+
     def started(self, step: str, title: str) -> None:
         pass
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 from centralllm import aws
 from provisioning import engine, rollout, runs
 from provisioning.jobs import execute
-from provisioning.models import Environment, Release, Run
+from provisioning.models import Environment, Hold, Release, Run
 from provisioning.resources.base import Context, Progress, ProvisioningError
 
 
@@ -133,6 +133,91 @@ def test_a_rolled_back_deployment_leaves_the_previous_image_live_and_says_why(
     assert "CUDA OOM" in bad.reason
     assert environment.live_release().run == first
     assert environment.spec().image_tag == "0123abc"
+
+
+@pytest.mark.django_db
+def test_roll_back_now_puts_the_service_back_at_once_and_holds_the_image(
+    environment, operator, monkeypatch
+):
+    engine.apply(environment)
+    push_image(environment, "0123abc")
+    first = roll_out(environment, "0123abc")
+    push_image(environment, "bad0000")
+
+    def operator_rolls_back_while_following(ctx, arn, **kwargs):
+        run = Run.objects.get(kind="rollout", status="running")
+        runs.roll_back_now(run, actor=operator, reason="answers are garbage")
+        ctx.progress.checkpoint()  # the next poll of the deployment
+
+    monkeypatch.setattr(rollout, "follow_deployment", operator_rolls_back_while_following)
+    second = roll_out(environment, "bad0000")
+
+    assert second.status == "cancelled"
+    assert second.explanation.startswith("Rolled back by otto (answers are garbage): the service")
+    live = environment.live_release()
+    assert live.run == first
+    service = aws.client("ecs").describe_services(
+        cluster=f"central-llm-service-cluster{environment.suffix}",
+        services=[f"central-llm-service{environment.suffix}"],
+    )["services"][0]
+    assert service["taskDefinition"] == live.task_definition
+    bad = Release.objects.get(run=second)
+    assert bad.outcome == "rolled back" and bad.reason == "rolled back by otto: answers are garbage"
+    [hold] = environment.holds.all()
+    assert (hold.image_tag, hold.created_by_name) == ("bad0000", "otto")
+
+    # The held image cannot go out again until the hold is cleared, with a reason.
+    with pytest.raises(runs.Refused, match="bad0000 is on hold"):
+        runs.start(environment, "rollout", actor=operator, parameters={"source_version": "bad0000"})
+    with pytest.raises(runs.Refused, match="Say why"):
+        runs.clear_hold(hold, actor=operator, reason=" ")
+    runs.clear_hold(hold, actor=operator, reason="fixed the prompt template")
+    monkeypatch.undo()
+    assert roll_out(environment, "bad0000").status == "succeeded"
+
+
+@pytest.mark.django_db
+def test_an_image_on_hold_is_refused_however_its_build_was_named(environment):
+    engine.apply(environment)
+    digest = push_image(environment, "0123abc")
+    Hold.objects.create(
+        environment=environment,
+        image_tag="other-name",
+        image_digest=digest,
+        reason="bad weights",
+        created_by_name="ada",
+    )
+
+    run = roll_out(environment, "0123abc")
+
+    assert run.status == "failed"
+    assert "0123abc is on hold" in run.explanation and "bad weights" in run.explanation
+    assert not Release.objects.exists()
+
+
+@pytest.mark.django_db
+def test_rolling_back_to_an_earlier_release_is_one_run(environment, operator):
+    engine.apply(environment)
+    push_image(environment, "0123abc")
+    push_image(environment, "4567def")
+    roll_out(environment, "0123abc")
+    roll_out(environment, "4567def")
+    earlier = environment.releases.get(image_tag="0123abc")
+
+    run = runs.roll_back_to(earlier, actor=operator, reason="latency doubled")
+    execute(run.pk)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.explanation
+    assert list(run.steps.values_list("key", flat=True)) == ["service", "deployment"]
+    live = environment.live_release()
+    assert (live.image_tag, live.task_definition, live.run) == (
+        "0123abc",
+        earlier.task_definition,
+        run,
+    )
+    assert environment.holds.get().image_tag == "4567def"
+    assert "latency doubled" in environment.holds.get().reason
 
 
 # What moto cannot show, with AWS's documented response shapes -------------------------------

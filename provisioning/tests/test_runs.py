@@ -379,6 +379,9 @@ def test_viewers_see_no_buttons_and_their_posts_are_refused(client, viewer, envi
         ("run-cancel", pk),
         ("run-retry", pk),
         ("run-force-cancel", pk),
+        ("run-roll-back-now", pk),
+        ("release-roll-back", {"pk": 1}),
+        ("hold-clear", {"pk": 1}),
     ]:
         response = client.post(reverse(f"provisioning:{route}", kwargs=args), {"kind": "plan"})
         assert response.status_code == 403, route
