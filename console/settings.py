@@ -176,6 +176,10 @@ AWS_STATE_CACHE_SECONDS = envint("AWS_STATE_CACHE_SECONDS", 10)
 RUN_STALLED_SECONDS = envint("RUN_STALLED_SECONDS", 120)
 RUN_HEARTBEAT_TIMEOUT_SECONDS = envint("RUN_HEARTBEAT_TIMEOUT_SECONDS", 45)
 
+# Where the local environment's model answers, for its validation runs (`make run` sets it
+# with SERVE_MODEL=1); unset, a local validation skips the completion and says why.
+LOCAL_MODEL_URL = os.environ.get("LOCAL_MODEL_URL", "")
+
 AWS_REGION = region()
 
 LOGGING = {

@@ -33,6 +33,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "seen": state.last_seen(environment),
             # Cached in Redis: many dashboards cost one set of AWS calls per period.
             "healthy": state.healthy(state.live(environment)),
+            "validation": state.last_validation(environment),
             "running": environment.runs.filter(status__in=Run.ACTIVE).first(),
         }
         for environment in Environment.objects.all()

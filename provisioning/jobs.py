@@ -11,13 +11,14 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from rq import get_current_job
 
-from provisioning import engine, preflight, rollout
+from provisioning import engine, preflight, rollout, runs, validation
 from provisioning.models import Hold, Release, Run, RunStep
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
 from provisioning.runs import log
@@ -282,6 +283,11 @@ def _rollout(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
         _make_live(release)
     finally:
         ctx.close()
+    # The guide's checklist follows every rollout that went live.
+    validate = runs.start(
+        run.environment, Run.Kind.VALIDATE, actor=run.started_by, parameters={"after": run.pk}
+    )
+    log(run, f"validation #{validate.pk} started")
     result = {"image_tag": image.tag, "image_digest": image.digest, "task_definition": arn}
     return result, f"{image.tag} ({image.digest[:19]}) is live on {_short_arn(arn)}."
 
@@ -374,6 +380,28 @@ def _roll_back_now(ctx: Context, run: Run, release: Release) -> str:
     return f"Rolled back by {who} ({why}): the service goes back to {back_to}."
 
 
+def _validate(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
+    """The guide's validation checklist; each check a step with its evidence. A failed check
+    fails the run, a skipped one says why."""
+    ctx = Context(spec, progress)
+    checks = validation.Validation(ctx, model_url=settings.LOCAL_MODEL_URL or None)
+    outcomes = {}
+    try:
+        for key, title in validation.CHECKS:
+            outcome = engine.run_step(ctx, key, title, lambda key=key: str(checks.check(key)))
+            outcomes[key] = outcome
+    finally:
+        ctx.close()
+    failed = [key for key, outcome in outcomes.items() if outcome.startswith(validation.FAIL)]
+    if failed:
+        titles = ", ".join(dict(validation.CHECKS)[key] for key in failed)
+        raise ProvisioningError(f"Validation failed: {titles}.")
+    skipped = sum(outcome.startswith(validation.SKIPPED) for outcome in outcomes.values())
+    note = f", {skipped} skipped" if skipped else ""
+    passed = len(outcomes) - skipped
+    return {"checks": outcomes}, f"Validated: {passed} checks passed{note}."
+
+
 def _stage(ctx: Context, key: str, action, outcome) -> Any:
     """One rollout stage as a run step; ``outcome(result)`` is what the step shows."""
     kept = []
@@ -406,6 +434,7 @@ _KINDS = {
     Run.Kind.DESTROY: _destroy,
     Run.Kind.ROLLOUT: _rollout,
     Run.Kind.ROLLBACK: _rollback,
+    Run.Kind.VALIDATE: _validate,
 }
 
 

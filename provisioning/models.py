@@ -125,6 +125,7 @@ class Run(models.Model):
         DRIFT = "drift"
         ROLLOUT = "rollout"
         ROLLBACK = "rollback"
+        VALIDATE = "validate"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

@@ -21,7 +21,7 @@ from rq.worker import Worker
 
 from console import actions
 from console.actions import Actor
-from provisioning import engine, rollout
+from provisioning import engine, rollout, validation
 from provisioning.models import Environment, Hold, Release, Run, RunEvent, RunStep
 from provisioning.resources.base import Spec
 
@@ -122,6 +122,8 @@ def steps_of(kind: str, spec: Spec) -> list[tuple[str, str]]:
     """(key, title) of each step a run of ``kind`` goes through, in order."""
     if kind == Run.Kind.ROLLOUT:
         return list(rollout.STAGES)
+    if kind == Run.Kind.VALIDATE:
+        return list(validation.CHECKS)
     if kind == Run.Kind.ROLLBACK:
         return [stage for stage in rollout.STAGES if stage[0] in ("service", "deployment")]
     steps = [(cls.key, cls.title) for cls in engine.ordered(spec)]

@@ -64,6 +64,15 @@ def last_seen(environment: Environment) -> Resources:
     return Resources(run, rows)
 
 
+def last_validation(environment: Environment) -> Run | None:
+    """The newest finished validation run: the platform checked end to end."""
+    return (
+        environment.runs.filter(kind=Run.Kind.VALIDATE, status__in=Run.TERMINAL)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
 def outputs(environment: Environment) -> list[RunStep]:
     """The resources with outputs (ARNs, URLs) as the last apply that succeeded left them."""
     apply = (

@@ -52,6 +52,7 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
         "destroyable": _can_delete(environment),
         "releases": environment.releases.select_related("run")[:10],
         "holds": environment.holds.filter(cleared_at=None),
+        "validation": state.last_validation(environment),
     }
     template = "provisioning/environment_detail.html"
     if request.htmx and not request.htmx.boosted:
@@ -146,7 +147,7 @@ def run_start(request: HttpRequest, name: str) -> HttpResponse:
         if not SOURCE_VERSION.fullmatch(parameters["source_version"]):
             messages.error(request, "A source version is a branch, tag or commit, like main.")
             return redirect("provisioning:environment", name=name)
-    elif kind not in (Run.Kind.PLAN, Run.Kind.DRIFT):
+    elif kind not in (Run.Kind.PLAN, Run.Kind.DRIFT, Run.Kind.VALIDATE):
         messages.error(request, "Start a plan, a drift check or a rollout here; apply a plan.")
         return redirect("provisioning:environment", name=name)
     start = partial(runs.start, environment, kind, actor=request.user, parameters=parameters)

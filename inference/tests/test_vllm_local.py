@@ -86,10 +86,11 @@ def server(tmp_path_factory) -> Iterator[Server]:
         env_patch.setenv("LOCAL_INGEST_QUEUE", f"ingest-{suffix}")
         env_patch.setenv("DLQ_NAME", f"dlq-{suffix}")
         local_ingest.ensure_local_notification(audit_bucket, f"ingest-{suffix}")
-        yield from _serve(tmp_path_factory, audit_bucket, raw_bucket)
+        yield from serve_tiny_model(tmp_path_factory, audit_bucket, raw_bucket)
 
 
-def _serve(tmp_path_factory, audit_bucket: str, raw_bucket: str) -> Iterator[Server]:
+def serve_tiny_model(tmp_path_factory, audit_bucket: str, raw_bucket: str) -> Iterator[Server]:
+    """The tiny model under `python -m devtools.vllm_local serve`, writing to these buckets."""
     scratch = tmp_path_factory.mktemp("vllm")
     env = {
         **os.environ,

@@ -7,11 +7,14 @@ Lambda's own dead-letter queue receives it (message attributes RequestID, ErrorC
 ErrorMessage).
 """
 
+import io
 import json
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout, suppress
 from typing import Any
 
 from centralllm import aws
@@ -20,6 +23,7 @@ from llm_audit_ingest.handler import lambda_handler
 
 DEFAULT_QUEUE = "llm-audit-ingest-local"
 DEFAULT_DLQ = "llm-audit-dlq"
+DEFAULT_LOG_GROUP = "/aws/lambda/llm-audit-ingest"
 # Lambda waits about one and then two minutes between attempts; locally seconds will do.
 RETRY_DELAYS = (1.0, 2.0)
 # Longer than all attempts together, so no one else receives a message being handled.
@@ -36,6 +40,39 @@ def queue_name() -> str:
 
 def dlq_name() -> str:
     return os.environ.get("DLQ_NAME") or DEFAULT_DLQ
+
+
+def log_group() -> str:
+    return os.environ.get("INGEST_LOG_GROUP") or DEFAULT_LOG_GROUP
+
+
+@contextmanager
+def log_lines_to_cloudwatch() -> Iterator[None]:
+    """What the handler prints, also put to its CloudWatch Logs group as Lambda does, so
+    that the validation's log check reads the same group locally as in AWS."""
+    printed = io.StringIO()
+    try:
+        with redirect_stdout(printed):
+            yield
+    finally:
+        lines = printed.getvalue().splitlines()
+        sys.stdout.write(printed.getvalue())
+        if lines:
+            _put_log_lines(lines)
+
+
+def _put_log_lines(lines: list[str]) -> None:
+    logs, group = aws.client("logs"), log_group()
+    stream = f"{time.strftime('%Y/%m/%d')}/[local]{os.getpid()}"
+    for create in (
+        lambda: logs.create_log_group(logGroupName=group),
+        lambda: logs.create_log_stream(logGroupName=group, logStreamName=stream),
+    ):
+        with suppress(logs.exceptions.ResourceAlreadyExistsException):
+            create()
+    now = int(time.time() * 1000)
+    events = [{"timestamp": now, "message": line} for line in lines]
+    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
 
 
 def ensure_queue(name: str) -> str:
@@ -95,7 +132,8 @@ def deliver(
     for attempt, delay in enumerate((0.0, *retry_delays), start=1):
         time.sleep(delay)
         try:
-            handler(json.loads(message["Body"]), None)
+            with log_lines_to_cloudwatch():
+                handler(json.loads(message["Body"]), None)
             return True
         except Exception as exc:  # like Lambda: any error is a failed attempt
             error = exc

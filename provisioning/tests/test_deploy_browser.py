@@ -140,3 +140,38 @@ def test_a_held_environment_is_named_and_a_queued_run_is_cancelled_in_the_browse
     page.goto(f"{live_server.url}/environments/runs/{plan.pk}/")
     page.get_by_role("button", name="Confirm and apply").click()  # the plan waited: now free
     expect(page.get_by_role("heading", name=f"Apply #{plan.pk + 1} of local")).to_be_visible()
+
+
+def test_an_operator_rolls_out_watches_the_stages_and_sees_the_validation(
+    page, live_server, operator, provisioning_worker, settings
+):
+    from provisioning import engine
+    from provisioning.tests.test_rollout import push_image
+
+    settings.LOCAL_MODEL_URL = ""  # no model served here: the completion is skipped, with why
+    environment = Environment.objects.create(name="rolled", suffix="-rl", is_local=True)
+    engine.apply(environment)
+    push_image(environment, "0123abc")  # what the build would push: moto's CodeBuild runs none
+    log_in(page, live_server, "otto")
+    page.goto(f"{live_server.url}/environments/rolled/")
+    expect(page.get_by_text("Never rolled out")).to_be_visible()
+
+    page.get_by_label("Source version (branch, tag or commit)").fill("0123abc")
+    page.get_by_role("button", name="Roll out").click()
+
+    expect(page.get_by_role("heading", name="Rollout")).to_be_visible()
+    expect(page.locator("[data-status]")).to_have_text("succeeded", timeout=60_000)
+    log = page.locator("#run-log")
+    for stage in (
+        "BUILD: succeeded",
+        "mistral8b-vllm-rl:0123abc is sha256:",
+        "registered",
+        "the service now deploys",
+        "steady: 1 tasks running",
+    ):
+        expect(log).to_contain_text(stage)
+    expect(log).to_contain_text("validation #")
+    page.get_by_role("link", name="← rolled").click()
+    expect(page.locator('[data-badge="validation"] .state')).to_have_text("passed", timeout=60_000)
+    expect(page.locator("table").first).to_contain_text("0123abc")
+    page.screenshot(path="var/rollout-environment.png", full_page=True)

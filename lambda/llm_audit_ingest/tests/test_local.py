@@ -1,4 +1,5 @@
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ def queues(monkeypatch, audit_bucket) -> dict[str, str]:
     names = {"queue": unique("llm-audit-ingest-local"), "dlq": unique("llm-audit-dlq")}
     monkeypatch.setenv("LOCAL_INGEST_QUEUE", names["queue"])
     monkeypatch.setenv("DLQ_NAME", names["dlq"])
+    monkeypatch.setenv("INGEST_LOG_GROUP", f"/aws/lambda/{unique('llm-audit-ingest')}")
     urls = {
         "queue": ensure_local_notification(audit_bucket, names["queue"]),
         "dlq": ensure_queue(names["dlq"]),
@@ -54,6 +56,10 @@ def test_a_put_object_reaches_dynamodb_through_sqs(audit_bucket, audit_table, qu
     assert handled == 2  # moto's s3:TestEvent, then the record
     assert get_item("local path+1")["recordKey"] == "logs/2026/11/27/local path+1.json"
     assert dead_letters(queues["dlq"]) == []
+    # The handler's log lines reach its CloudWatch Logs group, as Lambda's would.
+    events = aws.client("logs").filter_log_events(logGroupName=os.environ["INGEST_LOG_GROUP"])
+    lines = [json.loads(event["message"]) for event in events["events"]]
+    assert {"event": "audit_ingested", "requestId": "local path+1"}.items() <= lines[-1].items()
 
 
 def test_a_poisoned_object_ends_in_the_dlq_after_three_attempts(
