@@ -108,6 +108,8 @@ def _long_running() -> dict[str, list[str]]:
         # Needs `make vllm-env` once; serves the tiny model (or MODEL_ID on a GPU) with auditing.
         port = os.environ.get("MODEL_PORT", "8001")
         processes["model"] = [sys.executable, "-m", "devtools.vllm_local", "serve", "--port", port]
+        # Where the local environment's validation runs send their chat completion.
+        os.environ.setdefault("LOCAL_MODEL_URL", f"http://127.0.0.1:{port}")
     return processes
 
 
