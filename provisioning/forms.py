@@ -1,11 +1,8 @@
-import dataclasses
-
 from django import forms
 from django.db.models import QuerySet
 
 from provisioning import engine
-from provisioning.models import Environment, Run
-from provisioning.resources.base import Spec
+from provisioning.models import DECLARED, Environment, Run
 
 
 class EnvironmentForm(forms.ModelForm):
@@ -14,7 +11,7 @@ class EnvironmentForm(forms.ModelForm):
 
     class Meta:
         model = Environment
-        fields = [field.name for field in dataclasses.fields(Spec)]  # what the engine declares
+        fields = [*DECLARED, "subnet_ids"]  # what an operator declares
 
 
 class DestroyForm(forms.Form):

@@ -8,6 +8,10 @@ from django.utils import timezone
 
 from provisioning.resources.base import Spec
 
+# The Spec's fields that an operator declares (the rest comes from the environment's history).
+DECLARED = [
+    field.name for field in fields(Spec) if field.name not in ("subnet_ids", "live_image_tag")
+]
 _not_negative = MinValueValidator(0, "Must be zero or more.")
 # An alarm at zero errors or messages would always be in alarm.
 _at_least_one = MinValueValidator(1, "Must be one or more.")
@@ -101,14 +105,13 @@ class Environment(models.Model):
     def spec(self) -> Spec:
         """The declared state as plain data, for the engine. Raises ValidationError if invalid.
 
-        The image is whatever the last rollout put live (``image_tag`` only until then), so an
-        apply never takes the service back to an image that was replaced."""
+        ``live_image_tag`` is what the last rollout put live, so an apply never takes the
+        service back to an image that was replaced."""
         self.full_clean(validate_unique=False, validate_constraints=False)
-        values = {field.name: getattr(self, field.name) for field in fields(Spec)}
+        values = {name: getattr(self, name) for name in DECLARED}
         live = self.live_release() if self.pk else None
-        if live is not None:
-            values["image_tag"] = live.image_tag
-        return Spec(**{**values, "subnet_ids": tuple(self.subnets)})
+        live_image_tag = live.image_tag if live is not None else ""
+        return Spec(**values, subnet_ids=tuple(self.subnets), live_image_tag=live_image_tag)
 
     def live_release(self) -> "Release | None":
         return self.releases.filter(outcome=Release.Outcome.LIVE).first()

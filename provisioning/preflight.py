@@ -191,7 +191,8 @@ def _quota(ctx: Context) -> Check:
 
 
 def _image(ctx: Context) -> Check:
-    repository, tag = ctx.name("EcrRepository"), ctx.spec.image_tag
+    repository = ctx.name("EcrRepository")
+    tag = ctx.spec.live_image_tag or ctx.spec.image_tag  # what the task definition runs
     first_rollout = "never rolled out: its first rollout builds the image"
     try:
         ctx.client("ecr").describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])

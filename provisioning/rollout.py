@@ -97,7 +97,7 @@ def find_image(ctx: Context, tag: str) -> Image:
 
 def register_revision(ctx: Context, image: Image) -> str:
     """A new revision of the service's task definition running ``image``; returns its ARN."""
-    with_image = Context(replace(ctx.spec, image_tag=image.tag), ctx.progress, sleep=ctx.sleep)
+    with_image = Context(replace(ctx.spec, live_image_tag=image.tag), ctx.progress, sleep=ctx.sleep)
     try:
         definition = TaskDefinition(with_image).desired()["definition"]
     finally:

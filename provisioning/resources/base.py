@@ -86,6 +86,8 @@ class Spec:
     alarm_lambda_errors: int
     alarm_dlq_messages: int
     alarm_min_running_tasks: int
+    # What the last rollout put live; empty until the first one.
+    live_image_tag: str = ""
 
 
 class Progress:
@@ -186,7 +188,8 @@ class Context:
         values.update(
             AccountId=self.account_id,
             Region=spec.region,
-            ImageUri=f"{repository_host}/{values['EcrRepository']}:{spec.image_tag}",
+            ImageUri=f"{repository_host}/{values['EcrRepository']}:"
+            f"{spec.live_image_tag or spec.image_tag}",
             TaskRoleArn=self.role_arn(values["TaskRole"]),
             ExecutionRoleArn=self.role_arn(values["ExecutionRole"]),
             ModelId=spec.model_id,

@@ -5,6 +5,7 @@ from functools import partial
 from centralllm import aws
 from provisioning.resources.base import (
     Resource,
+    Spec,
     ignoring,
     projected,
     retrying,
@@ -225,6 +226,12 @@ def _canonical(definition: dict) -> dict:
     return {**definition, "containerDefinitions": containers}
 
 
+def task_count(spec: Spec) -> int:
+    """Before its first rollout a real-AWS service runs no task: the image it would pull does
+    not exist yet (the rollout builds it). The local stand-in pulls nothing."""
+    return spec.desired_count if spec.is_local or spec.live_image_tag else 0
+
+
 class Service(Resource):
     """Rolling deployments keep half the tasks serving; a failing one rolls itself back."""
 
@@ -244,7 +251,7 @@ class Service(Resource):
     def desired(self) -> dict:
         return {
             "task_definition": self.output("ecs.task_definition")["arn"],
-            "desired_count": self.spec.desired_count,
+            "desired_count": task_count(self.spec),
             "health_check_grace_seconds": HEALTH_CHECK_GRACE_SECONDS,
             "deployment": {
                 "maximumPercent": 200,

@@ -15,6 +15,7 @@ from provisioning import engine, rollout, runs
 from provisioning.jobs import execute
 from provisioning.models import Environment, Hold, Release, Run
 from provisioning.resources.base import Context, Progress, ProvisioningError
+from provisioning.resources.ecs import task_count
 
 
 def push_image(environment: Environment, tag: str) -> str:
@@ -73,7 +74,7 @@ def test_a_first_rollout_goes_live_and_an_apply_keeps_it(environment):
     ]["containerDefinitions"][0]["image"]
     assert image.endswith(f"/mistral8b-vllm{environment.suffix}:0123abc")
     # The declaration follows what is live: no drift, and an apply changes nothing.
-    assert environment.spec().image_tag == "0123abc"
+    assert environment.spec().live_image_tag == "0123abc"
     assert not engine.drift(environment)
 
     push_image(environment, "4567def")
@@ -132,7 +133,7 @@ def test_a_rolled_back_deployment_leaves_the_previous_image_live_and_says_why(
     assert (bad.outcome, bad.finished_at is not None) == ("rolled back", True)
     assert "CUDA OOM" in bad.reason
     assert environment.live_release().run == first
-    assert environment.spec().image_tag == "0123abc"
+    assert environment.spec().live_image_tag == "0123abc"
 
 
 @pytest.mark.django_db
@@ -469,3 +470,29 @@ def test_a_failed_deployment_is_a_rollback_with_the_stopped_tasks_reasons(stubbe
     assert "Essential container in task exited (vllm: CUDA out of memory exit code 1)" in reason
     assert "Task failed ELB health checks" in reason
     assert any(line.startswith("task t2 stopped: Essential container") for line in said.lines)
+
+
+@pytest.mark.django_db
+def test_a_real_aws_service_runs_no_task_before_its_first_rollout():
+    environment = Environment.objects.create(
+        name="fresh",
+        suffix="-fresh",
+        account_id="123456789012",
+        vpc_id="vpc-1",
+        subnet_ids="subnet-1",
+        security_group_id="sg-1",
+        desired_count=2,
+    )
+    before = environment.spec()
+    assert (before.desired_count, before.live_image_tag, task_count(before)) == (2, "", 0)
+    Release.objects.create(
+        environment=environment,
+        image_tag="0123abc",
+        image_digest="sha256:1",
+        task_definition="arn:aws:ecs:eu-central-1:123456789012:task-definition/x:1",
+        outcome="live",
+    )
+    after = environment.spec()
+    assert (after.live_image_tag, task_count(after)) == ("0123abc", 2)
+    local = Environment.objects.get(name="local").spec()
+    assert task_count(local) == local.desired_count  # moto pulls nothing
