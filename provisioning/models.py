@@ -197,10 +197,6 @@ class Run(models.Model):
         return self.status in self.ACTIVE
 
     @property
-    def is_mutating(self) -> bool:
-        return self.kind in self.MUTATING
-
-    @property
     def job_id(self) -> str:
         return f"run-{self.pk}"
 

@@ -20,6 +20,7 @@ from provisioning.models import Environment, Hold, Release, Run
 
 VIEW = "console.view_state"
 CHANGE = "console.start_provisioning"
+ROLLOUT = "console.start_rollout"
 # What CodeBuild accepts as a source version: a branch, a tag or a commit id.
 SOURCE_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 TAIL = 200  # events a run page opens with; older ones are paged in on demand
@@ -141,7 +142,7 @@ def run_start(request: HttpRequest, name: str) -> HttpResponse:
     kind = request.POST.get("kind")
     parameters = {}
     if kind == Run.Kind.ROLLOUT:
-        if not request.user.has_perm("console.start_rollout"):
+        if not request.user.has_perm(ROLLOUT):
             raise PermissionDenied
         parameters["source_version"] = request.POST.get("source_version", "").strip() or "main"
         if not SOURCE_VERSION.fullmatch(parameters["source_version"]):
@@ -305,9 +306,6 @@ def run_force_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required(CHANGE, raise_exception=True)
 def run_retry(request: HttpRequest, pk: int) -> HttpResponse:
     return _run_action(request, pk, lambda run: runs.retry(run, actor=request.user))
-
-
-ROLLOUT = "console.start_rollout"
 
 
 @require_POST
