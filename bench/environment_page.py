@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     redis, redis_url = services.start_redis()
     local_aws = services.LocalAWS().start()
     folder = tempfile.mkdtemp(prefix="bench-environment-")
-    os.environ.update(services.local_aws_env(local_aws.url))
+    os.environ.update(local_aws.env())
     os.environ.update(
         REDIS_URL=redis_url,
         DJANGO_SETTINGS_MODULE="console.settings",

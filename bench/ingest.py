@@ -37,7 +37,7 @@ def main() -> int:
 
     local_aws = services.LocalAWS().start()
     try:
-        os.environ.update(services.local_aws_env(local_aws.url))
+        os.environ.update(local_aws.env())
         os.environ.update(TABLE_NAME="bench-audit", AUDIT_BUCKET="bench-audit")
         return run(args.records, local_aws)
     finally:

@@ -141,7 +141,7 @@ def main() -> int:
         # so that it cannot slow either side down. It runs in a session of its own, so the
         # nice value goes to its autogroup (Linux shares CPU between those first).
         Path(f"/proc/{started_aws.process.popen.pid}/autogroup").write_text("19")
-        os.environ.update(services.local_aws_env(started_aws.url))
+        os.environ.update(started_aws.env())
     try:
         return run(options)
     finally:

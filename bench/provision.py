@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = parser.parse_args(argv).rounds
 
     local_aws = services.LocalAWS().start()
-    os.environ.update(services.local_aws_env(local_aws.url))
+    os.environ.update(local_aws.env())
     os.environ.setdefault("AWS_REGION", "eu-central-1")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
     os.environ.setdefault("DJANGO_DEBUG", "true")

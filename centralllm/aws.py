@@ -1,7 +1,8 @@
 """The one place that builds boto3 clients.
 
 The same code path serves the local AWS stand-in and real AWS: when ``AWS_ENDPOINT_URL``
-is set every client talks to it, otherwise boto3's default endpoint and credential chain
+is set every client talks to it (``AWS_ENDPOINT_URL_<SERVICE>`` sends one service elsewhere,
+as DynamoDB goes to DynamoDB Local), otherwise boto3's default endpoint and credential chain
 apply.
 """
 
@@ -19,8 +20,11 @@ def region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
-def endpoint_url() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL") or None
+def endpoint_url(service: str = "") -> str | None:
+    """Where ``service`` is served: ``AWS_ENDPOINT_URL_<SERVICE>`` (boto3's convention, e.g.
+    ``AWS_ENDPOINT_URL_DYNAMODB``), else ``AWS_ENDPOINT_URL``, else AWS's own endpoint (None)."""
+    specific = f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}" if service else ""
+    return os.environ.get(specific) or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 def is_stand_in() -> bool:
@@ -44,7 +48,7 @@ def client(
     return _cached_client(
         service,
         region_name or region(),
-        endpoint_url(),
+        endpoint_url(service),
         connect_timeout,
         read_timeout,
         max_attempts,

@@ -25,7 +25,7 @@ def pytest_load_initial_conftests(early_config, parser, args) -> None:
     os.environ["REDIS_URL"] = redis_url
     local_aws = services.LocalAWS().start()
     _started.append(local_aws)
-    os.environ.update(services.local_aws_env(local_aws.url))
+    os.environ.update(local_aws.env())
     os.environ.setdefault("AWS_REGION", "eu-central-1")
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")

@@ -42,7 +42,7 @@ def main() -> int:
             port = int(os.environ.get("LOCAL_AWS_PORT", "5100"))
             local_aws = services.LocalAWS(port, state_dir=services.VAR / "local-aws").start()
             started.append(local_aws)
-            os.environ.update(services.local_aws_env(local_aws.url))
+            os.environ.update(local_aws.env())
             print(f"Local AWS: {local_aws.url} (state replayed from var/local-aws)")
         else:
             print("AWS: real AWS through the default credential chain")

@@ -169,19 +169,31 @@ def compact_recording(path: Path) -> int:
 
 
 class LocalAWS:
-    """moto in server mode.
+    """moto in server mode, with DynamoDB served by DynamoDB Local (``dynamodb_local=False``:
+    by moto too, where no Java can run).
 
-    With a ``state_dir`` every mutating request is recorded there and replayed into the
-    fresh server on the next start: moto itself keeps nothing across restarts.
+    With a ``state_dir`` every mutating request to moto is recorded there and replayed into
+    the fresh server on the next start (moto itself keeps nothing across restarts), and
+    DynamoDB Local keeps its tables under ``state_dir/dynamodb``.
     """
 
     def __init__(
-        self, port: int | None = None, state_dir: Path | None = None, host: str = "127.0.0.1"
+        self,
+        port: int | None = None,
+        state_dir: Path | None = None,
+        host: str = "127.0.0.1",
+        *,
+        dynamodb_local: bool = True,
     ) -> None:
         self.port = port or free_port()
         self.state_dir = state_dir
         self.host = host
         self.process: Process | None = None
+        self.dynamodb = None
+        if dynamodb_local:
+            from devtools.dynamodb_local import DynamoDBLocal
+
+            self.dynamodb = DynamoDBLocal(data_dir=state_dir / "dynamodb" if state_dir else None)
 
     @property
     def url(self) -> str:
@@ -204,12 +216,22 @@ class LocalAWS:
             env["MOTO_ENABLE_RECORDING"] = "True"
             env["MOTO_RECORDER_FILEPATH"] = str(self.recording)
         moto = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
-        log = open(VAR / "local-aws.log", "ab") if VAR.exists() else subprocess.DEVNULL  # noqa: SIM115
+        VAR.mkdir(exist_ok=True)
+        log = open(VAR / "local-aws.log", "ab")  # noqa: SIM115 - the process's
         self.process = Process("local-aws", moto, env=env, stdout=log, stderr=log)
         wait_for_port(self.port, timeout=60)
         if replay:
             self._post("/moto-api/recorder/replay-recording", timeout=600)
+        if self.dynamodb:
+            self.dynamodb.start()
         return self
+
+    def env(self) -> dict[str, str]:
+        """What boto3 needs to talk to this local AWS (any credentials will do)."""
+        env = local_aws_env(self.url)
+        if self.dynamodb:
+            env["AWS_ENDPOINT_URL_DYNAMODB"] = self.dynamodb.url
+        return env
 
     def _post(self, path: str, timeout: float) -> None:
         request = urllib.request.Request(self.url + path, data=b"", method="POST")  # noqa: S310
@@ -220,6 +242,8 @@ class LocalAWS:
         return bool(self.process and self.process.alive())
 
     def stop(self) -> None:
+        if self.dynamodb:
+            self.dynamodb.stop()
         if self.process:
             self.process.stop()
 

@@ -1,9 +1,11 @@
+import os
 import uuid
 
 import pytest
 
 from centralllm import aws
 from devtools import services
+from devtools.testing import create_audit_table, unique
 
 KEY = "logs/2026/11/27/a b+c.json"  # a key that needs URL-encoding survives the replay
 
@@ -11,8 +13,13 @@ KEY = "logs/2026/11/27/a b+c.json"  # a key that needs URL-encoding survives the
 def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
     bucket = f"kept-{uuid.uuid4().hex[:10]}"
     local_aws = services.LocalAWS(state_dir=tmp_path).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", local_aws.url)
+    for name, value in local_aws.env().items():
+        monkeypatch.setenv(name, value)
     try:
+        create_audit_table(bucket)
+        aws.client("dynamodb").put_item(
+            TableName=bucket, Item={"id": {"S": "kept"}, "createdAt": {"S": "2026-11-27"}}
+        )
         s3 = aws.client("s3")
         location = {"LocationConstraint": aws.region()}
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
@@ -24,10 +31,16 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         local_aws.stop()
 
     restarted = services.LocalAWS(port=local_aws.port, state_dir=tmp_path).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", restarted.dynamodb.url)
     try:
         body = aws.client("s3").get_object(Bucket=bucket, Key=KEY)["Body"]
         assert body.read() == b'{"kept": true}'
         assert aws.client("apigateway").get_rest_apis()["items"] == []
+        # DynamoDB Local kept its tables on disk (state_dir/dynamodb).
+        item = aws.client("dynamodb").get_item(
+            TableName=bucket, Key={"id": {"S": "kept"}, "createdAt": {"S": "2026-11-27"}}
+        )
+        assert item["Item"]["id"] == {"S": "kept"}
     finally:
         restarted.stop()
     assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 2
@@ -50,3 +63,28 @@ def test_a_second_local_aws_on_a_taken_port_is_refused_with_a_reason():
         assert local_aws.alive()
     finally:
         local_aws.stop()
+
+
+def test_dynamodb_is_served_by_dynamodb_local_and_everything_else_by_moto():
+    local_aws = services.LocalAWS().start()
+    try:
+        env = local_aws.env()
+        assert env["AWS_ENDPOINT_URL"] == local_aws.url
+        assert env["AWS_ENDPOINT_URL_DYNAMODB"] == local_aws.dynamodb.url != local_aws.url
+    finally:
+        local_aws.stop()
+    assert aws.client("dynamodb").meta.endpoint_url == os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
+    assert aws.client("s3").meta.endpoint_url == os.environ["AWS_ENDPOINT_URL"]
+    # DynamoDB Local answers as AWS does: a Limit equal to the matches still gives a next key.
+    name = unique("paging")
+    create_audit_table(name)
+    dynamodb = aws.client("dynamodb")
+    for n in range(2):
+        dynamodb.put_item(TableName=name, Item={"id": {"S": "p"}, "createdAt": {"S": f"t{n}"}})
+    page = dynamodb.query(
+        TableName=name,
+        KeyConditionExpression="id = :id",
+        ExpressionAttributeValues={":id": {"S": "p"}},
+        Limit=2,
+    )
+    assert len(page["Items"]) == 2 and "LastEvaluatedKey" in page
