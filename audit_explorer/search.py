@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.core import signing
 
-from centralllm.audit import items
+from centralllm.audit import items, rollups
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -179,3 +179,34 @@ def _number(value: str, name: str, kind: type):
         return kind(value.strip())
     except ValueError:
         raise BadSearch(f"{name} {value!r} is not a number.") from None
+
+
+def summary(search: Search, *, table: str | None = None) -> dict | None:
+    """The search's totals from the hourly rollups, never by reading records: requests,
+    errors, latency percentiles, tokens, and requests per hour. Whole hours: the rollups'
+    grain. None for a request id (one record) or a search by status within a status class."""
+    if search.request_id:
+        return None
+    if search.project:
+        dimension, value = "project", search.project
+    elif search.user:
+        dimension, value = "user", search.user
+    else:
+        dimension, value = "statusClass", f"{search.status // 100}xx"
+    hours = rollups.read_rollups(dimension, value, search.start, search.end, table=table)
+    total = rollups.summarize(hours)
+    total["errorRate"] = total["errors"] / total["requests"] if total["requests"] else None
+    total["scope"] = f"{dimension} {value}"
+    total["hours"] = [{"hour": hour["hour"], "requests": hour["requests"]} for hour in hours]
+    return total
+
+
+def pages(search: Search, *, table: str | None = None):
+    """Every item of the search, page after page (for exports: memory stays one page)."""
+    cursor = ""
+    while True:
+        page = run(search, cursor, table=table)
+        yield from page.items
+        if not page.next_cursor:
+            return
+        cursor = page.next_cursor

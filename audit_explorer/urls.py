@@ -5,4 +5,6 @@ from audit_explorer import views
 app_name = "audit_explorer"
 urlpatterns = [
     path("", views.audit_home, name="home"),
+    path("export", views.audit_export, name="export"),
+    path("records/<path:request_id>", views.audit_record, name="record"),
 ]

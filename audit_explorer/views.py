@@ -1,9 +1,18 @@
+import csv
+import io
+import json
+from datetime import datetime, timedelta
+
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.http import urlencode
 
 from audit_explorer import search as audit_search
+from centralllm import aws
+from centralllm.audit import contract, items
+from console import actions
+from provisioning.models import Release
 
 SEARCH_FIELDS = (
     "project",
@@ -20,11 +29,31 @@ SEARCH_FIELDS = (
     "order",
     "limit",
 )
+EXPORT_COLUMNS = (
+    "createdAt",
+    "id",
+    "project",
+    "user",
+    "requestType",
+    "apiKeyId",
+    "model",
+    "stream",
+    "status",
+    "outcome",
+    "latencyMs",
+    "ttftMs",
+    "promptTokens",
+    "completionTokens",
+    "totalTokens",
+    "errorType",
+    "promptPreview",
+)
 
 
 @permission_required("console.view_audit", raise_exception=True)
 def audit_home(request: HttpRequest) -> HttpResponse:
-    """The search form and one page of results; the URL holds the whole search."""
+    """The search form, one page of results and the range's summary; the URL holds the whole
+    search."""
     params = {name: request.GET.get(name, "") for name in SEARCH_FIELDS}
     context = {"params": params, "error": None, "results": None}
     if any(params[name] for name in ("project", "user", "status", "request_id")):
@@ -38,8 +67,109 @@ def audit_home(request: HttpRequest) -> HttpResponse:
             # stays bound to the same search however long the reader waits.
             resolved = {**params, "start": found.start.isoformat(), "end": found.end.isoformat()}
             resolved = {name: value for name, value in resolved.items() if value}
-            context.update(search=found, results=results, query=urlencode(resolved))
+            summary = audit_search.summary(found)
+            context.update(
+                search=found,
+                results=results,
+                query=urlencode(resolved),
+                summary=summary,
+                chart=_chart(summary, found.start, found.end) if summary else None,
+            )
     template = "audit_explorer/home.html"
     if request.htmx and not request.htmx.boosted:
         template = "audit_explorer/_results.html"
+    return render(request, template, context)
+
+
+def _chart(summary: dict, start: datetime, end: datetime) -> dict:
+    """Requests per hour as SVG bars (no script needed), with the rollouts of the range."""
+    width, height = 720, 120
+    hours = max(1, int((end - start).total_seconds() // 3600) + 1)
+    first = start.replace(minute=0, second=0, microsecond=0)
+    slot = width / hours
+    peak = max((hour["requests"] for hour in summary["hours"]), default=0) or 1
+    bars = []
+    for hour in summary["hours"]:
+        at = datetime.fromisoformat(hour["hour"] + ":00:00+00:00")
+        index = int((at - first).total_seconds() // 3600)
+        tall = hour["requests"] / peak * (height - 12)
+        bars.append(
+            {
+                "x": index * slot,
+                "y": height - tall,
+                "width": max(slot - 1, 1),
+                "height": tall,
+                "label": f"{hour['hour']}:00 UTC: {hour['requests']} requests",
+            }
+        )
+    deploys = [
+        {
+            "x": (release.started_at - first).total_seconds() / 3600 * slot,
+            "label": f"{release.environment.name}: {release.image_tag} ({release.outcome})",
+        }
+        for release in Release.objects.select_related("environment").filter(
+            started_at__gte=first, started_at__lt=end + timedelta(hours=1)
+        )
+    ]
+    return {"width": width, "height": height, "bars": bars, "deploys": deploys, "peak": peak}
+
+
+@permission_required("console.view_audit", raise_exception=True)
+def audit_export(request: HttpRequest) -> HttpResponse:
+    """The whole search as CSV or JSON lines, streamed page by page (memory stays flat)."""
+    kind = request.GET.get("format", "csv")
+    try:
+        found = audit_search.parse(request.GET)
+        if kind not in ("csv", "jsonl"):
+            raise audit_search.BadSearch("format must be csv or jsonl.")
+    except audit_search.BadSearch as exc:
+        return HttpResponse(f"{exc}\n", status=400, content_type="text/plain")
+    rows = audit_search.pages(found)
+    lines = (
+        _csv_lines(rows) if kind == "csv" else (json.dumps(row, default=str) + "\n" for row in rows)
+    )
+    response = StreamingHttpResponse(
+        lines, content_type="text/csv" if kind == "csv" else "application/x-ndjson"
+    )
+    response["Content-Disposition"] = (
+        f'attachment; filename="audit-{found.index.replace(" ", "-")}.{kind}"'
+    )
+    return response
+
+
+def _csv_lines(rows):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, EXPORT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+@permission_required("console.view_audit", raise_exception=True)
+def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
+    """Every field of one record (one GetItem); the raw request and response on demand, for
+    the roles that may read them, each view written to the action log."""
+    item = items.get_item(request_id)
+    if item is None:
+        return render(request, "audit_explorer/record.html", {"missing": request_id}, status=404)
+    raw = None
+    if request.GET.get("raw") and request.user.has_perm("console.view_raw_audit"):
+        body = aws.client("s3").get_object(Bucket=contract.raw_bucket(), Key=item["rawKey"])
+        raw = json.dumps(json.loads(body["Body"].read()), indent=2)
+        actions.record_about(
+            "audit.view_raw",
+            "audit.record",
+            request_id,
+            f"audit record {request_id}",
+            actor=request.user,
+            parameters={"rawKey": item["rawKey"]},
+        )
+    context = {"item": item, "raw": raw, "fields": sorted(item.items())}
+    template = "audit_explorer/record.html"
+    if request.htmx and not request.htmx.boosted:
+        template = "audit_explorer/_record_fields.html"  # a row expanding in place
     return render(request, template, context)

@@ -42,13 +42,37 @@ def record(
     before: dict | None = None,
     after: dict | None = None,
 ) -> Action:
+    return record_about(
+        verb,
+        target._meta.label_lower,
+        str(target.pk),
+        str(target),
+        actor=actor,
+        parameters=parameters,
+        before=before,
+        after=after,
+    )
+
+
+def record_about(
+    verb: str,
+    object_type: str,
+    object_id: str,
+    object_repr: str,
+    *,
+    actor: Actor,
+    parameters: dict | None = None,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> Action:
+    """An action on something that is no database row (an audit record in DynamoDB, say)."""
     return Action.objects.create(
         actor=actor,
         actor_name=actor_name(actor),
         verb=verb,
-        object_type=target._meta.label_lower,
-        object_id=str(target.pk),
-        object_repr=str(target)[:200],
+        object_type=object_type,
+        object_id=object_id[:60],
+        object_repr=object_repr[:200],
         parameters=parameters or {},
         before=before,
         after=after,

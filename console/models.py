@@ -10,6 +10,7 @@ class Role(models.Model):  # noqa: DJ008 - never instantiated
         default_permissions = ()
         permissions = [
             ("view_audit", "Can read audit records"),
+            ("view_raw_audit", "Can read the full prompts and completions of audit records"),
             ("view_state", "Can read deployment state and runs"),
             ("start_provisioning", "Can plan and apply environments"),
             ("start_rollout", "Can roll out and roll back the serving image"),

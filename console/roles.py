@@ -11,7 +11,8 @@ OPERATOR = "operator"
 ADMIN = "admin"
 
 _VIEWER_PERMS = ["view_audit", "view_state"]
-_OPERATOR_PERMS = [*_VIEWER_PERMS, "start_provisioning", "start_rollout"]
+# Raw bodies may hold personal data: operators and admins read them, each view logged.
+_OPERATOR_PERMS = [*_VIEWER_PERMS, "start_provisioning", "start_rollout", "view_raw_audit"]
 _ADMIN_PERMS = [*_OPERATOR_PERMS, "manage_api_keys", "manage_users"]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

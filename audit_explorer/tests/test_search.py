@@ -1,47 +1,19 @@
 """Audit search through the GSIs, against DynamoDB Local, seeded through the real ingest."""
 
+import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
 
+from audit_explorer.tests.conftest import NOW
 from centralllm import aws
-from centralllm.audit.ingest import ingest_record
 from centralllm.audit.table import STATUS_SHARDS
-from centralllm.audit.tests.conftest import make_record
+from console.models import Action
 
 pytestmark = pytest.mark.django_db
-NOW = datetime.now(UTC).replace(microsecond=0)
 URL = reverse("audit_explorer:home")
-
-
-@pytest.fixture
-def seeded(audit_table) -> dict[str, dict]:
-    """Seven requests of project alpha over the last hours: users, statuses, latencies."""
-    rows = [
-        ("r1", "ann", 200, 120.0, "chat", 1),
-        ("r2", "bob", 200, 950.0, "chat", 2),
-        ("r3", "ann", 500, 40.0, "chat", 3),
-        ("r4", "ann", 200, 3000.0, "embedding", 4),
-        ("r5", "cid", 429, 5.0, "chat", 5),
-        ("r6", "ann", 200, 610.0, "chat", 6),
-        ("r7", "bob", 200, 77.0, "chat", 30),  # 30 hours ago: outside the default range
-    ]
-    records = {}
-    for request_id, user, status, latency, kind, hours in rows:
-        record = make_record(
-            request_id=request_id,
-            project="alpha",
-            user=user,
-            status=status,
-            latency_ms=latency,
-            request_type=kind,
-            created_at=NOW - timedelta(hours=hours),
-        )
-        ingest_record(record)
-        records[request_id] = record
-    return records
 
 
 def ids(page: str) -> list[str]:
@@ -96,25 +68,37 @@ def test_paging_visits_every_item_exactly_once(client, viewer, seeded):
     assert seen == ["r4", "r2", "r6", "r1", "r3", "r5"]
 
 
-def test_a_page_is_one_query_never_a_scan(client, viewer, seeded):
-    client.force_login(viewer)
+def dynamodb_calls():
+    """(operation, index) of every DynamoDB call made while the block runs."""
     calls = []
     dynamodb = aws.client("dynamodb")
-    dynamodb.meta.events.register(
-        "before-call", lambda model, **_: calls.append(model.name), unique_id="count-search-calls"
+
+    def note(model, params, **_):
+        calls.append((model.name, params.get("IndexName")))
+
+    dynamodb.meta.events.register("before-parameter-build", note, unique_id="count-calls")
+    return calls, lambda: dynamodb.meta.events.unregister(
+        "before-parameter-build", unique_id="count-calls"
     )
+
+
+def test_a_results_page_is_one_query_never_a_scan(client, viewer, seeded):
+    client.force_login(viewer)
+    calls, stop = dynamodb_calls()
     try:
-        get(client, project="alpha")
-        assert calls == ["Query"]
-        calls.clear()
-        get(client, user="ann")
-        assert calls == ["Query"]
-        calls.clear()
-        get(client, status=200)
-        # The status index is write-sharded (docs/audit-contract.md): one Query per shard.
-        assert calls == ["Query"] * STATUS_SHARDS
+        for params, index, queries in [
+            ({"project": "alpha"}, "GSI_ProjectLatency", 1),
+            ({"user": "ann"}, "GSI_UserTime", 1),
+            # The status index is write-sharded (docs/audit-contract.md): a Query per shard.
+            ({"status": 200}, "GSI_StatusTime", STATUS_SHARDS),
+        ]:
+            calls.clear()
+            get(client, **params)
+            assert [call for call in calls if call[1]] == [("Query", index)] * queries
+            # Everything else is the summary: Queries on the rollups' base keys.
+            assert {name for name, _ in calls} == {"Query"}
     finally:
-        dynamodb.meta.events.unregister("before-call", unique_id="count-search-calls")
+        stop()
 
 
 @pytest.mark.parametrize(
@@ -155,3 +139,60 @@ def test_users_without_the_audit_permission_are_refused(client, django_user_mode
     user = django_user_model.objects.create_user(username="nobody", password="x-password-123")
     client.force_login(user)
     assert client.get(URL, {"project": "alpha"}).status_code == 403
+
+
+def test_the_summary_comes_from_the_rollups_and_agrees_with_the_records(client, viewer, seeded):
+    client.force_login(viewer)
+    calls, stop = dynamodb_calls()
+    try:
+        page = get(client, project="alpha")
+    finally:
+        stop()
+    in_range = [
+        r for r in seeded.values() if r["createdAt"] >= (NOW - timedelta(hours=24)).isoformat()
+    ]
+    assert f"<strong>{len(in_range)}</strong> requests (project alpha" in page
+    assert f"{sum(r['usage']['totalTokens'] for r in in_range)} tokens" in page
+    errors = sum(r["status"] >= 400 for r in in_range)  # brute force over the same records
+    assert f"errors {round(errors / len(in_range) * 100)}%" in page
+    assert [index for _, index in calls if index] == ["GSI_ProjectLatency"]  # the results
+    assert page.count("<rect ") >= 5  # an hour each
+
+
+def test_export_streams_the_whole_search_as_csv_and_json_lines(client, viewer, seeded):
+    client.force_login(viewer)
+    response = client.get(reverse("audit_explorer:export"), {"project": "alpha", "limit": 2})
+    assert response.streaming and response["Content-Type"] == "text/csv"
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert lines[0].startswith("createdAt,id,project,user")
+    assert [line.split(",")[1] for line in lines[1:]] == ["r4", "r2", "r6", "r1", "r3", "r5"]
+
+    response = client.get(reverse("audit_explorer:export"), {"user": "ann", "format": "jsonl"})
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    assert [row["id"] for row in rows] == ["r1", "r3", "r4", "r6"]
+    bad = client.get(reverse("audit_explorer:export"), {"user": "ann", "format": "xlsx"})
+    assert bad.status_code == 400 and b"format must be csv or jsonl" in bad.content
+
+
+def test_a_record_shows_every_field_and_its_raw_body_only_to_operators(
+    client, viewer, operator, seeded, audit_bucket, monkeypatch
+):
+    raw_bucket = audit_bucket  # any bucket will do for the raw object
+    monkeypatch.setenv("RAW_BUCKET", raw_bucket)
+    record = seeded["r2"]
+    aws.client("s3").put_object(
+        Bucket=raw_bucket, Key=record["rawKey"], Body=json.dumps({"request": {"body": "secret"}})
+    )
+    url = reverse("audit_explorer:record", args=["r2"])
+    client.force_login(viewer)
+    page = client.get(url).content.decode()
+    assert "latencyMs" in page and "950" in page
+    assert "secret" not in client.get(url, {"raw": 1}).content.decode()
+    assert "Only operators and admins read raw" in page
+
+    client.force_login(operator)
+    page = client.get(url, {"raw": 1}).content.decode()
+    assert "secret" in page
+    action = Action.objects.get(verb="audit.view_raw")
+    assert (action.actor_name, action.object_id) == ("otto", "r2")
+    assert client.get(reverse("audit_explorer:record", args=["nope"])).status_code == 404

@@ -1,0 +1,38 @@
+"""Audit records seeded through the real ingest, for the explorer's tests."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from centralllm.audit.ingest import ingest_record
+from centralllm.audit.tests.conftest import make_record
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def seeded(audit_table) -> dict[str, dict]:
+    """Seven requests of project alpha over the last hours: users, statuses, latencies."""
+    rows = [
+        ("r1", "ann", 200, 120.0, "chat", 1),
+        ("r2", "bob", 200, 950.0, "chat", 2),
+        ("r3", "ann", 500, 40.0, "chat", 3),
+        ("r4", "ann", 200, 3000.0, "embedding", 4),
+        ("r5", "cid", 429, 5.0, "chat", 5),
+        ("r6", "ann", 200, 610.0, "chat", 6),
+        ("r7", "bob", 200, 77.0, "chat", 30),  # 30 hours ago: outside the default range
+    ]
+    records = {}
+    for request_id, user, status, latency, kind, hours in rows:
+        record = make_record(
+            request_id=request_id,
+            project="alpha",
+            user=user,
+            status=status,
+            latency_ms=latency,
+            request_type=kind,
+            created_at=NOW - timedelta(hours=hours),
+        )
+        ingest_record(record)
+        records[request_id] = record
+    return records

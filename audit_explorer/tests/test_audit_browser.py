@@ -1,0 +1,48 @@
+"""An operator searches the audit trail in Debian's chromium through Playwright."""
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_search_page_forward_and_back_expand_a_row_open_a_record_export(
+    page,
+    live_server,
+    operator,
+    seeded,
+):
+    page.goto(f"{live_server.url}/login/?next=/audit/")
+    page.get_by_label("Username").fill("otto")
+    page.get_by_label("Password").fill("otto-password-123")
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_label("Project", exact=True).fill("alpha")
+    page.get_by_label("Page size").fill("4")
+    page.get_by_role("button", name="Search").click()
+    rows = page.locator("tr[data-request-id]")
+    expect(rows).to_have_count(4)
+    expect(rows.first).to_have_attribute("data-request-id", "r4")  # slowest first
+    expect(page.locator(".summary")).to_contain_text("6 requests (project alpha")
+    first_url = page.url
+    assert "project=alpha" in first_url  # the URL holds the search
+
+    page.get_by_role("link", name="Next page").click()
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_have_attribute("data-request-id", "r3")
+    page.go_back()
+    expect(rows.first).to_have_attribute("data-request-id", "r4")
+
+    rows.first.get_by_role("link").click()  # expands in place
+    expect(page.locator("table.record-fields").first).to_contain_text("latencyMs")
+    page.screenshot(path="var/audit-search.png", full_page=True)
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export CSV").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) == 7 and lines[0].startswith("createdAt,id,project")
+
+    page.goto(f"{live_server.url}/audit/records/r2")
+    expect(page.get_by_role("heading", name="Request r2")).to_be_visible()
