@@ -65,6 +65,7 @@ class Results:
     items: list[dict]
     read: int  # items the query returned, before the filters no index serves
     next_cursor: str | None
+    read_units: float = 0.0  # what the page cost DynamoDB
 
 
 def parse(params) -> Search:
@@ -138,7 +139,7 @@ def run(search: Search, cursor: str = "", *, table: str | None = None) -> Result
     except ValueError as exc:  # a token of another query
         raise BadSearch(f"This page link does not belong to this search ({exc}).") from None
     next_cursor = _sign(page.next_token, search) if page.next_token else None
-    return Results(_filtered(search, page.items), len(page.items), next_cursor)
+    return Results(_filtered(search, page.items), len(page.items), next_cursor, page.read_units)
 
 
 def _filtered(search: Search, found: list[dict]) -> list[dict]:

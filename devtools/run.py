@@ -53,6 +53,7 @@ def main() -> int:
         if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
             # The whole platform in the local AWS; quick and changes nothing once converged.
             subprocess.run([*MANAGE, "env", "apply", "local", "-v", "0"], check=True)
+            _offer_demo_traffic()
         for name, args in _long_running().items():
             started.append(services.Process(name, args))
         address = os.environ.get("CONSOLE_ADDRESS", "127.0.0.1:8000")
@@ -91,6 +92,19 @@ def _write_local_env() -> None:
     if not services.is_local_endpoint(shared.get("AWS_ENDPOINT_URL")):
         shared = {name: value for name, value in shared.items() if not name.startswith("AWS_")}
     LOCAL_ENV.write_text("".join(f"{name}={value}\n" for name, value in shared.items()))
+
+
+def _offer_demo_traffic() -> None:
+    """On a first start the audit table is empty: say how to fill it with demo traffic."""
+    from centralllm import aws
+    from centralllm.audit.contract import table_name
+
+    count = aws.client("dynamodb").describe_table(TableName=table_name())["Table"]["ItemCount"]
+    if count == 0:
+        print(
+            "Audit: the table is empty. For 30 days of demo traffic (through S3 and the ingest"
+            ' handler), run: make manage CMD="demo_traffic"'
+        )
 
 
 def _long_running() -> dict[str, list[str]]:

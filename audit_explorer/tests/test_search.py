@@ -1,5 +1,6 @@
 """Audit search through the GSIs, against DynamoDB Local, seeded through the real ingest."""
 
+import io
 import json
 import re
 from datetime import timedelta
@@ -52,6 +53,7 @@ def test_filters_no_index_serves_say_how_many_they_kept(client, viewer, seeded):
     page = get(client, user="ann", request_type="chat")
     assert ids(page) == ["r1", "r3", "r6"]
     assert "filtered: 3 of 4 read" in page
+    assert re.search(r"This page cost \d+\.\d read units for 4 items read", page)
 
 
 def test_paging_visits_every_item_exactly_once(client, viewer, seeded):
@@ -196,3 +198,23 @@ def test_a_record_shows_every_field_and_its_raw_body_only_to_operators(
     action = Action.objects.get(verb="audit.view_raw")
     assert (action.actor_name, action.object_id) == ("otto", "r2")
     assert client.get(reverse("audit_explorer:record", args=["nope"])).status_code == 404
+
+
+def test_demo_traffic_goes_through_the_real_path_and_is_searchable(
+    client, viewer, audit_bucket, audit_table
+):
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("demo_traffic", records=120, days=2, stdout=out)
+    call_command("demo_traffic", records=120, days=2, stdout=out)  # again: nothing twice
+
+    assert "loaded 120 demo requests over the last 2 days" in out.getvalue()
+    keys = aws.client("s3").list_objects_v2(Bucket=audit_bucket, Prefix="logs/")["KeyCount"]
+    assert keys == 120
+    client.force_login(viewer)
+    start = (NOW - timedelta(days=3)).isoformat()
+    page = get(client, project="support-bot", start=start, limit=200)
+    shown = len(ids(page))
+    assert shown > 10
+    assert f"<strong>{shown}</strong> requests (project support-bot" in page

@@ -151,6 +151,8 @@ def _plain(value: Any) -> Any:
 class Page:
     items: list[dict]
     next_token: str | None  # pass back as ``token`` for the next page; None on the last page
+    read_units: float = 0.0  # what the page cost (ReturnConsumedCapacity)
+    items_read: int = 0  # what DynamoDB read for it, a filter's leftovers included
 
 
 def get_item(request_id: str, *, table: str | None = None) -> dict | None:
@@ -306,6 +308,7 @@ def _query(
         "KeyConditionExpression": condition,
         "ScanIndexForward": not descending,
         "Limit": limit,
+        "ReturnConsumedCapacity": "TOTAL",
     }
     created_filter, filter_values = _created_filter(*created_between)
     if created_filter:
@@ -314,12 +317,15 @@ def _query(
 
     fetched: dict[str, list[dict]] = {}
     resume: dict[str, dict | None] = {}
+    read_units, items_read = 0.0, 0
     for partition, position in positions.items():
         call = {**params, "ExpressionAttributeValues": {**values, **filter_values}}
         call["ExpressionAttributeValues"][":pk"] = {"S": partition}
         if position:
             call["ExclusiveStartKey"] = position
         response = client.query(**call)
+        read_units += response.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0)
+        items_read += response.get("ScannedCount", len(response["Items"]))
         fetched[partition] = [deserialize(item) for item in response["Items"]]
         resume[partition] = response.get("LastEvaluatedKey")
 
@@ -340,7 +346,8 @@ def _query(
             next_positions[partition] = index.start_key(taken[-1])
         else:
             next_positions[partition] = position
-    return Page([item for item, _ in merged], _encode_token(next_positions))
+    merged_items = [item for item, _ in merged]
+    return Page(merged_items, _encode_token(next_positions), read_units, items_read)
 
 
 def _created_filter(start: datetime | None, end: datetime | None) -> tuple[str | None, dict]:
