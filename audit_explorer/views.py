@@ -3,12 +3,16 @@ import io
 import json
 from datetime import datetime, timedelta
 
+from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import urlencode
+from django.views.decorators.http import require_POST
 
 from audit_explorer import search as audit_search
+from audit_explorer.models import SavedSearch
 from centralllm import aws
 from centralllm.audit import contract, items
 from console import actions
@@ -55,7 +59,12 @@ def audit_home(request: HttpRequest) -> HttpResponse:
     """The search form, one page of results and the range's summary; the URL holds the whole
     search."""
     params = {name: request.GET.get(name, "") for name in SEARCH_FIELDS}
-    context = {"params": params, "error": None, "results": None}
+    context = {
+        "params": params,
+        "error": None,
+        "results": None,
+        "saved": SavedSearch.objects.filter(user=request.user),
+    }
     if any(params[name] for name in ("project", "user", "status", "request_id")):
         try:
             found = audit_search.parse(request.GET)
@@ -72,6 +81,8 @@ def audit_home(request: HttpRequest) -> HttpResponse:
                 search=found,
                 results=results,
                 query=urlencode(resolved),
+                # Saved as typed: "the last 24 hours" stays relative.
+                saved_query=urlencode({name: value for name, value in params.items() if value}),
                 summary=summary,
                 chart=_chart(summary, found.start, found.end) if summary else None,
             )
@@ -173,3 +184,33 @@ def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
     if request.htmx and not request.htmx.boosted:
         template = "audit_explorer/_record_fields.html"  # a row expanding in place
     return render(request, template, context)
+
+
+@require_POST
+@permission_required("console.view_audit", raise_exception=True)
+def saved_search_create(request: HttpRequest) -> HttpResponse:
+    """Keep the search in ``query`` under a name; the same name again replaces it."""
+    name = request.POST.get("name", "").strip()[:80]
+    query = request.POST.get("query", "")
+    if not name:
+        messages.error(request, "Give the search a name to save it.")
+    else:
+        try:
+            audit_search.parse(QueryDict(query))
+        except audit_search.BadSearch as exc:
+            messages.error(request, f"Not saved: {exc}")
+        else:
+            SavedSearch.objects.update_or_create(
+                user=request.user, name=name, defaults={"query": query[:2000]}
+            )
+            messages.success(request, f"Saved as {name!r}.")
+    return redirect(f"{reverse('audit_explorer:home')}?{query}")
+
+
+@require_POST
+@permission_required("console.view_audit", raise_exception=True)
+def saved_search_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    deleted, _ = SavedSearch.objects.filter(pk=pk, user=request.user).delete()
+    if deleted:
+        messages.success(request, "Saved search deleted.")
+    return redirect("audit_explorer:home")

@@ -218,3 +218,24 @@ def test_demo_traffic_goes_through_the_real_path_and_is_searchable(
     shown = len(ids(page))
     assert shown > 10
     assert f"<strong>{shown}</strong> requests (project support-bot" in page
+
+
+def test_a_search_is_saved_per_user_by_name_and_listed(client, viewer, operator, seeded):
+    client.force_login(viewer)
+    page = get(client, project="alpha", order="fastest")
+    saved_query = re.search(r'name="query" value="([^"]+)"', page).group(1).replace("&amp;", "&")
+    assert "start" not in saved_query  # the window stays relative: the last 24 hours
+
+    response = client.post(
+        reverse("audit_explorer:saved-create"), {"name": "alpha, fast", "query": saved_query}
+    )
+    assert response.status_code == 302
+    home = get(client, status="")
+    assert "alpha, fast</a>" in home
+    saved = re.search(r'<a href="\?([^"]+)">alpha, fast</a>', home).group(1).replace("&amp;", "&")
+    assert ids(client.get(f"{URL}?{saved}").content.decode())[:2] == ["r5", "r3"]
+
+    bad = client.post(reverse("audit_explorer:saved-create"), {"name": "x", "query": "status=abc"})
+    assert "Not saved: status" in client.get(bad["Location"]).content.decode()
+    client.force_login(operator)
+    assert "alpha, fast" not in get(client, status="")  # one user's own list
