@@ -8,6 +8,7 @@ to the search, so a tampered or foreign one is refused.
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -90,8 +91,8 @@ def parse(params) -> Search:
     for name in ("min_latency_ms", "max_latency_ms"):
         if params.get(name, "").strip():
             value = _number(params[name], name, float)
-            if value < 0:
-                raise BadSearch(f"{name} must be 0 or more.")
+            if not math.isfinite(value) or value < 0:
+                raise BadSearch(f"{name} must be a number of 0 or more.")
             setattr(search, name, value)
     if (search.min_latency_ms or 0) > (search.max_latency_ms or float("inf")):
         raise BadSearch("min_latency_ms must not be above max_latency_ms.")
@@ -172,7 +173,10 @@ def _time(value: str | None, name: str) -> datetime | None:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise BadSearch(f"{name} {value!r} is not a time like 2026-11-27T05:00:00Z.") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not 2000 <= moment.year <= 9999:  # the records' timestamps sort as text: four digits
+        raise BadSearch(f"{name} {value!r} is outside the years 2000-9999.")
+    return moment
 
 
 def _number(value: str, name: str, kind: type):

@@ -3,6 +3,7 @@ import io
 import json
 from datetime import datetime, timedelta
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
@@ -71,6 +72,8 @@ def audit_home(request: HttpRequest) -> HttpResponse:
             results = audit_search.run(found, request.GET.get("cursor", ""))
         except audit_search.BadSearch as exc:
             context["error"] = str(exc)
+        except (BotoCoreError, ClientError) as exc:
+            context["error"] = f"DynamoDB did not answer the search: {exc}"
         else:
             # The next page repeats the search with its time window resolved, so the cursor
             # stays bound to the same search however long the reader waits.

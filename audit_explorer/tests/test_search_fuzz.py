@@ -2,7 +2,7 @@
 
 import pytest
 from django.urls import reverse
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from audit_explorer.views import SEARCH_FIELDS
@@ -19,10 +19,19 @@ ANYTHING = st.one_of(
 PARAMS = st.dictionaries(st.sampled_from([*SEARCH_FIELDS, "cursor"]), ANYTHING, max_size=6)
 
 
+# The same examples on every run, so CI is repeatable; new ones come with a change of seed.
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(params=PARAMS)
+# What an earlier run found: latency bounds that are no finite number.
+@example(params={"project": "0", "min_latency_ms": "NAN"})
+@example(params={"project": "0", "max_latency_ms": "INF"})
+@example(params={"user": "0", "limit": "1e3"})
+@example(params={"user": "0", "start": "00030101000000000"})
 def test_any_search_parameters_give_a_page_or_a_message(client, viewer, audit_table, params):
     client.force_login(viewer)
     params = {name: value.replace("\x00", "") for name, value in params.items()}
