@@ -36,9 +36,8 @@ def environment_list(request: HttpRequest) -> HttpResponse:
 def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)
     holder = runs.holder_of(environment)
-    if holder is not None:
-        runs.reap(holder)
-        holder = runs.holder_of(environment)
+    if holder is not None and runs.reap(holder):
+        holder = None  # its worker had died: the environment is free again
     live = state.live(environment)
     outputs = state.outputs(environment)
     context = {

@@ -9,7 +9,7 @@ from inference.tests.test_vllm_local import serve_tiny_model
 from llm_audit_ingest import local as local_ingest
 from provisioning import engine, runs
 from provisioning.jobs import execute
-from provisioning.models import Run
+from provisioning.models import Environment, Run
 
 
 def validate(environment) -> Run:
@@ -61,8 +61,6 @@ def test_a_stopped_model_fails_the_completion_readably(environment, settings):
 def test_all_five_checks_pass_against_a_real_vllm_then_fail_when_it_stops(
     tmp_path_factory, settings, monkeypatch
 ):
-    from provisioning.models import Environment
-
     environment = Environment.objects.create(name="checked", suffix="-chk", is_local=True)
     engine.apply(environment)
     # The local audit path of this environment, as `make run` runs it for `local`.
