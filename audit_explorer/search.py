@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.core import signing
 
-from centralllm.audit import items, rollups
+from audit_explorer import traffic
+from centralllm.audit import items
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -52,6 +53,15 @@ class Search:
         if self.user:
             return "user"
         return "status"
+
+    def dimension(self) -> tuple[str, str]:
+        """The rollup that counts this search's records: its project, user or status class.
+        A status class holds more than the status, so its counts are the class's."""
+        if self.project:
+            return "project", self.project
+        if self.user:
+            return "user", self.user
+        return "statusClass", f"{self.status // 100}xx"
 
     def key(self) -> str:
         """What the cursor is bound to: everything but the cursor itself."""
@@ -187,22 +197,13 @@ def _number(value: str, name: str, kind: type):
 
 
 def summary(search: Search, *, table: str | None = None) -> dict | None:
-    """The search's totals from the hourly rollups, never by reading records: requests,
-    errors, latency percentiles, tokens, and requests per hour. Whole hours: the rollups'
-    grain. None for a request id (one record) or a search by status within a status class."""
+    """The search's traffic from the hourly rollups, never by reading records (whole hours:
+    the rollups' grain). None for a request id: one record."""
     if search.request_id:
         return None
-    if search.project:
-        dimension, value = "project", search.project
-    elif search.user:
-        dimension, value = "user", search.user
-    else:
-        dimension, value = "statusClass", f"{search.status // 100}xx"
-    hours = rollups.read_rollups(dimension, value, search.start, search.end, table=table)
-    total = rollups.summarize(hours)
-    total["errorRate"] = total["errors"] / total["requests"] if total["requests"] else None
+    dimension, value = search.dimension()
+    total = traffic.traffic(dimension, value, search.start, search.end, table=table)
     total["scope"] = f"{dimension} {value}"
-    total["hours"] = [{"hour": hour["hour"], "requests": hour["requests"]} for hour in hours]
     return total
 
 

@@ -9,4 +9,6 @@ urlpatterns = [
     path("saved/", views.saved_search_create, name="saved-create"),
     path("saved/<int:pk>/delete/", views.saved_search_delete, name="saved-delete"),
     path("records/<path:request_id>", views.audit_record, name="record"),
+    path("projects/<path:value>", views.audit_traffic, {"dimension": "project"}, name="project"),
+    path("users/<path:value>", views.audit_traffic, {"dimension": "user"}, name="user"),
 ]

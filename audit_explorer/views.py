@@ -9,10 +9,12 @@ from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from audit_explorer import search as audit_search
+from audit_explorer import traffic
 from audit_explorer.models import SavedSearch
 from centralllm import aws
 from centralllm.audit import contract, items
@@ -87,7 +89,7 @@ def audit_home(request: HttpRequest) -> HttpResponse:
                 # Saved as typed: "the last 24 hours" stays relative.
                 saved_query=urlencode({name: value for name, value in params.items() if value}),
                 summary=summary,
-                chart=_chart(summary, found.start, found.end) if summary else None,
+                charts=_charts(summary, found.start, found.end) if summary else None,
             )
     template = "audit_explorer/home.html"
     if request.htmx and not request.htmx.boosted:
@@ -95,37 +97,51 @@ def audit_home(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _chart(summary: dict, start: datetime, end: datetime) -> dict:
-    """Requests per hour as SVG bars (no script needed), with the rollouts of the range."""
-    width, height = 720, 120
-    hours = max(1, int((end - start).total_seconds() // 3600) + 1)
-    first = start.replace(minute=0, second=0, microsecond=0)
-    slot = width / hours
-    peak = max((hour["requests"] for hour in summary["hours"]), default=0) or 1
-    bars = []
-    for hour in summary["hours"]:
-        at = datetime.fromisoformat(hour["hour"] + ":00:00+00:00")
-        index = int((at - first).total_seconds() // 3600)
-        tall = hour["requests"] / peak * (height - 12)
-        bars.append(
+def _charts(summary: dict, start: datetime, end: datetime) -> dict:
+    """What the charts draw (see console/static/console/charts.js): the hourly series, the
+    latency histogram, and the rollouts of the range as markers."""
+    releases = Release.objects.select_related("environment").filter(
+        started_at__gte=start - timedelta(hours=1), started_at__lte=end
+    )
+    return {
+        "hours": summary["series"],
+        "histogram": summary["histogramSeries"],
+        "markers": [
             {
-                "x": index * slot,
-                "y": height - tall,
-                "width": max(slot - 1, 1),
-                "height": tall,
-                "label": f"{hour['hour']}:00 UTC: {hour['requests']} requests",
+                "time": int(release.started_at.timestamp()),
+                "at": release.started_at.isoformat(),
+                "label": f"{release.environment.name}: {release.image_tag} ({release.outcome})",
             }
+            for release in releases
+        ],
+        "timezone": timezone.get_current_timezone_name(),
+    }
+
+
+@permission_required("console.view_audit", raise_exception=True)
+def audit_traffic(request: HttpRequest, dimension: str, value: str) -> HttpResponse:
+    """A project's or a user's traffic, errors, latency and tokens over time, and its top
+    users, projects and request types: all from the rollups."""
+    range_name = request.GET.get("range", traffic.DEFAULT_RANGE)
+    context = {"dimension": dimension, "value": value, "ranges": traffic.RANGES, "error": None}
+    try:
+        start, end = traffic.window(range_name)
+        found = traffic.traffic(dimension, value, start, end)
+    except ValueError as exc:
+        context["error"] = str(exc)
+    except (BotoCoreError, ClientError) as exc:
+        context["error"] = f"DynamoDB did not answer: {exc}"
+    else:
+        search = urlencode({dimension: value, "start": start.isoformat(), "end": end.isoformat()})
+        context.update(
+            range=range_name,
+            start=start,
+            end=end,
+            traffic=found,
+            charts=_charts(found, start, end),
+            search_query=search,
         )
-    deploys = [
-        {
-            "x": (release.started_at - first).total_seconds() / 3600 * slot,
-            "label": f"{release.environment.name}: {release.image_tag} ({release.outcome})",
-        }
-        for release in Release.objects.select_related("environment").filter(
-            started_at__gte=first, started_at__lt=end + timedelta(hours=1)
-        )
-    ]
-    return {"width": width, "height": height, "bars": bars, "deploys": deploys, "peak": peak}
+    return render(request, "audit_explorer/traffic.html", context)
 
 
 @permission_required("console.view_audit", raise_exception=True)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api-keys/", views.api_key_list, name="api-keys"),
     path("actions/", views.action_list, name="actions"),
+    path("preferences/timezone", views.set_timezone, name="set-timezone"),
     path("environments/", include("provisioning.urls")),
     path("audit/", include("audit_explorer.urls")),
     path("admin/django-rq/", include("django_rq.urls")),

@@ -1,12 +1,14 @@
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
-from console import api_keys, health
+from console import actions, api_keys, health, timezones
 from console.models import Action
 from provisioning import state
 from provisioning.models import Environment, Run
@@ -61,3 +63,28 @@ def action_list(request: HttpRequest) -> HttpResponse:
 def api_key_list(request: HttpRequest) -> HttpResponse:
     keys, error = api_keys.list_api_keys()
     return render(request, "console/api_keys.html", {"keys": keys, "error": error})
+
+
+@require_POST
+def set_timezone(request: HttpRequest) -> HttpResponse:
+    """Show times in the timezone the user picked (stored times stay UTC)."""
+    name = request.POST.get("timezone", "").strip()
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        back = "/"
+    if not timezones.is_known(name):
+        messages.error(request, f"{name!r} is not a timezone name like Europe/Berlin or UTC.")
+        return redirect(back)
+    before = request.session.get(timezones.SESSION_KEY, timezones.DEFAULT)
+    timezones.choose(request, name)
+    actions.record_about(
+        "preference.timezone",
+        "auth.user",
+        str(request.user.pk),
+        request.user.get_username(),
+        actor=request.user,
+        before={"timezone": before},
+        after={"timezone": name},
+    )
+    messages.success(request, f"Times are now shown in {name}.")
+    return redirect(back)

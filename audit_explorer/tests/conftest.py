@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from centralllm import aws
 from centralllm.audit.ingest import ingest_record
 from centralllm.audit.tests.conftest import make_record
 
@@ -36,3 +37,17 @@ def seeded(audit_table) -> dict[str, dict]:
         ingest_record(record)
         records[request_id] = record
     return records
+
+
+def dynamodb_calls():
+    """(operation, index) of every DynamoDB call made while the block runs."""
+    calls = []
+    dynamodb = aws.client("dynamodb")
+
+    def note(model, params, **_):
+        calls.append((model.name, params.get("IndexName")))
+
+    dynamodb.meta.events.register("before-parameter-build", note, unique_id="count-calls")
+    return calls, lambda: dynamodb.meta.events.unregister(
+        "before-parameter-build", unique_id="count-calls"
+    )

@@ -35,7 +35,11 @@ def test_search_page_forward_and_back_expand_a_row_open_a_record_export(
     page.go_back()
     expect(rows.first).to_have_attribute("data-request-id", "r4")
 
-    rows.first.get_by_role("link").click()  # expands in place
+    # The summary's charts, drawn by the pinned uPlot served with the page (no CDN).
+    expect(page.locator(".summary .uplot")).to_have_count(2)
+    assert page.locator("script[src^='http']").count() == 0
+
+    rows.first.get_by_role("link", name=seeded["r4"]["createdAt"][:10]).click()  # in place
     expect(page.locator("table.record-fields").first).to_contain_text("latencyMs")
     page.screenshot(path="var/audit-search.png", full_page=True)
 
@@ -46,3 +50,9 @@ def test_search_page_forward_and_back_expand_a_row_open_a_record_export(
 
     page.goto(f"{live_server.url}/audit/records/r2")
     expect(page.get_by_role("heading", name="Request r2")).to_be_visible()
+
+    page.get_by_role("link", name="alpha").click()  # the project's own page
+    expect(page.get_by_role("heading", name="Project alpha")).to_be_visible()
+    expect(page.locator(".charts .uplot")).to_have_count(4)
+    expect(page.locator("table.top.user")).to_contain_text("ann")
+    page.screenshot(path="var/audit-project.png", full_page=True)

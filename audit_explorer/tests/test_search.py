@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from audit_explorer.tests.conftest import NOW
+from audit_explorer.tests.conftest import NOW, dynamodb_calls
 from centralllm import aws
 from centralllm.audit.table import STATUS_SHARDS
 from console.models import Action
@@ -68,20 +68,6 @@ def test_paging_visits_every_item_exactly_once(client, viewer, seeded):
     # Three pages of two: the last page's Limit equals the matches left, and DynamoDB
     # (unlike moto) still says there may be more; the fourth page is then empty.
     assert seen == ["r4", "r2", "r6", "r1", "r3", "r5"]
-
-
-def dynamodb_calls():
-    """(operation, index) of every DynamoDB call made while the block runs."""
-    calls = []
-    dynamodb = aws.client("dynamodb")
-
-    def note(model, params, **_):
-        calls.append((model.name, params.get("IndexName")))
-
-    dynamodb.meta.events.register("before-parameter-build", note, unique_id="count-calls")
-    return calls, lambda: dynamodb.meta.events.unregister(
-        "before-parameter-build", unique_id="count-calls"
-    )
 
 
 def test_a_results_page_is_one_query_never_a_scan(client, viewer, seeded):
@@ -158,7 +144,15 @@ def test_the_summary_comes_from_the_rollups_and_agrees_with_the_records(client, 
     errors = sum(r["status"] >= 400 for r in in_range)  # brute force over the same records
     assert f"errors {round(errors / len(in_range) * 100)}%" in page
     assert [index for _, index in calls if index] == ["GSI_ProjectLatency"]  # the results
-    assert page.count("<rect ") >= 5  # an hour each
+    charts = chart_data(page)
+    assert sum(charts["hours"]["requests"]) == len(in_range)
+    assert sum(charts["histogram"]["requests"]) == len(in_range)
+    assert len(charts["hours"]["time"]) == 25  # every hour of the range, empty ones as 0
+
+
+def chart_data(page: str) -> dict:
+    found = re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', page)
+    return json.loads(found.group(1))
 
 
 def test_export_streams_the_whole_search_as_csv_and_json_lines(client, viewer, seeded):

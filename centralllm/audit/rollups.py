@@ -1,7 +1,9 @@
 """Hourly rollups, so that summaries never scan records.
 
 Per hour and per project, user, API key and status class: the number of requests, errors
-(client and server), cancellations, token sums, the latency sum and a latency histogram. They
+(client and server), cancellations, token sums, the latency sum and a latency histogram; a
+project's hours also count requests per user and request type, a user's per project and
+request type (``BREAKDOWNS``). They
 live in the audit table under the base key (``table.py``) and are updated by ADD in the same
 transaction as the record's first write (``ingest.py``), so a redelivered record never counts
 twice.
@@ -21,6 +23,12 @@ from centralllm.audit.items import MISSING, deserialize
 from centralllm.audit.table import ROLLUP_SHARDS, shard_of, sharded
 
 DIMENSIONS = ("project", "user", "apiKey", "statusClass")
+# What a dimension's hour also counts, for "top users of a project" and the like: one
+# number attribute "<breakdown>#<value>" per value seen.
+BREAKDOWNS = {
+    "project": ("user", "requestType"),
+    "user": ("project", "requestType"),
+}
 BUCKETS_PER_DOUBLING = 8
 LAST_BUCKET = 22 * BUCKETS_PER_DOUBLING
 HISTOGRAM_PREFIX = "h"  # bucket i is the number attribute "h<i>"
@@ -93,13 +101,19 @@ def rollup_updates(record: dict, *, table: str) -> list[dict]:
         "latencyMsSum": record["latencyMs"],
         f"{HISTOGRAM_PREFIX}{latency_bucket(record['latencyMs'])}": 1,
     }
-    names = {f"#n{i}": name for i, name in enumerate(increments)}
-    values = {f":v{i}": {"N": str(amount)} for i, amount in enumerate(increments.values())}
-    adds = ", ".join(f"#n{i} :v{i}" for i in range(len(increments)))
     shard = shard_of(record["requestId"], ROLLUP_SHARDS)
     hour = hour_of(record["createdAt"])
     updates = []
     for dimension, value in dimension_values(record).items():
+        counted = {
+            **increments,
+            **{
+                breakdown_attribute(name, record[name]): 1 for name in BREAKDOWNS.get(dimension, ())
+            },
+        }
+        names = {f"#n{i}": name for i, name in enumerate(counted)}
+        values = {f":v{i}": {"N": str(amount)} for i, amount in enumerate(counted.values())}
+        adds = ", ".join(f"#n{i} :v{i}" for i in range(len(counted)))
         updates.append(
             {
                 "Update": {
@@ -119,6 +133,10 @@ def rollup_updates(record: dict, *, table: str) -> list[dict]:
             }
         )
     return updates
+
+
+def breakdown_attribute(breakdown: str, value: str | None) -> str:
+    return f"{breakdown}#{value or MISSING}"
 
 
 def read_rollups(
@@ -152,7 +170,7 @@ def read_rollups(
             response = client.query(**params)
             for item in map(deserialize, response["Items"]):
                 summary = hours.setdefault(item["createdAt"], _empty(item["createdAt"]))
-                _add(summary, item, _histogram_of(item))
+                _add(summary, item, _histogram_of(item), _breakdowns_of(item))
             if "LastEvaluatedKey" not in response:
                 break
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -160,7 +178,7 @@ def read_rollups(
 
 
 def _empty(hour: str) -> dict:
-    return {"hour": hour, **dict.fromkeys(COUNTERS, 0), "histogram": {}}
+    return {"hour": hour, **dict.fromkeys(COUNTERS, 0), "histogram": {}, "breakdowns": {}}
 
 
 def _histogram_of(item: Mapping) -> dict[int, int]:
@@ -171,11 +189,30 @@ def _histogram_of(item: Mapping) -> dict[int, int]:
     }
 
 
-def _add(summary: dict, counters: Mapping, histogram: Mapping[int, int]) -> None:
+def _breakdowns_of(item: Mapping) -> dict[str, dict[str, int]]:
+    found: dict[str, dict[str, int]] = {}
+    for breakdown in BREAKDOWNS.get(item.get("dimension"), ()):
+        prefix = f"{breakdown}#"
+        found[breakdown] = {
+            name[len(prefix) :]: count for name, count in item.items() if name.startswith(prefix)
+        }
+    return found
+
+
+def _add(
+    summary: dict,
+    counters: Mapping,
+    histogram: Mapping[int, int],
+    breakdowns: Mapping[str, Mapping[str, int]],
+) -> None:
     for counter in COUNTERS:
         summary[counter] += counters.get(counter, 0)
     for bucket, count in histogram.items():
         summary["histogram"][bucket] = summary["histogram"].get(bucket, 0) + count
+    for breakdown, counts in breakdowns.items():
+        into = summary["breakdowns"].setdefault(breakdown, {})
+        for value, count in counts.items():
+            into[value] = into.get(value, 0) + count
 
 
 def summarize(hours: Iterable[dict]) -> dict:
@@ -183,7 +220,7 @@ def summarize(hours: Iterable[dict]) -> dict:
     total = _empty("")
     del total["hour"]
     for hour in hours:
-        _add(total, hour, hour["histogram"])
+        _add(total, hour, hour["histogram"], hour["breakdowns"])
     total["meanLatencyMs"] = (
         total["latencyMsSum"] / total["requests"] if total["requests"] else None
     )

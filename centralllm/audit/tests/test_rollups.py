@@ -77,6 +77,30 @@ def test_rollups_add_up_over_shards_and_hours(audit_table):
     assert read_rollups("project", "rollup-project", HOUR, HOUR) == hours[:1]
 
 
+def test_a_projects_hours_count_its_users_and_request_types(audit_table):
+    rows = [("ann", "chat")] * 3 + [("bob", "chat"), ("bob", "embedding"), (None, None)]
+    for n, (user, kind) in enumerate(rows):
+        ingest_record(
+            make_record(
+                project="top-project",
+                user=user,
+                request_type=kind,
+                created_at=HOUR + timedelta(minutes=70 * (n % 2)),
+            )
+        )
+    window = (HOUR, HOUR + timedelta(hours=2))
+
+    project = summarize(read_rollups("project", "top-project", *window))["breakdowns"]
+    user = summarize(read_rollups("user", "bob", *window))["breakdowns"]
+
+    assert project == {
+        "user": {"ann": 3, "bob": 2, "-": 1},
+        "requestType": {"chat": 4, "embedding": 1, "-": 1},
+    }
+    assert user == {"project": {"top-project": 2}, "requestType": {"chat": 1, "embedding": 1}}
+    assert summarize(read_rollups("statusClass", "2xx", *window))["breakdowns"] == {}
+
+
 def test_a_duplicate_adds_nothing(audit_table):
     record = make_record(user="once")
     assert ingest_record(record) is True

@@ -1,0 +1,120 @@
+"""Per-project and per-user pages, from the rollups; the timezone a user reads times in."""
+
+import json
+import re
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+
+from audit_explorer.tests.conftest import NOW, dynamodb_calls
+from centralllm.audit.table import ROLLUP_SHARDS
+from console.models import Action, Preference
+from provisioning.models import Environment, Release
+
+pytestmark = pytest.mark.django_db
+
+
+def chart_data(page: str) -> dict:
+    found = re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', page)
+    return json.loads(found.group(1))
+
+
+def top_rows(page: str, breakdown: str) -> list[tuple[str, int]]:
+    table = re.search(rf'<table class="top {breakdown}">(.*?)</table>', page, re.S).group(1)
+    return [
+        (name, int(count))
+        for name, count in re.findall(r"<a [^>]*>([^<]+)</a></td>\s*<td>(\d+)</td>", table)
+    ]
+
+
+def test_a_project_page_agrees_with_the_records_and_reads_only_rollups(client, viewer, seeded):
+    client.force_login(viewer)
+    url = reverse("audit_explorer:project", args=["alpha"])
+    calls, stop = dynamodb_calls()
+    try:
+        page = client.get(url, {"range": "24h"}).content.decode()
+    finally:
+        stop()
+    in_range = [
+        r for r in seeded.values() if r["createdAt"] >= (NOW - timedelta(hours=24)).isoformat()
+    ]
+    assert calls == [("Query", None)] * ROLLUP_SHARDS  # the base keys of the rollups, no index
+    assert f"<strong>{len(in_range)}</strong> requests" in page
+    assert f"errors {sum(r['status'] >= 400 for r in in_range)}" in page
+    users = Counter(r["user"] for r in in_range)
+    assert top_rows(page, "user") == sorted(users.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert top_rows(page, "requestType") == [("chat", 5), ("embedding", 1)]
+    assert reverse("audit_explorer:user", args=["ann"]) in page
+    charts = chart_data(page)
+    assert sum(charts["hours"]["requests"]) == len(in_range)
+    assert sum(charts["hours"]["tokens"]) == sum(r["usage"]["totalTokens"] for r in in_range)
+
+    month = client.get(url, {"range": "30d"}).content.decode()
+    assert f"<strong>{len(seeded)}</strong> requests" in month  # r7, 30 hours ago, too
+
+
+def test_a_user_page_counts_its_projects(client, viewer, seeded):
+    client.force_login(viewer)
+    page = client.get(reverse("audit_explorer:user", args=["ann"]), {"range": "7d"})
+    page = page.content.decode()
+    assert top_rows(page, "project") == [("alpha", 4)]
+    assert reverse("audit_explorer:project", args=["alpha"]) in page
+
+
+def test_a_bad_range_gets_a_message(client, viewer, audit_table):
+    client.force_login(viewer)
+    response = client.get(reverse("audit_explorer:project", args=["alpha"]), {"range": "1y"})
+    assert response.status_code == 200
+    assert "range &#x27;1y&#x27;: one of 24h, 7d, 30d" in response.content.decode()
+
+
+def test_rollouts_of_the_range_are_marked_on_the_charts(client, viewer, seeded):
+    environment = Environment.objects.create(name="marked", suffix="-mk", is_local=True)
+    Release.objects.create(
+        environment=environment,
+        image_tag="0123abc",
+        image_digest="sha256:1",
+        task_definition="arn:aws:ecs:eu-central-1:123456789012:task-definition/x:1",
+        outcome="live",
+    )
+    client.force_login(viewer)
+    page = client.get(reverse("audit_explorer:home"), {"project": "alpha"}).content.decode()
+    [marker] = chart_data(page)["markers"]
+    assert marker["label"] == "marked: 0123abc (live)"
+    assert "Rollouts in this range: marked: 0123abc (live)" in page
+
+
+def test_times_show_in_the_timezone_the_user_picked(client, viewer, seeded):
+    client.force_login(viewer)
+    home = reverse("audit_explorer:home")
+    record = seeded["r1"]
+    utc = client.get(home, {"request_id": "r1"}).content.decode()
+    assert f"{record['createdAt'][:10]} {record['createdAt'][11:23]} UTC" in utc
+
+    response = client.post(
+        reverse("set-timezone"), {"timezone": "Asia/Tokyo", "next": f"{home}?request_id=r1"}
+    )
+    assert response.status_code == 302 and response["Location"] == f"{home}?request_id=r1"
+    tokyo = client.get(home, {"request_id": "r1"}).content.decode()
+    shown = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) JST", tokyo).group(1)
+    assert shown[11:13] == f"{(int(record['createdAt'][11:13]) + 9) % 24:02d}"
+    assert Preference.objects.get(user=viewer).timezone == "Asia/Tokyo"
+    action = Action.objects.get(verb="preference.timezone")
+    assert (action.actor_name, action.after) == ("vera", {"timezone": "Asia/Tokyo"})
+
+    client.logout()
+    client.force_login(viewer)  # a new session reads the stored choice
+    assert " JST" in client.get(home, {"request_id": "r1"}).content.decode()
+
+
+def test_an_unknown_timezone_or_a_foreign_next_is_refused(client, viewer):
+    client.force_login(viewer)
+    response = client.post(
+        reverse("set-timezone"), {"timezone": "Mars/Olympus", "next": "https://evil.example/"}
+    )
+    assert response.status_code == 302 and response["Location"] == "/"
+    page = client.get("/").content.decode()
+    assert "is not a timezone name like Europe/Berlin" in page
+    assert not Preference.objects.filter(user=viewer).exists()
