@@ -13,8 +13,8 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
+from audit_explorer import follow, traffic
 from audit_explorer import search as audit_search
-from audit_explorer import traffic
 from audit_explorer.models import SavedSearch
 from centralllm import aws
 from centralllm.audit import contract, items
@@ -82,10 +82,14 @@ def audit_home(request: HttpRequest) -> HttpResponse:
             resolved = {**params, "start": found.start.isoformat(), "end": found.end.isoformat()}
             resolved = {name: value for name, value in resolved.items() if value}
             summary = audit_search.summary(found)
+            live = urlencode(_live_params(params))
+            if follow.can_follow(found) and not request.GET.get("cursor") and not params["end"]:
+                context["follow_url"] = f"{reverse('audit_explorer:follow')}?{live}"
             context.update(
                 search=found,
                 results=results,
                 query=urlencode(resolved),
+                query_live=live,
                 # Saved as typed: "the last 24 hours" stays relative.
                 saved_query=urlencode({name: value for name, value in params.items() if value}),
                 summary=summary,
@@ -95,6 +99,40 @@ def audit_home(request: HttpRequest) -> HttpResponse:
     if request.htmx and not request.htmx.boosted:
         template = "audit_explorer/_results.html"
     return render(request, template, context)
+
+
+def _live_params(params: dict[str, str]) -> dict[str, str]:
+    """The search without its time window: what "now" means is up to each request."""
+    return {name: value for name, value in params.items() if value and name not in ("start", "end")}
+
+
+@permission_required("console.view_audit", raise_exception=True)
+def audit_follow(request: HttpRequest) -> HttpResponse:
+    """Follow mode's poller (htmx): the records that arrived since the last poll go on top of
+    the results; after ten idle minutes it pauses until the viewer resumes."""
+    params = {name: request.GET.get(name, "") for name in SEARCH_FIELDS}
+    context = {"query": urlencode(_live_params(params)), "poll_seconds": follow.POLL_SECONDS}
+    try:
+        found = audit_search.parse(request.GET)
+        if not follow.can_follow(found):
+            raise audit_search.BadSearch(
+                "Follow works on searches by user or status, newest first: a project's "
+                "records are sorted by latency."
+            )
+        token = request.GET.get("token", "")
+        if request.GET.get("resume") and not follow.resume(found, token, request.user.pk):
+            token = ""  # forgotten while paused: follow afresh
+        if token:
+            new = follow.poll(found, token, request.user.pk)
+        else:
+            token, new = follow.start(found, request.user.pk), []
+    except audit_search.BadSearch as exc:
+        context["error"] = str(exc)
+    except (BotoCoreError, ClientError) as exc:
+        context["error"] = f"DynamoDB did not answer: {exc}"
+    else:
+        context.update(token=token, new=new or [], paused=new is None)
+    return render(request, "audit_explorer/_follow.html", context)
 
 
 def _charts(summary: dict, start: datetime, end: datetime) -> dict:

@@ -1,9 +1,13 @@
 """An operator searches the audit trail in Debian's chromium through Playwright."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+
+from centralllm.audit.ingest import ingest_record
+from centralllm.audit.tests.conftest import make_record
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -56,3 +60,21 @@ def test_search_page_forward_and_back_expand_a_row_open_a_record_export(
     expect(page.locator(".charts .uplot")).to_have_count(4)
     expect(page.locator("table.top.user")).to_contain_text("ann")
     page.screenshot(path="var/audit-project.png", full_page=True)
+
+
+def test_follow_mode_puts_new_records_on_top(page, live_server, operator, seeded):
+    page.goto(f"{live_server.url}/login/?next=/audit/%3Fuser%3Dann")
+    page.get_by_label("Username").fill("otto")
+    page.get_by_label("Password").fill("otto-password-123")
+    page.get_by_role("button", name="Log in").click()
+    rows = page.locator("tr[data-request-id]")
+    expect(rows.first).to_have_attribute("data-request-id", "r1")
+
+    page.get_by_role("link", name="Follow new records").click()
+    expect(page.locator(".following")).to_be_visible()
+    ingest_record(make_record(request_id="live-1", user="ann", created_at=datetime.now(UTC)))
+    expect(rows.first).to_have_attribute("data-request-id", "live-1", timeout=12_000)
+    expect(rows).to_have_count(5)
+
+    rows.first.locator("td").first.get_by_role("link").click()  # a new row expands too
+    expect(page.locator("td.fields table.record-fields").first).to_contain_text("live-1")
