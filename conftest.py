@@ -14,7 +14,7 @@ from rq import Worker
 from centralllm import aws
 from console.roles import ADMIN, OPERATOR, VIEWER, sync_roles
 from devtools.services import ensure_os_package
-from devtools.testing import create_audit_table, create_bucket, unique
+from devtools.testing import create_audit_table, create_bucket, test_database_url, unique
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def rq_worker(redis_conn):
     """A real `manage.py rqworker` process, registered with Redis before the test starts."""
     process = subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", "default", "provisioning", "audit"],
-        env=os.environ.copy(),
+        env={**os.environ, "DATABASE_URL": test_database_url()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

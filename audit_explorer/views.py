@@ -1,5 +1,3 @@
-import csv
-import io
 import json
 from datetime import datetime, timedelta
 
@@ -7,15 +5,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
-from audit_explorer import follow, traffic
+from audit_explorer import exports, follow, traffic
 from audit_explorer import search as audit_search
-from audit_explorer.models import SavedSearch
+from audit_explorer.models import Export, SavedSearch
 from centralllm import aws
 from centralllm.audit import contract, items
 from console import actions
@@ -35,25 +33,6 @@ SEARCH_FIELDS = (
     "max_latency_ms",
     "order",
     "limit",
-)
-EXPORT_COLUMNS = (
-    "createdAt",
-    "id",
-    "project",
-    "user",
-    "requestType",
-    "apiKeyId",
-    "model",
-    "stream",
-    "status",
-    "outcome",
-    "latencyMs",
-    "ttftMs",
-    "promptTokens",
-    "completionTokens",
-    "totalTokens",
-    "errorType",
-    "promptPreview",
 )
 
 
@@ -184,20 +163,27 @@ def audit_traffic(request: HttpRequest, dimension: str, value: str) -> HttpRespo
 
 @permission_required("console.view_audit", raise_exception=True)
 def audit_export(request: HttpRequest) -> HttpResponse:
-    """The whole search as CSV or JSON lines, streamed page by page (memory stays flat)."""
+    """The whole search as CSV or JSON lines, streamed page by page (memory stays flat); a
+    search larger than the stream's limit is offered as a background export instead."""
     kind = request.GET.get("format", "csv")
     try:
         found = audit_search.parse(request.GET)
-        if kind not in ("csv", "jsonl"):
+        if kind not in exports.FORMATS:
             raise audit_search.BadSearch("format must be csv or jsonl.")
+        expected = exports.expected_rows(found)
     except audit_search.BadSearch as exc:
         return HttpResponse(f"{exc}\n", status=400, content_type="text/plain")
-    rows = audit_search.pages(found)
-    lines = (
-        _csv_lines(rows) if kind == "csv" else (json.dumps(row, default=str) + "\n" for row in rows)
-    )
+    except (BotoCoreError, ClientError) as exc:
+        return HttpResponse(f"DynamoDB did not answer: {exc}\n", status=503)
+    if expected > exports.STREAM_MAX_ROWS:
+        query = request.GET.copy()
+        query.pop("format", None)
+        query.pop("cursor", None)
+        context = {"expected": expected, "limit": exports.STREAM_MAX_ROWS, "kind": kind}
+        context["query"] = query.urlencode()
+        return render(request, "audit_explorer/export_large.html", context)
     response = StreamingHttpResponse(
-        lines, content_type="text/csv" if kind == "csv" else "application/x-ndjson"
+        exports.lines(exports.rows_of(found), kind), content_type=exports.FORMATS[kind]
     )
     response["Content-Disposition"] = (
         f'attachment; filename="audit-{found.index.replace(" ", "-")}.{kind}"'
@@ -205,16 +191,58 @@ def audit_export(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _csv_lines(rows):
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, EXPORT_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
+@require_POST
+@permission_required("console.view_audit", raise_exception=True)
+def export_create(request: HttpRequest) -> HttpResponse:
+    """Start a background export of the search in ``query``."""
+    query, kind = request.POST.get("query", ""), request.POST.get("format", "csv")
+    try:
+        found = audit_search.parse(QueryDict(query))
+        if kind not in exports.FORMATS:
+            raise audit_search.BadSearch("format must be csv or jsonl.")
+        expected = exports.expected_rows(found)
+    except audit_search.BadSearch as exc:
+        messages.error(request, f"Not exported: {exc}")
+        return redirect(f"{reverse('audit_explorer:home')}?{query}")
+    except (BotoCoreError, ClientError) as exc:
+        messages.error(request, f"Not exported: DynamoDB did not answer: {exc}")
+        return redirect(f"{reverse('audit_explorer:home')}?{query}")
+    export = exports.start(request.user, query[:2000], kind, expected)
+    actions.record(
+        "audit.export", export, actor=request.user, parameters={"query": query, "format": kind}
+    )
+    messages.success(request, f"Export {export.pk} queued: at most {expected} rows.")
+    return redirect("audit_explorer:exports")
+
+
+@permission_required("console.view_audit", raise_exception=True)
+def export_list(request: HttpRequest) -> HttpResponse:
+    """The user's background exports, live while any runs."""
+    found = list(Export.objects.filter(user=request.user)[:50])
+    context = {"exports": found, "active": any(export.is_active for export in found)}
+    template = "audit_explorer/exports.html"
+    if request.htmx and not request.htmx.boosted:
+        template = "audit_explorer/_export_rows.html"
+    return render(request, template, context)
+
+
+@permission_required("console.view_audit", raise_exception=True)
+def export_download(request: HttpRequest, pk: int) -> HttpResponse:
+    export = get_object_or_404(Export, pk=pk, user=request.user, status=Export.Status.DONE)
+    actions.record("audit.export_download", export, actor=request.user)
+    return redirect(exports.download_url(export, filename=export.filename))
+
+
+@require_POST
+@permission_required("console.view_audit", raise_exception=True)
+def export_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    export = get_object_or_404(Export, pk=pk, user=request.user)
+    if exports.cancel(export):
+        actions.record("audit.export_cancel", export, actor=request.user)
+        messages.success(request, f"Export {export.pk} cancelled.")
+    else:
+        messages.error(request, f"Export {export.pk} was already {export.status}.")
+    return redirect("audit_explorer:exports")
 
 
 @permission_required("console.view_audit", raise_exception=True)

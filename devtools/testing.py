@@ -1,6 +1,9 @@
-"""AWS test resources on the session's moto server, with names no other test shares."""
+"""Test helpers: AWS resources on the session's local AWS, with names no other test shares,
+and the test database's URL for worker processes."""
 
 import uuid
+
+from django.db import connection
 
 from centralllm import aws
 from centralllm.audit.table import create_table_request
@@ -21,3 +24,11 @@ def create_audit_table(name: str) -> str:
     """The audit table with its indexes, as the contract defines it."""
     aws.client("dynamodb").create_table(**create_table_request(name))
     return name
+
+
+def test_database_url() -> str:
+    """The test database, for a worker process of the test's own."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

@@ -78,3 +78,22 @@ def test_follow_mode_puts_new_records_on_top(page, live_server, operator, seeded
 
     rows.first.locator("td").first.get_by_role("link").click()  # a new row expands too
     expect(page.locator("td.fields table.record-fields").first).to_contain_text("live-1")
+
+
+def test_a_background_export_shows_progress_and_downloads(
+    page, live_server, operator, seeded, audit_bucket, rq_worker
+):
+    page.goto(f"{live_server.url}/login/?next=/audit/%3Fproject%3Dalpha")
+    page.get_by_label("Username").fill("otto")
+    page.get_by_label("Password").fill("otto-password-123")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Export CSV in the background").click()
+
+    expect(page.get_by_role("heading", name="Exports")).to_be_visible()
+    row = page.locator("tr[data-export]").first
+    expect(row).to_have_attribute("data-status", "done", timeout=30_000)  # live, no reload
+    with page.expect_download() as download:
+        row.get_by_role("link", name="Download").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) == 7 and lines[0].startswith("createdAt,id,project")
+    assert download.value.suggested_filename.startswith("audit-export-")

@@ -131,6 +131,13 @@ class AuditBucket(Bucket):
             Transitions=[{"Days": 30, "StorageClass": "STANDARD_IA"}],
             NoncurrentVersionExpiration={"NoncurrentDays": 90},
         ),
+        # Background exports of the audit explorer: copies, downloaded within days.
+        _rule(
+            "audit-exports",
+            "exports/",
+            Expiration={"Days": 7},
+            NoncurrentVersionExpiration={"NoncurrentDays": 1},
+        ),
         _rule("cleanup", "", **_CLEANUP),
     ]
 

@@ -11,9 +11,9 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from devtools.testing import test_database_url
 from provisioning import runs
 from provisioning.models import Environment, Run
-from provisioning.tests.test_runs import _test_database_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 def provisioning_worker(redis_conn):
     process = subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", "provisioning"],
-        env={**os.environ, "DATABASE_URL": _test_database_url()},
+        env={**os.environ, "DATABASE_URL": test_database_url()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -18,6 +18,7 @@ from rq import SimpleWorker
 
 from centralllm import aws
 from console.models import Action
+from devtools.testing import test_database_url
 from provisioning import engine, runs
 from provisioning.jobs import execute
 from provisioning.models import Environment, Run, RunEvent
@@ -270,7 +271,7 @@ def test_a_killed_worker_fails_its_run_and_the_retry_completes(
     run = runs.start(environment, "apply", actor=admin_user)  # enqueued on commit
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", runs.QUEUE],
-        env={**os.environ, "DATABASE_URL": _test_database_url()},
+        env={**os.environ, "DATABASE_URL": test_database_url()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -333,14 +334,6 @@ def test_the_live_log_opens_at_its_tail_and_continues_without_gaps(client, viewe
     ended = client.get(reverse("provisioning:run-events", args=[run.pk]), {"after": 5002})
     assert ended.status_code == 286  # htmx stops polling
     assert "run-poller" not in ended.content.decode()
-
-
-def _test_database_url() -> str:
-    """The test database, for a worker process of the test's own."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 def _seqs(html: str) -> list[str]:

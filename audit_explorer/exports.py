@@ -1,0 +1,251 @@
+"""Exports of a search as CSV or JSON lines: streamed to the browser up to ``STREAM_MAX_ROWS``,
+beyond that written by a background job to the audit bucket under ``exports/`` with a
+manifest (search, rows, sha256) beside it, and downloaded through a presigned link.
+
+Memory stays flat either way: rows go out page by page, and the job uploads in multipart
+parts of ``PART_BYTES``.
+"""
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import django_rq
+from django.db import transaction
+from django.http import QueryDict
+from django.utils import timezone
+
+from audit_explorer import search as audit_search
+from audit_explorer.models import Export
+from centralllm import aws
+from centralllm.audit import contract
+
+log = logging.getLogger(__name__)
+
+STREAM_MAX_ROWS = 100_000
+PAGE_ITEMS = 1000  # per Query: DynamoDB returns at most 1 MB a page anyway
+PART_BYTES = 8 * 1024 * 1024  # S3 wants parts of 5 MiB or more, the last one excepted
+LINK_SECONDS = 900
+QUEUE = "audit"
+JOB_TIMEOUT = 6 * 3600
+COLUMNS = (
+    "createdAt",
+    "id",
+    "project",
+    "user",
+    "requestType",
+    "apiKeyId",
+    "model",
+    "stream",
+    "status",
+    "outcome",
+    "latencyMs",
+    "ttftMs",
+    "promptTokens",
+    "completionTokens",
+    "totalTokens",
+    "errorType",
+    "promptPreview",
+)
+FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+
+class Cancelled(Exception):
+    """The export was cancelled while it ran."""
+
+
+def rows_of(search: audit_search.Search) -> Iterator[dict]:
+    """Every item of the search, in large pages (the cursor stays bound to the search)."""
+    return audit_search.pages(replace(search, limit=PAGE_ITEMS))
+
+
+def lines(rows: Iterable[dict], kind: str) -> Iterator[str]:
+    """The rows as CSV (with a header) or JSON lines, one line at a time."""
+    if kind == "jsonl":
+        for row in rows:
+            yield json.dumps(row, default=str) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def expected_rows(search: audit_search.Search) -> int:
+    """At most how many rows the export holds, from the rollups (filters only remove)."""
+    found = audit_search.summary(search)
+    return 1 if found is None else found["requests"]
+
+
+def start(user, query: str, kind: str, expected: int) -> Export:
+    """A new background export, queued once the transaction commits."""
+    export = Export.objects.create(user=user, query=query, format=kind, expected_rows=expected)
+    transaction.on_commit(
+        lambda: django_rq.get_queue(QUEUE).enqueue(
+            write, export.pk, job_id=export.job_id, job_timeout=JOB_TIMEOUT
+        )
+    )
+    return export
+
+
+def cancel(export: Export) -> bool:
+    """Stop a queued or running export; the job notices at its next page."""
+    return bool(
+        Export.objects.filter(pk=export.pk, status__in=Export.ACTIVE).update(
+            status=Export.Status.CANCELLED, finished_at=timezone.now()
+        )
+    )
+
+
+def write(export_id: int) -> None:
+    """The job: the search's rows to ``exports/`` in the audit bucket, then the manifest."""
+    updated = Export.objects.filter(pk=export_id, status=Export.Status.QUEUED).update(
+        status=Export.Status.RUNNING, started_at=timezone.now()
+    )
+    if not updated:
+        return  # cancelled before it started
+    export = Export.objects.get(pk=export_id)
+    bucket = contract.audit_bucket()
+    key = export.object_key()
+    upload = MultipartUpload(bucket, key, FORMATS[export.format])
+    try:
+        search = audit_search.parse(QueryDict(export.query))
+        rows = _counted(export, rows_of(search))
+        for line in lines(rows, export.format):
+            upload.write(line.encode())
+        upload.finish()
+    except Exception as exc:
+        upload.abort()
+        if isinstance(exc, Cancelled):
+            return
+        log.exception("export %s failed", export_id)
+        Export.objects.filter(pk=export_id).update(
+            status=Export.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+        return
+    export.refresh_from_db(fields=["rows"])
+    manifest = {
+        "search": QueryDict(export.query).dict(),
+        "format": export.format,
+        "rows": export.rows,
+        "bytes": upload.size,
+        "sha256": upload.sha256.hexdigest(),
+        "bucket": bucket,
+        "object": key,
+        "createdBy": export.user.get_username(),
+        "createdAt": export.created_at.isoformat(),
+        "finishedAt": datetime.now(UTC).isoformat(),
+    }
+    aws.client("s3").put_object(
+        Bucket=bucket,
+        Key=export.manifest_key(),
+        Body=json.dumps(manifest, indent=2).encode(),
+        ContentType="application/json",
+    )
+    Export.objects.filter(pk=export_id, status=Export.Status.RUNNING).update(
+        status=Export.Status.DONE,
+        key=key,
+        sha256=manifest["sha256"],
+        size=upload.size,
+        finished_at=timezone.now(),
+    )
+
+
+def _counted(export: Export, rows: Iterable[dict]) -> Iterator[dict]:
+    """The rows, with progress saved (and a cancel noticed) every page."""
+    count = 0
+    for row in rows:
+        yield row
+        count += 1
+        if count % PAGE_ITEMS == 0:
+            _progress(export.pk, count)
+    _progress(export.pk, count)
+
+
+def _progress(export_id: int, count: int) -> None:
+    if not Export.objects.filter(pk=export_id, status=Export.Status.RUNNING).update(rows=count):
+        raise Cancelled
+
+
+def download_url(export: Export, *, filename: str) -> str:
+    """A presigned GET of the export's file, valid for ``LINK_SECONDS``."""
+    return aws.client("s3").generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": contract.audit_bucket(),
+            "Key": export.key,
+            "ResponseContentDisposition": f'attachment; filename="{filename}"',
+        },
+        ExpiresIn=LINK_SECONDS,
+    )
+
+
+class MultipartUpload:
+    """Bytes to one S3 object in parts of ``PART_BYTES``, hashed on the way; an object that
+    stays under one part is a single PutObject."""
+
+    def __init__(self, bucket: str, key: str, content_type: str) -> None:
+        self.s3 = aws.client("s3")
+        self.bucket, self.key, self.content_type = bucket, key, content_type
+        self.buffer = bytearray()
+        self.parts: list[dict] = []
+        self.upload_id: str | None = None
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        self.sha256.update(data)
+        self.size += len(data)
+        if len(self.buffer) >= PART_BYTES:
+            self._send_part()
+
+    def finish(self) -> None:
+        if self.upload_id is None:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=bytes(self.buffer),
+                ContentType=self.content_type,
+            )
+            return
+        if self.buffer:
+            self._send_part()
+        self.s3.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": self.parts},
+        )
+
+    def abort(self) -> None:
+        if self.upload_id is not None:
+            self.s3.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+            )
+
+    def _send_part(self) -> None:
+        if self.upload_id is None:
+            self.upload_id = self.s3.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType=self.content_type
+            )["UploadId"]
+        number = len(self.parts) + 1
+        sent = self.s3.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=bytes(self.buffer),
+        )
+        self.parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+        self.buffer.clear()
