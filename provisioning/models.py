@@ -10,8 +10,11 @@ from provisioning.resources.base import Spec
 
 # The Spec's fields that an operator declares (the rest comes from the environment's history).
 DECLARED = [
-    field.name for field in fields(Spec) if field.name not in ("subnet_ids", "live_image_tag")
+    field.name
+    for field in fields(Spec)
+    if field.name not in ("subnet_ids", "live_image_tag", "quota_extra")
 ]
+QUOTA_PERIODS = [("DAY", "per day"), ("WEEK", "per week"), ("MONTH", "per month")]
 _not_negative = MinValueValidator(0, "Must be zero or more.")
 # An alarm at zero errors or messages would always be in alarm.
 _at_least_one = MinValueValidator(1, "Must be one or more.")
@@ -59,7 +62,10 @@ class Environment(models.Model):
     desired_count = models.IntegerField(default=1, validators=[_not_negative])
     throttle_burst_limit = models.IntegerField(default=50, validators=[_not_negative])
     throttle_rate_limit = models.IntegerField(default=100, validators=[_not_negative])
-    monthly_quota = models.IntegerField(default=100_000, validators=[_not_negative])
+    quota_limit = models.IntegerField(
+        default=100_000, validators=[_not_negative], help_text="Requests per key per period."
+    )
+    quota_period = models.CharField(max_length=5, choices=QUOTA_PERIODS, default="MONTH")
     alarm_lambda_errors = models.IntegerField(
         default=1, validators=[_at_least_one], help_text="Lambda errors in 5 minutes that alarm."
     )
@@ -111,7 +117,17 @@ class Environment(models.Model):
         values = {name: getattr(self, name) for name in DECLARED}
         live = self.live_release() if self.pk else None
         live_image_tag = live.image_tag if live is not None else ""
-        return Spec(**values, subnet_ids=tuple(self.subnets), live_image_tag=live_image_tag)
+        return Spec(
+            **values,
+            subnet_ids=tuple(self.subnets),
+            live_image_tag=live_image_tag,
+            quota_extra=self.quota_extra() if self.pk else 0,
+        )
+
+    def quota_extra(self) -> int:
+        """The temporary increases in force now, added to every key's quota."""
+        active = self.quota_increases.filter(reverted_at=None, until__gt=timezone.now())
+        return active.aggregate(total=models.Sum("extra"))["total"] or 0
 
     def live_release(self) -> "Release | None":
         return self.releases.filter(outcome=Release.Outcome.LIVE).first()

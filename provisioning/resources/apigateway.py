@@ -260,7 +260,8 @@ class UsagePlan(Resource):
             "stages": [f"{self.output('apigateway.rest_api')['id']}:{STAGE}"],
             "burst_limit": self.spec.throttle_burst_limit,
             "rate_limit": float(self.spec.throttle_rate_limit),
-            "quota": self.spec.monthly_quota,
+            "quota": self.spec.quota_limit + self.spec.quota_extra,
+            "quota_period": self.spec.quota_period,
         }
 
     def read(self) -> dict | None:
@@ -275,6 +276,7 @@ class UsagePlan(Resource):
             "burst_limit": plan.get("throttle", {}).get("burstLimit"),
             "rate_limit": plan.get("throttle", {}).get("rateLimit"),
             "quota": plan.get("quota", {}).get("limit"),
+            "quota_period": plan.get("quota", {}).get("period"),
         }
 
     def create(self, desired: dict) -> None:
@@ -283,7 +285,7 @@ class UsagePlan(Resource):
             name=self.name,
             apiStages=[{"apiId": api, "stage": stage}],
             throttle={"burstLimit": desired["burst_limit"], "rateLimit": desired["rate_limit"]},
-            quota={"limit": desired["quota"], "period": "MONTH"},
+            quota={"limit": desired["quota"], "period": desired["quota_period"]},
         )
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
@@ -292,6 +294,7 @@ class UsagePlan(Resource):
             {"op": "replace", "path": "/throttle/burstLimit", "value": str(desired["burst_limit"])},
             {"op": "replace", "path": "/throttle/rateLimit", "value": str(desired["rate_limit"])},
             {"op": "replace", "path": "/quota/limit", "value": str(desired["quota"])},
+            {"op": "replace", "path": "/quota/period", "value": desired["quota_period"]},
             *(
                 {"op": "add", "path": "/apiStages", "value": stage}
                 for stage in stages[0] - stages[1]

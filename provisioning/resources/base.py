@@ -82,12 +82,15 @@ class Spec:
     desired_count: int
     throttle_burst_limit: int
     throttle_rate_limit: int
-    monthly_quota: int
+    quota_limit: int
+    quota_period: str
     alarm_lambda_errors: int
     alarm_dlq_messages: int
     alarm_min_running_tasks: int
     # What the last rollout put live; empty until the first one.
     live_image_tag: str = ""
+    # Temporary quota increases in force (console.models.QuotaIncrease), on top of the limit.
+    quota_extra: int = 0
 
 
 class Progress:

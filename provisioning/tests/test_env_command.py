@@ -23,8 +23,8 @@ def test_an_unknown_environment_is_a_clear_error():
 
 @pytest.mark.django_db
 def test_an_invalid_environment_changes_nothing():
-    Environment.objects.create(name="broken", suffix="-broken", monthly_quota=-1)
-    with pytest.raises(CommandError, match="monthly_quota: Must be zero or more") as caught:
+    Environment.objects.create(name="broken", suffix="-broken", quota_limit=-1)
+    with pytest.raises(CommandError, match="quota_limit: Must be zero or more") as caught:
         run("apply", "broken")
     assert "vpc_id: A real-AWS environment needs its VPC." in str(caught.value)
     buckets = [bucket["Name"] for bucket in aws.client("s3").list_buckets()["Buckets"]]

@@ -25,7 +25,7 @@ def test_the_local_environment_exists_by_default():
 def test_defaults_are_the_guides():
     spec = Environment(**REAL).spec()
     assert (spec.throttle_burst_limit, spec.throttle_rate_limit) == (50, 100)
-    assert spec.monthly_quota == 100_000
+    assert spec.quota_limit == 100_000
     assert spec.subnet_ids == ("subnet-aaa", "subnet-bbb")
     assert spec.region == "eu-central-1"
 
@@ -51,7 +51,7 @@ def test_a_local_environment_may_use_the_default_vpc():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("monthly_quota", -1, "Must be zero or more."),
+        ("quota_limit", -1, "Must be zero or more."),
         ("throttle_burst_limit", -5, "Must be zero or more."),
         ("desired_count", -1, "Must be zero or more."),
         ("alarm_dlq_messages", 0, "Must be one or more."),

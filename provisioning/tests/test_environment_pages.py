@@ -107,11 +107,11 @@ def test_admins_browse_the_action_log(client, operator, admin_user):
     form = client.get(reverse("provisioning:environment-edit", args=["local"])).context["form"]
     data = {name: value for name, value in form.initial.items() if value is not None}
     client.post(
-        reverse("provisioning:environment-edit", args=["local"]), {**data, "monthly_quota": 7}
+        reverse("provisioning:environment-edit", args=["local"]), {**data, "quota_limit": 7}
     )
     client.force_login(admin_user)
 
     page = client.get(reverse("actions"), {"verb": "environment."}).content.decode()
 
     assert "environment.update" in page and "otto" in page
-    assert "&#x27;monthly_quota&#x27;: 100000" in page and "&#x27;monthly_quota&#x27;: 7" in page
+    assert "&#x27;quota_limit&#x27;: 100000" in page and "&#x27;quota_limit&#x27;: 7" in page

@@ -190,13 +190,13 @@ def test_an_apply_refuses_when_aws_changed_since_the_plan(environment, operator)
 @pytest.mark.django_db
 def test_an_apply_refuses_when_the_environment_was_edited_since_the_plan(environment, operator):
     apply = _confirmed_plan(environment, operator)
-    Environment.objects.filter(pk=environment.pk).update(monthly_quota=5)
+    Environment.objects.filter(pk=environment.pk).update(quota_limit=5)
 
     execute(apply.pk)
 
     apply.refresh_from_db()
     assert apply.status == "failed"
-    assert "edited since plan" in apply.explanation and "monthly_quota" in apply.explanation
+    assert "edited since plan" in apply.explanation and "quota_limit" in apply.explanation
 
 
 @pytest.mark.django_db
