@@ -14,8 +14,10 @@ Bucket 0 holds everything up to 1 ms; the last bucket (about 70 minutes) everyth
 """
 
 import math
+import os
+import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from centralllm import aws
 from centralllm.audit.contract import format_timestamp, table_name
@@ -25,9 +27,18 @@ from centralllm.audit.table import ROLLUP_SHARDS, shard_of, sharded
 DIMENSIONS = ("project", "user", "apiKey", "statusClass")
 # What a dimension's hour also counts, for "top users of a project" and the like: one
 # number attribute "<breakdown>#<value>" per value seen.
+# An API key's usage in its usage plan's quota period, one item per period (and write shard)
+# under the base key ``id = rollup#apiKeyPeriod#<key id>``, ``createdAt`` = the period:
+# ``2026-12-02`` (DAY), ``2026-W11-29`` (WEEK: from the Sunday, as API Gateway counts) or
+# ``2026-12`` (MONTH), with ``lastAt``, the newest record counted. So a page of keys reads
+# its quota usage in a few BatchGetItems.
+PERIOD_DIMENSION = "apiKeyPeriod"
+QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 BREAKDOWNS = {
     "project": ("user", "requestType"),
     "user": ("project", "requestType"),
+    "apiKey": ("project", "user"),
+    PERIOD_DIMENSION: ("project", "user"),
 }
 BUCKETS_PER_DOUBLING = 8
 LAST_BUCKET = 22 * BUCKETS_PER_DOUBLING
@@ -88,7 +99,8 @@ def dimension_values(record: dict) -> dict[str, str | None]:
 def rollup_updates(record: dict, *, table: str) -> list[dict]:
     """TransactWriteItems ``Update`` actions adding one validated record to its rollups.
 
-    Four distinct items per record (one per dimension), never the same item twice.
+    Five distinct items per record (one per dimension, and the API key's quota period),
+    never the same item twice.
     """
     usage = record["usage"] or {}
     increments = {
@@ -132,7 +144,51 @@ def rollup_updates(record: dict, *, table: str) -> list[dict]:
                 }
             }
         )
+    # The key's quota period: what the keys page reads; copied from the key's hourly update.
+    hourly = updates[DIMENSIONS.index("apiKey")]["Update"]
+    created = datetime.fromisoformat(record["createdAt"].replace("Z", "+00:00"))
+    period = {**hourly, "ExpressionAttributeValues": dict(hourly["ExpressionAttributeValues"])}
+    period["Key"] = {
+        "id": {"S": rollup_id(PERIOD_DIMENSION, record["apiKeyId"], shard)},
+        "createdAt": {"S": period_of(created, quota_period())},
+    }
+    period["ExpressionAttributeValues"][":dim"] = {"S": PERIOD_DIMENSION}
+    period["ExpressionAttributeValues"][":last"] = {"S": record["createdAt"]}
+    period["ExpressionAttributeNames"] = {**hourly["ExpressionAttributeNames"], "#last": "lastAt"}
+    period["UpdateExpression"] = hourly["UpdateExpression"].replace(
+        "SET ", "SET #last = :last, ", 1
+    )
+    updates.append({"Update": period})
     return updates
+
+
+def quota_period() -> str:
+    """The usage plan's quota period, which the ingest counts keys by (``QUOTA_PERIOD``)."""
+    period = os.environ.get("QUOTA_PERIOD") or "MONTH"
+    if period not in QUOTA_PERIODS:
+        raise ValueError(f"QUOTA_PERIOD {period!r}: one of {', '.join(QUOTA_PERIODS)}")
+    return period
+
+
+def period_of(moment: datetime, period: str) -> str:
+    """The quota period holding ``moment`` (UTC), as API Gateway counts it."""
+    moment = moment.astimezone(UTC)
+    if period == "DAY":
+        return f"{moment:%Y-%m-%d}"
+    if period == "WEEK":
+        sunday = moment - timedelta(days=(moment.weekday() + 1) % 7)
+        return f"{sunday:%Y-W%m-%d}"
+    return f"{moment:%Y-%m}"
+
+
+def period_start(moment: datetime, period: str) -> datetime:
+    """Midnight UTC of the day the quota period holding ``moment`` began."""
+    moment = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "WEEK":
+        return moment - timedelta(days=(moment.weekday() + 1) % 7)
+    if period == "MONTH":
+        return moment.replace(day=1)
+    return moment
 
 
 def breakdown_attribute(breakdown: str, value: str | None) -> str:
@@ -175,6 +231,37 @@ def read_rollups(
                 break
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
     return [hours[hour] for hour in sorted(hours)]
+
+
+def read_key_periods(
+    key_ids: Iterable[str], period: str, *, table: str | None = None
+) -> dict[str, dict]:
+    """Each key's usage in one quota period (``period_of``): counters, breakdowns and
+    ``lastAt``, from BatchGetItem (100 items a call), its write shards added up."""
+    client = aws.client("dynamodb")
+    table = table or table_name()
+    usage = {key_id: {**_empty(period), "lastAt": None} for key_id in key_ids}
+    by_id = {
+        rollup_id(PERIOD_DIMENSION, key_id, shard): key_id
+        for key_id in usage
+        for shard in range(ROLLUP_SHARDS)
+    }
+    wanted = [{"id": {"S": item_id}, "createdAt": {"S": period}} for item_id in by_id]
+    for first in range(0, len(wanted), 100):
+        request = {table: {"Keys": wanted[first : first + 100]}}
+        for attempt in range(8):
+            response = client.batch_get_item(RequestItems=request)
+            for item in map(deserialize, response["Responses"].get(table, [])):
+                summary = usage[by_id[item["id"]]]
+                _add(summary, item, _histogram_of(item), _breakdowns_of(item))
+                summary["lastAt"] = max(summary["lastAt"] or "", item.get("lastAt", ""))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(0.05 * 2**attempt)  # throttled: AWS asks callers to back off
+        else:
+            raise RuntimeError("DynamoDB kept keys unprocessed: try again shortly")
+    return usage
 
 
 def _empty(hour: str) -> dict:

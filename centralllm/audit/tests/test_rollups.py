@@ -9,6 +9,9 @@ from centralllm.audit.rollups import (
     bucket_upper_ms,
     latency_bucket,
     percentile,
+    period_of,
+    period_start,
+    read_key_periods,
     read_rollups,
     summarize,
 )
@@ -99,6 +102,37 @@ def test_a_projects_hours_count_its_users_and_request_types(audit_table):
     }
     assert user == {"project": {"top-project": 2}, "requestType": {"chat": 1, "embedding": 1}}
     assert summarize(read_rollups("statusClass", "2xx", *window))["breakdowns"] == {}
+
+
+def test_quota_periods_are_counted_as_api_gateway_counts_them():
+    friday = datetime(2026, 11, 27, 23, 59, tzinfo=UTC)
+    assert period_of(friday, "DAY") == "2026-11-27"
+    assert period_of(friday, "WEEK") == "2026-W11-22"  # from the Sunday before
+    assert period_of(datetime(2026, 11, 22, tzinfo=UTC), "WEEK") == "2026-W11-22"
+    assert period_of(friday, "MONTH") == "2026-11"
+    assert period_start(friday, "WEEK") == datetime(2026, 11, 22, tzinfo=UTC)
+    assert period_start(friday, "MONTH") == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_a_keys_quota_period_is_read_in_one_batch(audit_table, monkeypatch):
+    monkeypatch.setenv("QUOTA_PERIOD", "DAY")
+    rows = [("key-a", HOUR, "ann"), ("key-a", HOUR + timedelta(hours=3), "bob")]
+    rows += [("key-a", HOUR - timedelta(days=1), "ann"), ("key-b", HOUR, "cid")]
+    for key, created, user in rows:
+        ingest_record(make_record(api_key_id=key, user=user, created_at=created))
+    calls = []
+    client = aws.client("dynamodb")
+    note = lambda model, **_: calls.append(model.name)  # noqa: E731
+    client.meta.events.register("before-call", note, unique_id="count")
+    try:
+        usage = read_key_periods(["key-a", "key-b", "key-c"], "2026-11-27")
+    finally:
+        client.meta.events.unregister("before-call", unique_id="count")
+    assert calls == ["BatchGetItem"]  # 3 keys x 8 shards: 24 items, one call
+    assert usage["key-a"]["requests"] == 2 and usage["key-b"]["requests"] == 1
+    assert usage["key-a"]["breakdowns"]["user"] == {"ann": 1, "bob": 1}
+    assert usage["key-a"]["lastAt"] == "2026-11-27T08:00:00.000Z"  # HOUR + 3 hours
+    assert usage["key-c"]["requests"] == 0 and usage["key-c"]["lastAt"] is None
 
 
 def test_a_duplicate_adds_nothing(audit_table):
