@@ -1,17 +1,543 @@
-"""API Gateway keys, as the console shows them. Key values are never read here."""
+"""The API Gateway keys of an environment's usage plan: listed, created, rotated, enabled,
+disabled and deleted.
+
+AWS is the source of truth: a key's owner, expiry and the key it replaced are tags on the key.
+A key's value goes from AWS to its creator's screen once (``reveal``) and is never stored,
+cached or logged here; afterwards a key is named by its name, id and last four characters.
+Usage comes from the audit rollups (minutes old), not from API Gateway's (hours old).
+"""
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from centralllm import aws
+from centralllm.audit import rollups
+from console import actions
+from console.models import KeyRotation
+from provisioning import state
+from provisioning.models import Environment
+
+TAG = "central-llm:"
+LIST_SECONDS = 30  # how old a key list may be; every change here drops it at once
+REVEAL_SECONDS = 600
+WARNINGS = (95, 80)  # percent of the quota: flagged before callers get 429s
+EXPIRY_NOTICE = timedelta(days=7)
+IMPACT_DAYS = 7
 
 
-def list_api_keys() -> tuple[list[dict], str]:
-    """The account's API keys and an error message ('' when AWS answered)."""
-    keys: list[dict] = []
+class Refused(ValueError):
+    """The change cannot be made; the message says why, in words."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    enabled: bool
+    created_at: datetime | None
+    project: str = ""
+    owner: str = ""
+    expires: date | None = None
+    rotated_from: str = ""
+    last4: str = ""
+
+    @property
+    def expired(self) -> bool:
+        return self.expires is not None and self.expires < timezone.now().date()
+
+    @property
+    def expires_soon(self) -> bool:
+        return self.expires is not None and self.expires <= timezone.now().date() + EXPIRY_NOTICE
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id}{f', …{self.last4}' if self.last4 else ''})"
+
+
+def _client():
+    return aws.client("apigateway")
+
+
+def plan_id(environment: Environment) -> str:
+    """The environment's usage plan, as its last successful apply left it."""
+    for step in state.outputs(environment):
+        if step.key == "apigateway.usage_plan":
+            return step.outputs["id"]
+    raise Refused(f"{environment.name} has no usage plan yet: apply the environment first.")
+
+
+def _key_of(item: dict) -> ApiKey:
+    tags = item.get("tags") or {}
+    expires = tags.get(f"{TAG}expires")
+    return ApiKey(
+        id=item["id"],
+        name=item.get("name", ""),
+        enabled=bool(item.get("enabled")),
+        created_at=item.get("createdDate"),
+        project=tags.get(f"{TAG}project", ""),
+        owner=tags.get(f"{TAG}owner", ""),
+        expires=date.fromisoformat(expires) if expires else None,
+        rotated_from=tags.get(f"{TAG}rotated-from", ""),
+        last4=tags.get(f"{TAG}last4", ""),
+    )
+
+
+def keys_of(environment: Environment) -> list[ApiKey]:
+    """The plan's keys by name, at most ``LIST_SECONDS`` old: one set of AWS calls per
+    period however many people page through them (500 keys a call)."""
+    cache_key = f"api-keys:{environment.pk}"
+    found = cache.get(cache_key)
+    if found is None:
+        found = _fetch(environment)
+        cache.set(cache_key, found, LIST_SECONDS)
+    return found
+
+
+def _fetch(environment: Environment) -> list[ApiKey]:
+    client, usage_plan = _client(), plan_id(environment)
+    in_plan = {
+        item["id"]  # the listing also holds each key's value: only the id is kept
+        for page in client.get_paginator("get_usage_plan_keys").paginate(
+            usagePlanId=usage_plan, PaginationConfig={"PageSize": 500}
+        )
+        for item in page.get("items", [])
+    }
+    keys = [
+        _key_of(item)
+        for page in client.get_paginator("get_api_keys").paginate(
+            includeValues=False, PaginationConfig={"PageSize": 500}
+        )
+        for item in page.get("items", [])
+        if item["id"] in in_plan
+    ]
+    return sorted(keys, key=lambda key: (key.name.lower(), key.id))
+
+
+def forget(environment: Environment) -> None:
+    cache.delete(f"api-keys:{environment.pk}")
+
+
+def find(environment: Environment, key_id: str) -> ApiKey:
+    for key in keys_of(environment):
+        if key.id == key_id:
+            return key
+    forget(environment)  # perhaps made a moment ago by another console process
+    for key in keys_of(environment):
+        if key.id == key_id:
+            return key
+    raise Refused(f"No key {key_id!r} in {environment.name}'s usage plan.")
+
+
+def matching(keys: list[ApiKey], query: str) -> list[ApiKey]:
+    """Keys whose name, id, owner or project holds ``query`` (any case)."""
+    query = query.strip().lower()
+    if not query:
+        return keys
+    return [
+        key
+        for key in keys
+        if query in key.name.lower()
+        or query in key.id.lower()
+        or query in key.owner.lower()
+        or query in key.project.lower()
+    ]
+
+
+def quota_of(environment: Environment) -> int:
+    return environment.quota_limit + environment.quota_extra()
+
+
+def usage(environment: Environment, keys: list[ApiKey]) -> dict[str, dict]:
+    """Each key's requests, tokens, errors, projects and users seen in the current quota
+    period, with its share of the quota (``percent``) and a warning level."""
+    period = rollups.period_of(timezone.now(), environment.quota_period)
+    found = rollups.read_key_periods([key.id for key in keys], period)
+    quota = quota_of(environment)
+    for summary in found.values():
+        summary["percent"] = summary["requests"] * 100 / quota if quota else 0
+        summary["warning"] = next((level for level in WARNINGS if summary["percent"] >= level), 0)
+    return found
+
+
+def impact(key: ApiKey, days: int = IMPACT_DAYS) -> dict:
+    """What disabling or deleting the key would break: its last ``days`` days of traffic by
+    project and user, from the hourly rollups."""
+    end = timezone.now()
+    hours = rollups.read_rollups("apiKey", key.id, end - timedelta(days=days), end)
+    total = rollups.summarize(hours)
+    by = total["breakdowns"]
+    return {
+        "days": days,
+        "requests": total["requests"],
+        "projects": sorted(by.get("project", {}).items(), key=lambda pair: -pair[1]),
+        "users": sorted(by.get("user", {}).items(), key=lambda pair: -pair[1]),
+        "last_hour": hours[-1]["hour"] if hours else None,
+    }
+
+
+def daily_usage(key: ApiKey, days: int = 30) -> list[dict]:
+    """Requests, errors, tokens and latency per day (UTC) from the hourly rollups."""
+    end = timezone.now()
+    by_day: dict[str, list[dict]] = {}
+    for hour in rollups.read_rollups("apiKey", key.id, end - timedelta(days=days), end):
+        by_day.setdefault(hour["hour"][:10], []).append(hour)
+    return [{"day": day, **rollups.summarize(hours)} for day, hours in sorted(by_day.items())]
+
+
+def aws_usage(environment: Environment, key: ApiKey, days: int = 7) -> tuple[list, str]:
+    """API Gateway's own daily figures (used, remaining) and a note on their delay, or no
+    figures and why."""
+    end = timezone.now().date()
     try:
-        pages = aws.client("apigateway").get_paginator("get_api_keys").paginate()
-        for page in pages:
-            keys.extend(page.get("items", []))
+        found = _client().get_usage(
+            usagePlanId=plan_id(environment),
+            keyId=key.id,
+            startDate=(end - timedelta(days=days - 1)).isoformat(),
+            endDate=end.isoformat(),
+        )
     except (BotoCoreError, ClientError) as exc:
-        return [], f"Could not list API keys: {exc}"
-    return sorted(keys, key=lambda key: key.get("name", "")), ""
+        if aws.is_stand_in():
+            return [], "The local AWS does not keep API Gateway's usage figures (GetUsage)."
+        return [], f"API Gateway did not give its usage figures: {exc}"
+    start = date.fromisoformat(found["startDate"])
+    rows = [
+        {"day": start + timedelta(days=offset), "used": used, "remaining": remaining}
+        for offset, (used, remaining) in enumerate(found.get("items", {}).get(key.id, []))
+    ]
+    return rows, "API Gateway's own count: it lags real use by about 30 to 40 minutes."
+
+
+def _tags(project: str, owner: str, expires: date | None, environment: Environment) -> dict:
+    tags = {f"{TAG}environment": environment.name, f"{TAG}project": project, f"{TAG}owner": owner}
+    if expires:
+        tags[f"{TAG}expires"] = expires.isoformat()
+    return tags
+
+
+def _check(name: str, project: str, owner: str, expires: date | None) -> None:
+    if not name.strip():
+        raise Refused("Give the key a name.")
+    if len(name) > 128:
+        raise Refused("A key's name has at most 128 characters.")
+    if not project.strip() or not owner.strip():
+        raise Refused("Say which project and which person own the key.")
+    if expires is not None and expires <= timezone.now().date():
+        raise Refused("The expiry must be a day after today.")
+
+
+def _make(
+    environment: Environment, *, name: str, tags: dict, actor, verb: str, parameters: dict
+) -> tuple[ApiKey, str]:
+    """A key on the environment's plan, and the token that reveals its value once."""
+    usage_plan = plan_id(environment)
+    value = secrets.token_urlsafe(30)  # 40 characters; API Gateway wants at least 20
+    client = _client()
+    made = client.create_api_key(
+        name=name, enabled=True, value=value, tags={**tags, f"{TAG}last4": value[-4:]}
+    )
+    try:
+        client.create_usage_plan_key(usagePlanId=usage_plan, keyId=made["id"], keyType="API_KEY")
+    except (BotoCoreError, ClientError):
+        client.delete_api_key(apiKey=made["id"])  # a key on no plan would be left behind
+        raise
+    key = _key_of({**made, "value": None})
+    forget(environment)
+    actions.record_about(
+        verb, "apigateway.api_key", key.id, str(key), actor=actor, parameters=parameters
+    )
+    token = secrets.token_urlsafe(24)
+    cache.set(f"api-key-reveal:{token}", {"key": key.id, "user": actor.pk}, REVEAL_SECONDS)
+    return key, token
+
+
+def create(
+    environment: Environment,
+    *,
+    name: str,
+    project: str,
+    owner: str,
+    expires: date | None,
+    actor,
+    request_id: str,
+) -> tuple[str, str]:
+    """A new key on the plan: its id and its reveal token. The same ``request_id`` again (a
+    double click, a dropped response) gives the same key instead of a second one."""
+    name, project, owner = name.strip(), project.strip(), owner.strip()
+    _check(name, project, owner, expires)
+    done_key = f"api-key-create:{_uuid(request_id)}"
+    if not cache.add(done_key, {}, 3600):
+        return _wait_for(done_key)
+    try:
+        key, token = _make(
+            environment,
+            name=name,
+            tags=_tags(project, owner, expires, environment),
+            actor=actor,
+            verb="api_key.create",
+            parameters={"environment": environment.name, "project": project, "owner": owner},
+        )
+    except BaseException:
+        cache.delete(done_key)
+        raise
+    cache.set(done_key, {"key": key.id, "token": token}, 3600)
+    return key.id, token
+
+
+def _wait_for(done_key: str) -> tuple[str, str]:
+    for _ in range(50):  # the first request is still making the key
+        found = cache.get(done_key)
+        if found:
+            return found["key"], found["token"]
+        time.sleep(0.1)
+    raise Refused("The same request is still being made: reload in a moment.")
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        raise Refused("The form is missing its request id: open it again.") from None
+
+
+def reveal(token: str, user) -> tuple[str, str] | None:
+    """The key id and its value, for the user who made it, once; None afterwards."""
+    cache_key = f"api-key-reveal:{token}"
+    found = cache.get(cache_key)
+    if not found or found["user"] != user.pk or not cache.delete(cache_key):
+        return None
+    value = _client().get_api_key(apiKey=found["key"], includeValue=True)["value"]
+    return found["key"], value
+
+
+def set_enabled(
+    environment: Environment, key: ApiKey, enabled: bool, *, actor, reason: str = ""
+) -> None:
+    if key.enabled == enabled:
+        raise Refused(f"{key.name} is already {'enabled' if enabled else 'disabled'}.")
+    _client().update_api_key(
+        apiKey=key.id,
+        patchOperations=[{"op": "replace", "path": "/enabled", "value": str(enabled).lower()}],
+    )
+    forget(environment)
+    actions.record_about(
+        "api_key.enable" if enabled else "api_key.disable",
+        "apigateway.api_key",
+        key.id,
+        str(key),
+        actor=actor,
+        parameters={"reason": reason} if reason else None,
+        before={"enabled": key.enabled},
+        after={"enabled": enabled},
+    )
+
+
+def delete(environment: Environment, key: ApiKey, *, typed_name: str, actor) -> None:
+    if typed_name.strip() != key.name:
+        raise Refused(f"Type the key's name, {key.name}, to delete it.")
+    _client().delete_api_key(apiKey=key.id)
+    forget(environment)
+    actions.record_about(
+        "api_key.delete",
+        "apigateway.api_key",
+        key.id,
+        str(key),
+        actor=actor,
+        before={"name": key.name, "enabled": key.enabled, "project": key.project},
+    )
+
+
+def rotate(
+    environment: Environment,
+    key: ApiKey,
+    *,
+    rotation_id: str,
+    grace_hours: int,
+    quiet_minutes: int,
+    expires: date | None,
+    actor,
+) -> tuple[KeyRotation, str | None]:
+    """A new key on the same plan now; the old one stays enabled through the grace period,
+    then is disabled once quiet (``finish_due_rotations``). The same ``rotation_id`` again
+    gives the same rotation and its reveal token, never a second new key."""
+    if not 0 < grace_hours <= 24 * 90:
+        raise Refused("The grace period is between 1 hour and 90 days.")
+    if not 0 <= quiet_minutes <= 24 * 60:
+        raise Refused("The quiet time is between 0 minutes and a day.")
+    if expires is not None and expires <= timezone.now().date():
+        raise Refused("The new key's expiry must be a day after today.")
+    try:
+        with transaction.atomic():
+            rotation, made = KeyRotation.objects.get_or_create(
+                id=_uuid(rotation_id),
+                defaults={
+                    "environment": environment,
+                    "old_key_id": key.id,
+                    "old_key_name": key.name,
+                    "grace_until": timezone.now() + timedelta(hours=grace_hours),
+                    "quiet_minutes": quiet_minutes,
+                    "created_by": actor,
+                },
+            )
+    except IntegrityError:  # the same rotation, made by a request racing this one
+        rotation, made = KeyRotation.objects.get(id=_uuid(rotation_id)), False
+    if not made:
+        if rotation.environment_id != environment.pk or rotation.old_key_id != key.id:
+            raise Refused("This rotation id belongs to another key: open the form again.")
+        return rotation, cache.get(f"api-key-rotation:{rotation.pk}")
+    if not key.enabled or _rotating(key.id, besides=rotation):
+        rotation.delete()
+        raise Refused(f"{key.name} is disabled or already being rotated.")
+    try:
+        new, token = _make(
+            environment,
+            name=key.name,
+            tags={
+                **_tags(key.project, key.owner, expires, environment),
+                f"{TAG}rotated-from": key.id,
+            },
+            actor=actor,
+            verb="api_key.rotate",
+            parameters={
+                "rotation": str(rotation.pk),
+                "replaces": key.id,
+                "grace_hours": grace_hours,
+                "quiet_minutes": quiet_minutes,
+            },
+        )
+    except BaseException:
+        rotation.delete()
+        raise
+    KeyRotation.objects.filter(pk=rotation.pk).update(new_key_id=new.id)
+    rotation.new_key_id = new.id
+    cache.set(f"api-key-rotation:{rotation.pk}", token, REVEAL_SECONDS)
+    return rotation, token
+
+
+def _rotating(key_id: str, *, besides: KeyRotation) -> bool:
+    grace = KeyRotation.objects.filter(old_key_id=key_id, status=KeyRotation.Status.GRACE)
+    return grace.exclude(pk=besides.pk).exists()
+
+
+def last_use(key_id: str, environment: Environment) -> str:
+    """When the key was last used (the newest record counted in this or the last quota
+    period), or ''."""
+    now = timezone.now()
+    periods = [
+        rollups.period_of(now, environment.quota_period),
+        rollups.period_of(
+            rollups.period_start(now, environment.quota_period) - timedelta(seconds=1),
+            environment.quota_period,
+        ),
+    ]
+    return max(
+        (rollups.read_key_periods([key_id], period)[key_id]["lastAt"] or "" for period in periods),
+        default="",
+    )
+
+
+def finish(rotation: KeyRotation, *, actor, reason: str) -> bool:
+    """Disable the rotation's old key (if it still exists) and close the rotation; False when
+    another process closed it first."""
+    closed = KeyRotation.objects.filter(pk=rotation.pk, status=KeyRotation.Status.GRACE).update(
+        status=KeyRotation.Status.DONE, outcome=reason[:200], finished_at=timezone.now()
+    )
+    if not closed:
+        return False
+    try:
+        _client().update_api_key(
+            apiKey=rotation.old_key_id,
+            patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}],
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NotFoundException":
+            KeyRotation.objects.filter(pk=rotation.pk).update(
+                status=KeyRotation.Status.GRACE, outcome="", finished_at=None
+            )
+            raise
+        reason = f"{reason}; the old key was already deleted"
+    forget(rotation.environment)
+    actions.record_about(
+        "api_key.rotation_done",
+        "apigateway.api_key",
+        rotation.old_key_id,
+        rotation.old_key_name,
+        actor=actor,
+        parameters={"rotation": str(rotation.pk), "reason": reason, "new_key": rotation.new_key_id},
+        before={"enabled": True},
+        after={"enabled": False},
+    )
+    return True
+
+
+def finish_due_rotations(now: datetime | None = None) -> int:
+    """Close the rotations whose grace period is over and whose old key has been quiet for
+    their quiet time; note the old key's last use on the others."""
+    now = now or timezone.now()
+    finished = 0
+    due = KeyRotation.objects.filter(status=KeyRotation.Status.GRACE).select_related("environment")
+    for rotation in due:
+        used = last_use(rotation.old_key_id, rotation.environment)
+        if used and used != rotation.old_key_last_used:
+            KeyRotation.objects.filter(pk=rotation.pk).update(old_key_last_used=used)
+        if rotation.grace_until > now:
+            continue
+        quiet_since = datetime.fromisoformat(used.replace("Z", "+00:00")) if used else None
+        if quiet_since and quiet_since + timedelta(minutes=rotation.quiet_minutes) > now:
+            continue  # still in use: wait for the quiet time
+        finished += finish(rotation, actor=None, reason="grace period over and the key quiet")
+    return finished
+
+
+def disable_expired_keys() -> int:
+    """Disable every enabled key whose expiry has passed, in every environment."""
+    disabled = 0
+    for environment in Environment.objects.all():
+        try:
+            keys = keys_of(environment)
+        except Refused:
+            continue  # never applied: no keys
+        for key in keys:
+            if key.enabled and key.expired:
+                set_enabled(environment, key, False, actor=None, reason="expired (scheduled)")
+                disabled += 1
+    return disabled
+
+
+def alerts(environment: Environment) -> dict:
+    """Keys at 80% and 95% of their quota and keys expiring within 7 days, for the dashboard:
+    kept in the cache by ``check_keys`` so the dashboard reads no AWS."""
+    return cache.get(f"api-key-alerts:{environment.pk}") or {"quota": [], "expiring": []}
+
+
+def check_keys() -> int:
+    """The scheduled job: close due rotations, disable expired keys, and note the alerts."""
+    done = finish_due_rotations() + disable_expired_keys()
+    for environment in Environment.objects.all():
+        try:
+            keys = keys_of(environment)
+        except Refused:
+            continue
+        enabled = [key for key in keys if key.enabled]
+        found = usage(environment, enabled)
+        noted = {
+            "quota": [
+                {"key": str(key), "id": key.id, "percent": round(found[key.id]["percent"])}
+                for key in enabled
+                if found[key.id]["warning"]
+            ],
+            "expiring": [
+                {"key": str(key), "id": key.id, "expires": key.expires.isoformat()}
+                for key in enabled
+                if key.expires_soon
+            ],
+            "at": datetime.now(UTC).isoformat(),
+        }
+        cache.set(f"api-key-alerts:{environment.pk}", noted, 15 * 60)
+    return done

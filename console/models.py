@@ -14,6 +14,7 @@ class Role(models.Model):  # noqa: DJ008 - never instantiated
             ("view_state", "Can read deployment state and runs"),
             ("start_provisioning", "Can plan and apply environments"),
             ("start_rollout", "Can roll out and roll back the serving image"),
+            ("view_api_keys", "Can see API keys (never their values) and usage plans"),
             ("manage_api_keys", "Can create, disable and delete API keys"),
             ("manage_users", "Can manage users and their roles"),
         ]

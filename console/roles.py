@@ -12,7 +12,13 @@ ADMIN = "admin"
 
 _VIEWER_PERMS = ["view_audit", "view_state"]
 # Raw bodies may hold personal data: operators and admins read them, each view logged.
-_OPERATOR_PERMS = [*_VIEWER_PERMS, "start_provisioning", "start_rollout", "view_raw_audit"]
+_OPERATOR_PERMS = [
+    *_VIEWER_PERMS,
+    "start_provisioning",
+    "start_rollout",
+    "view_raw_audit",
+    "view_api_keys",
+]
 _ADMIN_PERMS = [*_OPERATOR_PERMS, "manage_api_keys", "manage_users"]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

@@ -40,9 +40,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         }
         for environment in Environment.objects.all()
     ]
+    alerts = [(row["environment"], api_keys.alerts(row["environment"])) for row in environments]
     context = {
         "checks": health.run_checks(),
         "environments": environments,
+        "key_alerts": [(env, seen) for env, seen in alerts if seen["quota"] or seen["expiring"]],
         "cache_seconds": settings.AWS_STATE_CACHE_SECONDS,
     }
     return render(request, template, context)
@@ -57,12 +59,6 @@ def action_list(request: HttpRequest) -> HttpResponse:
         found = found.filter(actor_name__icontains=request.GET["actor"])
     page = Paginator(found, 50).get_page(request.GET.get("page"))
     return render(request, "console/action_list.html", {"page": page})
-
-
-@permission_required("console.manage_api_keys", raise_exception=True)
-def api_key_list(request: HttpRequest) -> HttpResponse:
-    keys, error = api_keys.list_api_keys()
-    return render(request, "console/api_keys.html", {"keys": keys, "error": error})
 
 
 @require_POST

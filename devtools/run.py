@@ -111,8 +111,8 @@ def _long_running() -> dict[str, list[str]]:
     address = os.environ.get("CONSOLE_ADDRESS", "127.0.0.1:8000")
     processes = {
         "worker": [*MANAGE, "rqworker", "default", "provisioning", "audit"],
-        # RQ's cron scheduler: the reaper of runs whose worker died.
-        "cron": [*MANAGE, "rqcron", "provisioning.cron"],
+        # RQ's cron scheduler: the reaper of dead workers' runs, the API keys' schedule.
+        "cron": [*MANAGE, "rqcron", "console.cron"],
         "web": [*MANAGE, "runserver", address],
     }
     if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):

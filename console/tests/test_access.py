@@ -21,7 +21,8 @@ def _walk(patterns, prefix="", namespace=""):
 def _concrete(pattern: str) -> str:
     """A URL for a route, with every parameter filled by a plausible value."""
     path = re.sub(r"\(\?P<\w+>[^)]*\)", "1", pattern)
-    path = re.sub(r"<(?:int:|slug:)?\w+>", "1", path)
+    path = re.sub(r"<uuid:\w+>", "00000000-0000-4000-8000-000000000000", path)
+    path = re.sub(r"<(?:int:|slug:|str:)?\w+>", "1", path)
     path = re.sub(r"<path:\w+>", "x", path)
     return "/" + path.lstrip("^").rstrip("$").replace("\\", "")
 
@@ -54,7 +55,7 @@ VIEWS_BY_ROLE = {
     "provisioning:runs": {"viewer", "operator", "admin"},
     "audit_explorer:home": {"viewer", "operator", "admin"},
     "provisioning:environment-create": {"operator", "admin"},
-    "api-keys": {"admin"},
+    "api-keys": {"operator", "admin"},
     "actions": {"admin"},
     "django_rq:home": {"admin"},
 }

@@ -1,0 +1,3 @@
+"""The usage plan pages (``console.plan_views``), under /usage-plans/."""
+
+urlpatterns: list = []

@@ -1,0 +1,21 @@
+import pytest
+
+from centralllm import aws
+from devtools.testing import unique
+from provisioning.models import Environment, Run, RunStep
+
+
+@pytest.fixture
+def keyed(audit_table) -> Environment:
+    """An environment whose last apply left a usage plan (made here, straight in moto)."""
+    environment = Environment.objects.create(name=unique("keys")[:30], suffix="-k", is_local=True)
+    plan = aws.client("apigateway").create_usage_plan(
+        name=unique("plan"), quota={"limit": 1000, "period": "MONTH"}
+    )
+    run = Run.objects.create(environment=environment, kind="apply", status="succeeded")
+    RunStep.objects.create(
+        run=run, position=1, key="apigateway.usage_plan", title="plan", outputs={"id": plan["id"]}
+    )
+    environment.quota_limit = 10
+    environment.save()
+    return environment
