@@ -420,6 +420,15 @@ def rotate(
     return rotation, token
 
 
+def fresh_expiry(key: ApiKey) -> date | None:
+    """A rotated key's expiry by default: the old key's lifetime again, from today (never a
+    day already past, as an expired key's own date would be)."""
+    if key.expires is None or key.created_at is None:
+        return None
+    lifetime = max(key.expires - key.created_at.date(), timedelta(days=1))
+    return timezone.now().date() + lifetime
+
+
 def _rotating(key_id: str, *, besides: KeyRotation) -> bool:
     grace = KeyRotation.objects.filter(old_key_id=key_id, status=KeyRotation.Status.GRACE)
     return grace.exclude(pk=besides.pk).exists()

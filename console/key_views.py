@@ -194,7 +194,13 @@ def _confirmed(request: HttpRequest, environment: str, key_id: str, action: str)
 def key_rotate(request: HttpRequest, environment: str, key_id: str) -> HttpResponse:
     env = get_object_or_404(Environment, name=environment)
     key = api_keys.find(env, key_id)
-    form = {"rotation_id": uuid.uuid4(), "grace_hours": "24", "quiet_minutes": "30", "expires": ""}
+    fresh = api_keys.fresh_expiry(key)
+    form = {
+        "rotation_id": uuid.uuid4(),
+        "grace_hours": "24",
+        "quiet_minutes": "30",
+        "expires": fresh.isoformat() if fresh else "",
+    }
     if request.method == "POST":
         form = {name: request.POST.get(name, "").strip() for name in form}
         try:

@@ -154,6 +154,14 @@ def test_rotation_keeps_both_keys_through_the_grace_then_disables_the_quiet_old_
     assert f'data-rotation="{rotation.pk}" data-status="done"' in detail
 
 
+def test_a_rotated_key_gets_a_fresh_expiry_not_the_old_one(client, admin_user, keyed):
+    client.force_login(admin_user)
+    expires = timezone.now().date() + timedelta(days=30)
+    old, _ = create(client, keyed, expires=expires)
+    form = client.get(reverse("api-key-rotate", args=[keyed.name, old])).content.decode()
+    assert f'name="expires" type="date" value="{expires.isoformat()}"' in form  # 30 days again
+
+
 def test_a_forced_rotation_disables_the_old_key_at_once(client, admin_user, keyed):
     client.force_login(admin_user)
     old, _ = create(client, keyed)
