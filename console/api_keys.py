@@ -26,7 +26,8 @@ from provisioning import state
 from provisioning.models import Environment
 
 TAG = "central-llm:"
-LIST_SECONDS = 30  # how old a key list may be; every change here drops it at once
+# How old a key list and its usage may be; every change made here drops the list at once.
+LIST_SECONDS = 30
 REVEAL_SECONDS = 600
 WARNINGS = (95, 80)  # percent of the quota: flagged before callers get 429s
 EXPIRY_NOTICE = timedelta(days=7)
@@ -158,7 +159,15 @@ def usage(environment: Environment, keys: list[ApiKey]) -> dict[str, dict]:
     """Each key's requests, tokens, errors, projects and users seen in the current quota
     period, with its share of the quota (``percent``) and a warning level."""
     period = rollups.period_of(timezone.now(), environment.quota_period)
-    found = rollups.read_key_periods([key.id for key in keys], period)
+    cache_keys = {f"api-key-usage:{key.id}:{period}": key.id for key in keys}
+    found = {cache_keys[name]: summary for name, summary in cache.get_many(cache_keys).items()}
+    missing = [key_id for key_id in cache_keys.values() if key_id not in found]
+    if missing:
+        read = rollups.read_key_periods(missing, period)
+        cache.set_many(
+            {f"api-key-usage:{key_id}:{period}": read[key_id] for key_id in read}, LIST_SECONDS
+        )
+        found.update(read)
     quota = quota_of(environment)
     for summary in found.values():
         summary["percent"] = summary["requests"] * 100 / quota if quota else 0
