@@ -1,3 +1,12 @@
 """The usage plan pages (``console.plan_views``), under /usage-plans/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from console import plan_views
+
+urlpatterns = [
+    path("", plan_views.plan_list, name="usage-plans"),
+    path("<slug:name>/", plan_views.plan_detail, name="usage-plan"),
+    path("<slug:name>/change", plan_views.plan_change, name="usage-plan-change"),
+    path("<slug:name>/increase", plan_views.plan_increase, name="usage-plan-increase"),
+]

@@ -1,7 +1,10 @@
 """Test helpers: AWS resources on the session's local AWS, with names no other test shares,
-and the test database's URL for worker processes."""
+the test database's URL for worker processes, and racing threads."""
 
+import threading
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.db import connection
 
@@ -32,3 +35,27 @@ def test_database_url() -> str:
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+T = TypeVar("T")
+
+
+def at_once(function: Callable[[], T], times: int = 2) -> list[T]:
+    """What ``function()`` returned in each of ``times`` threads released together (each on
+    a database connection of its own, closed after)."""
+    barrier = threading.Barrier(times)
+    results: list[T] = []
+
+    def race() -> None:
+        barrier.wait()
+        try:
+            results.append(function())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=race) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results

@@ -112,10 +112,13 @@ def _blocked(ctx: Context, cls: type[Resource]) -> list[str]:
     return [dep for dep in cls.depends_on if isinstance(ctx.outputs.get(dep), Pending)]
 
 
-def _observe(ctx: Context) -> list[tuple[Resource, dict | None]]:
-    """Read every resource in order, recording outputs (pending for what is absent)."""
+def _observe(ctx: Context, keys: set[str] | None = None) -> list[tuple[Resource, dict | None]]:
+    """Read every resource (or those of ``keys``) in order, recording outputs (pending for
+    what is absent)."""
     observed = []
     for cls in ordered(ctx.spec):
+        if keys is not None and cls.key not in keys:
+            continue
         resource = cls(ctx)
         ctx.step = cls.key
         with _about(resource):
@@ -161,6 +164,33 @@ def apply(
             resource = cls(ctx)
             outcomes[cls.key] = _step(ctx, resource, partial(_ensure, ctx, resource))
         return Result(outcomes, dict(ctx.calls), _plain_outputs(ctx))
+
+
+def apply_one(target: Spec | Declared, key: str, progress: Progress | None = None) -> str:
+    """Bring the resource ``key`` to its declared state, reading only what it depends on."""
+    with _run(target, progress, None) as ctx:
+        wanted = {cls.key: cls for cls in ordered(ctx.spec)}
+        if key not in wanted:
+            raise Refused(f"{ctx.spec.name} does not declare {key}.")
+        for dependency, current in _observe(ctx, _dependencies(wanted, key)):
+            if current is None:
+                raise Refused(f"{dependency.title} is missing: apply the environment first.")
+        resource = wanted[key](ctx)
+        for path in resource.files():
+            ctx.render(path)
+        return _step(ctx, resource, partial(_ensure, ctx, resource))
+
+
+def _dependencies(wanted: dict[str, type[Resource]], key: str) -> set[str]:
+    """What ``key`` depends on, directly or through other dependencies."""
+    found: set[str] = set()
+    todo = [key]
+    while todo:
+        for dependency in wanted[todo.pop()].depends_on:
+            if dependency in wanted and dependency not in found:
+                found.add(dependency)
+                todo.append(dependency)
+    return found
 
 
 def _ensure(ctx: Context, resource: Resource) -> str:

@@ -56,6 +56,7 @@ VIEWS_BY_ROLE = {
     "audit_explorer:home": {"viewer", "operator", "admin"},
     "provisioning:environment-create": {"operator", "admin"},
     "api-keys": {"operator", "admin"},
+    "usage-plans": {"operator", "admin"},
     "actions": {"admin"},
     "django_rq:home": {"admin"},
 }

@@ -11,6 +11,7 @@ from centralllm.audit import contract
 from provisioning.resources.base import (
     ProvisioningError,
     Resource,
+    Spec,
     ignoring,
     in_declared_order,
     projected,
@@ -248,6 +249,16 @@ class Stage(Resource):
         return {"name": STAGE, "url": url}
 
 
+def plan_limits(spec: Spec) -> dict:
+    """The throttle and quota a usage plan declares; the quota includes the increases in force."""
+    return {
+        "burst_limit": spec.throttle_burst_limit,
+        "rate_limit": float(spec.throttle_rate_limit),
+        "quota": spec.quota_limit + spec.quota_extra,
+        "quota_period": spec.quota_period,
+    }
+
+
 class UsagePlan(Resource):
     key = "apigateway.usage_plan"
     title = "API Gateway usage plan"
@@ -258,10 +269,7 @@ class UsagePlan(Resource):
     def desired(self) -> dict:
         return {
             "stages": [f"{self.output('apigateway.rest_api')['id']}:{STAGE}"],
-            "burst_limit": self.spec.throttle_burst_limit,
-            "rate_limit": float(self.spec.throttle_rate_limit),
-            "quota": self.spec.quota_limit + self.spec.quota_extra,
-            "quota_period": self.spec.quota_period,
+            **plan_limits(self.spec),
         }
 
     def read(self) -> dict | None:
@@ -292,7 +300,12 @@ class UsagePlan(Resource):
         stages = set(desired["stages"]), set(current["stages"])
         operations = [
             {"op": "replace", "path": "/throttle/burstLimit", "value": str(desired["burst_limit"])},
-            {"op": "replace", "path": "/throttle/rateLimit", "value": str(desired["rate_limit"])},
+            # A whole number (it is declared as one): the local AWS cannot parse "7.0".
+            {
+                "op": "replace",
+                "path": "/throttle/rateLimit",
+                "value": f"{desired['rate_limit']:.0f}",
+            },
             {"op": "replace", "path": "/quota/limit", "value": str(desired["quota"])},
             {"op": "replace", "path": "/quota/period", "value": desired["quota_period"]},
             *(

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
 
@@ -18,7 +17,7 @@ from rq import SimpleWorker
 
 from centralllm import aws
 from console.models import Action
-from devtools.testing import test_database_url
+from devtools.testing import at_once, test_database_url
 from provisioning import engine, runs
 from provisioning.jobs import execute
 from provisioning.models import Environment, Run, RunEvent
@@ -128,26 +127,15 @@ def test_a_refused_start_in_the_browser_links_to_the_holder(client, operator, en
 @pytest.mark.django_db(transaction=True)
 def test_racing_starts_on_one_environment_let_exactly_one_win(operator):
     environment = Environment.objects.create(name="race", suffix="-race", is_local=True)
-    barrier = threading.Barrier(2)
-    outcomes = []
 
-    def race() -> None:
-        barrier.wait()
+    def race() -> str:
         try:
             runs.start(environment, "apply", actor=None, enqueue=False)
-            outcomes.append("won")
         except runs.Refused:
-            outcomes.append("refused")
-        finally:
-            connection.close()
+            return "refused"
+        return "won"
 
-    threads = [threading.Thread(target=race) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-
-    assert sorted(outcomes) == ["refused", "won"]
+    assert sorted(at_once(race)) == ["refused", "won"]
     assert Run.objects.filter(environment=environment, kind="apply").count() == 1
 
 
