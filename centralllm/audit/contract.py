@@ -39,6 +39,27 @@ API_KEY_ID_HEADER = "x-api-key-id"
 # any value a client sent); it names the record.
 REQUEST_ID_HEADER = "x-request-id"
 
+# The most UTF-8 bytes each header may hold, and the record field it becomes. They keep every
+# key built from them (``user#<user>``, ``rollup#user.7#<user>``, ``project#<project>``)
+# far inside DynamoDB's key size limits (2048 bytes for a partition key). A longer value gets
+# a 400 at the serving middleware, and a record holding one is refused by the ingest.
+HEADER_LIMITS = {
+    SOURCE_HEADER: ("project", 128),
+    USER_HEADER: ("user", 256),
+    REQUEST_TYPE_HEADER: ("requestType", 64),
+    API_KEY_ID_HEADER: ("apiKeyId", 128),
+}
+
+
+def overlong_header(values: Mapping[str, str | None]) -> str | None:
+    """The first header of ``values`` (header name to value) longer than its limit."""
+    for header, (_, limit) in HEADER_LIMITS.items():
+        value = values.get(header)
+        if value is not None and len(value.encode()) > limit:
+            return header
+    return None
+
+
 OUTCOMES = ("ok", "client_error", "server_error", "cancelled")
 
 # Error messages come from upstream exceptions; an audit record is not the place for a stack dump.
@@ -302,6 +323,11 @@ def validate_record(data: Any) -> dict:
             _check_fields(data[name], fields, f"{name}.")
     _check_fields(data["deployment"], DEPLOYMENT_FIELDS, "deployment.")
 
+    for header, (name, limit) in HEADER_LIMITS.items():
+        if data[name] is not None and len(data[name].encode()) > limit:
+            raise InvalidRecord(
+                f"{name} ({header}) is {len(data[name].encode())} bytes: at most {limit}"
+            )
     if not is_valid_request_id(data["requestId"]):
         raise InvalidRecord(
             f"requestId {data['requestId'][:80]!r} must be 1-200 characters without '/'"

@@ -1,8 +1,11 @@
 """What the ``llm-audit-ingest`` Lambda does with an S3 event: read, validate, write once.
 
-The record's item and its rollup increments go in one TransactWriteItems whose Put requires
-that the item does not exist yet. A redelivered event (S3 and Lambda both deliver at least
-once) is cancelled by that condition, and counts as done: nothing is counted twice.
+The record's item, its request id's guard and its rollup increments go in one
+TransactWriteItems whose Puts require that neither exists yet. The guard
+(``items.guard_item``) is keyed by the request id alone, so a redelivered event (S3 and Lambda
+both deliver at least once) or a record written again with another ``createdAt`` is cancelled
+by it and adds nothing; a second record with the same id and other content is refused with
+the reason. A record DynamoDB refuses for its shape is that record's rejection only.
 """
 
 import json
@@ -15,7 +18,13 @@ from botocore.exceptions import ClientError
 
 from centralllm import aws
 from centralllm.audit.contract import InvalidRecord, table_name, validate_record
-from centralllm.audit.items import item_from_record, serialize
+from centralllm.audit.items import (
+    content_hash,
+    get_guard,
+    guard_item,
+    item_from_record,
+    serialize,
+)
 from centralllm.audit.rollups import rollup_updates
 
 # Concurrent transactions on one rollup item cancel each other (TransactionConflict); they
@@ -32,35 +41,73 @@ def log_json(**fields) -> None:
     print(json.dumps(fields, default=str, separators=(",", ":")), file=sys.stdout, flush=True)
 
 
-def ingest_record(record: dict, *, table: str | None = None, key: str | None = None) -> bool:
-    """Write a validated record and its rollups; False when it was already ingested.
+class RecordConflict(IngestError):
+    """A record whose request id was ingested before with other content."""
 
-    ``key`` is the S3 key the record was read from.
-    """
-    table = table or table_name()
-    put = {
+
+def write_actions(record: dict, *, table: str, key: str | None = None) -> list[dict]:
+    """The TransactWriteItems actions that ingest ``record``: its guard, its item and its
+    rollups. ``key`` is the S3 key the record was read from."""
+    return [
+        _put_new(table, guard_item(record)),
+        _put_new(table, item_from_record(record, key=key)),
+        *rollup_updates(record, table=table),
+    ]
+
+
+def _put_new(table: str, item: dict) -> dict:
+    return {
         "Put": {
             "TableName": table,
-            "Item": serialize(item_from_record(record, key=key)),
+            "Item": serialize(item),
             "ConditionExpression": "attribute_not_exists(id)",
         }
     }
-    actions = [put, *rollup_updates(record, table=table)]
+
+
+def ingest_record(record: dict, *, table: str | None = None, key: str | None = None) -> bool:
+    """Write a validated record and its rollups; False when it was already ingested.
+
+    Raises RecordConflict when its id was ingested with other content, and IngestError when
+    DynamoDB refuses the record's shape (a key too large, say).
+    """
+    table = table or table_name()
+    actions = write_actions(record, table=table, key=key)
     client = aws.client("dynamodb")
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             client.transact_write_items(TransactItems=actions)
             return True
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+            code = exc.response["Error"]["Code"]
+            codes = _cancellation_codes(exc) if code == "TransactionCanceledException" else []
+            if code == "ValidationException" or "ValidationError" in codes:
+                raise IngestError(
+                    f"request {record['requestId'][:80]!r}: DynamoDB refused the record: "
+                    f"{exc.response['Error'].get('Message', code)}"
+                ) from None
+            if code != "TransactionCanceledException":
                 raise
-            codes = _cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                _check_same(record, table)
                 return False
+            if codes[1:2] == ["ConditionalCheckFailed"]:
+                return False  # ingested before request ids had guards
             if "TransactionConflict" not in codes or attempt == CONFLICT_ATTEMPTS:
                 raise
             time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not crypto
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _check_same(record: dict, table: str) -> None:
+    """A record whose id is taken: a repeat of the first (fine) or another (refused)."""
+    first = get_guard(record["requestId"], table=table)
+    if first is not None and first["contentHash"] != content_hash(record):
+        raise RecordConflict(
+            f"request {record['requestId'][:80]!r} was ingested before with other content"
+            f" (createdAt {first['recordCreatedAt']}); this one (createdAt"
+            f" {record['createdAt']}) is refused and the first kept"
+        )
 
 
 def _cancellation_codes(exc: ClientError) -> list[str]:
@@ -126,7 +173,8 @@ def handle_s3_event(event: dict) -> dict:
         try:
             outcome = ingest_object(bucket, key)
         except (InvalidRecord, IngestError) as exc:
-            log_json(event="audit_rejected", level="error", bucket=bucket, key=key, error=str(exc))
+            kind = "audit_conflict" if isinstance(exc, RecordConflict) else "audit_rejected"
+            log_json(event=kind, level="error", bucket=bucket, key=key, error=str(exc))
             failures.append(str(exc))
             continue
         log_json(**outcome)

@@ -11,9 +11,13 @@ Keys of an item (``table.py`` has the indexes; write shards are explained there)
 
 A request rejected for lacking ``x-llm-user`` or ``x-llm-source`` is filed under ``user#-`` or
 ``project#-``, so operators can list those rejections too.
+
+Each request id also has a guard item, ``id`` = requestId, ``createdAt`` = ``~request``, with
+the record's createdAt and content hash: it keeps one record per request id (``ingest.py``).
 """
 
 import base64
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -24,7 +28,7 @@ from typing import Any, TypedDict, Unpack
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from centralllm import aws
-from centralllm.audit.contract import format_timestamp, record_key, table_name
+from centralllm.audit.contract import dumps, format_timestamp, record_key, table_name
 from centralllm.audit.table import (
     PROJECT_LATENCY,
     STATUS_SHARDS,
@@ -35,6 +39,7 @@ from centralllm.audit.table import (
 )
 
 DEFAULT_MAX_PREVIEW_CHARS = 2048
+GUARD_SORT_KEY = "~request"  # "~" sorts after the digits every createdAt starts with
 MISSING = "-"
 LATENCY_DIGITS = 10  # up to 9,999,999,999 ms: longer requests sort as the longest
 
@@ -159,11 +164,39 @@ def get_item(request_id: str, *, table: str | None = None) -> dict | None:
     """The item of one request (the id is unique; its createdAt need not be known)."""
     response = aws.client("dynamodb").query(
         TableName=table or table_name(),
-        KeyConditionExpression="id = :id",
-        ExpressionAttributeValues={":id": {"S": request_id}},
+        KeyConditionExpression="id = :id AND createdAt < :guard",
+        ExpressionAttributeValues={":id": {"S": request_id}, ":guard": {"S": GUARD_SORT_KEY}},
+        Limit=1,
     )
     items = response["Items"]
     return deserialize(items[0]) if items else None
+
+
+def content_hash(record: dict) -> str:
+    """What makes two records of one request id the same: everything but when it was
+    written (``createdAt``, and the raw object's key that follows from it)."""
+    same = {name: value for name, value in record.items() if name not in ("createdAt", "rawKey")}
+    return hashlib.sha256(dumps(same)).hexdigest()
+
+
+def guard_item(record: dict) -> dict:
+    """The item that holds a request id once, whatever the record's createdAt: under the base
+    key ``(requestId, GUARD_SORT_KEY)``, which sorts after every timestamp."""
+    return {
+        "id": record["requestId"],
+        "createdAt": GUARD_SORT_KEY,
+        "recordCreatedAt": record["createdAt"],
+        "contentHash": content_hash(record),
+    }
+
+
+def get_guard(request_id: str, *, table: str | None = None) -> dict | None:
+    found = aws.client("dynamodb").get_item(
+        TableName=table or table_name(),
+        Key={"id": {"S": request_id}, "createdAt": {"S": GUARD_SORT_KEY}},
+        ConsistentRead=True,
+    )
+    return deserialize(found["Item"]) if "Item" in found else None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ ALLOWED_ACTIONS = {
         "s3:GetObject",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
+        "dynamodb:GetItem",  # a taken request id's guard, to tell a repeat from a conflict
         "sqs:SendMessage",
     },
     "iam.codebuild_role": {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"},

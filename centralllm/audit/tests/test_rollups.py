@@ -5,6 +5,7 @@ from botocore.stub import Stubber
 
 from centralllm import aws
 from centralllm.audit.ingest import ingest_record
+from centralllm.audit.items import guard_item, serialize
 from centralllm.audit.rollups import (
     bucket_upper_ms,
     latency_bucket,
@@ -159,12 +160,20 @@ def test_conflicts_are_retried_and_a_failed_condition_is_a_duplicate():
     # moto's message; both are taken from AWS's documented response here.
     client = aws.client("dynamodb")
     with Stubber(client) as stubber:
-        conflict = cancelled_transaction("None", "TransactionConflict", "None", "None", "None")
+        conflict = cancelled_transaction("None", "None", "TransactionConflict", *["None"] * 4)
         stubber.add_client_error("transact_write_items", **conflict)
         stubber.add_response("transact_write_items", {})
         assert ingest_record(make_record(), table="any") is True
 
-        duplicate = cancelled_transaction("ConditionalCheckFailed", "None", "None", "None", "None")
+        # The guard's condition failed: the id was taken, by this same record (GetItem).
+        record = make_record()
+        duplicate = cancelled_transaction(*["ConditionalCheckFailed"] + ["None"] * 6)
         stubber.add_client_error("transact_write_items", **duplicate)
-        assert ingest_record(make_record(), table="any") is False
+        stubber.add_response("get_item", {"Item": serialize(guard_item(record))})
+        assert ingest_record(record, table="any") is False
+
+        # Ingested before guards existed: the item's own condition failed.
+        legacy = cancelled_transaction("None", "ConditionalCheckFailed", *["None"] * 5)
+        stubber.add_client_error("transact_write_items", **legacy)
+        assert ingest_record(record, table="any") is False
         stubber.assert_no_pending_responses()

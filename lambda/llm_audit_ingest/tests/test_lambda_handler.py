@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from centralllm import aws
 from centralllm.audit.contract import InvalidRecord, dumps, validate_record
 from centralllm.audit.ingest import IngestError
 from centralllm.audit.items import get_item
@@ -143,3 +144,66 @@ def test_one_bad_object_does_not_stop_the_others(audit_bucket, audit_table):
 def test_invalid_record_messages_read_well():
     with pytest.raises(InvalidRecord, match="field status must be an integer, got true"):
         validate_record({**make_record(), "status": True})
+
+
+def test_one_item_per_request_id_whatever_its_created_at(audit_bucket, audit_table, capsys):
+    first = make_record(project="handler-once")
+    again = make_record(  # the same request, written again a second later
+        request_id=first["requestId"],
+        project="handler-once",
+        created_at=datetime(2026, 11, 27, 5, 9, 10, 123000, tzinfo=UTC),
+    )
+    again_key = f"logs/2026/11/27/{first['requestId']}-again.json"
+    put_body(audit_bucket, again_key, dumps(again))
+    event = s3_event(audit_bucket, put_record(audit_bucket, first))
+    event["Records"] += s3_event(audit_bucket, again_key)["Records"]
+
+    assert lambda_handler(event, None) == {"ingested": 1, "duplicates": 1, "ignored": 0}
+    assert project_total("handler-once")["requests"] == 1
+    items = aws.client("dynamodb").query(
+        TableName=audit_table,
+        KeyConditionExpression="id = :id",
+        ExpressionAttributeValues={":id": {"S": first["requestId"]}},
+    )["Items"]
+    assert len([item for item in items if item["createdAt"]["S"][:1].isdigit()]) == 1
+    assert get_item(first["requestId"])["createdAt"] == first["createdAt"]
+
+
+def test_the_same_id_with_other_content_is_refused_and_the_first_kept(
+    audit_bucket, audit_table, capsys
+):
+    first = make_record(project="handler-conflict", status=200)
+    other = make_record(request_id=first["requestId"], project="handler-conflict", status=500)
+    lambda_handler(s3_event(audit_bucket, put_record(audit_bucket, first)), None)
+    other_key = f"logs/2026/11/27/{first['requestId']}-other.json"
+    put_body(audit_bucket, other_key, dumps(other))
+
+    with pytest.raises(IngestError, match="was ingested before with other content"):
+        lambda_handler(s3_event(audit_bucket, other_key), None)
+    assert get_item(first["requestId"])["status"] == 200
+    assert project_total("handler-conflict")["requests"] == 1
+    assert log_lines(capsys)[-1]["event"] == "audit_conflict"
+
+
+def test_a_record_dynamodb_refuses_is_rejected_alone(audit_bucket, audit_table, capsys):
+    good = [make_record(project="handler-shape") for _ in range(2)]
+    # Valid by the contract, but an item over DynamoDB's 400 KB: DynamoDB refuses its shape.
+    huge = make_record(project="handler-shape")
+    huge["deployment"]["host"] = "h" * 450_000
+    event = {"Records": []}
+    for record in (good[0], huge, good[1]):
+        event["Records"] += s3_event(audit_bucket, put_record(audit_bucket, record))["Records"]
+
+    with pytest.raises(IngestError, match="DynamoDB refused the record"):
+        lambda_handler(event, None)
+    assert all(get_item(record["requestId"]) for record in good)
+    assert get_item(huge["requestId"]) is None
+    assert project_total("handler-shape")["requests"] == 2
+    rejected = [line for line in log_lines(capsys) if line["event"] == "audit_rejected"]
+    assert len(rejected) == 1 and huge["requestId"] in rejected[0]["error"]
+
+
+def test_an_overlong_header_value_is_refused_by_the_contract(audit_bucket, audit_table):
+    record = {**make_record(), "user": "u" * 257}  # as a writer that skipped the check would
+    with pytest.raises(IngestError, match=r"user \(x-llm-user\) is 257 bytes: at most 256"):
+        lambda_handler(s3_event(audit_bucket, put_record(audit_bucket, record)), None)
