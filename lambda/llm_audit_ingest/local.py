@@ -4,7 +4,8 @@ In local mode the audit bucket notifies an SQS queue instead (moto delivers thos
 consumer hands each event to the very same ``lambda_handler`` with Lambda's asynchronous
 semantics: a first try and two retries, then the event goes to the DLQ with the error, as
 Lambda's own dead-letter queue receives it (message attributes RequestID, ErrorCode,
-ErrorMessage).
+ErrorMessage). Like Lambda it handles several events at once (``LOCAL_INGEST_CONCURRENCY``
+pollers), so demo traffic and benchmarks are not held to one event at a time.
 """
 
 import io
@@ -14,7 +15,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stdout, suppress
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from centralllm import aws
@@ -24,6 +26,7 @@ from llm_audit_ingest.handler import lambda_handler
 DEFAULT_QUEUE = "llm-audit-ingest-local"
 DEFAULT_DLQ = "llm-audit-dlq"
 DEFAULT_LOG_GROUP = "/aws/lambda/llm-audit-ingest"
+DEFAULT_CONCURRENCY = 4
 # Lambda waits about one and then two minutes between attempts; locally seconds will do.
 RETRY_DELAYS = (1.0, 2.0)
 # Longer than all attempts together, so no one else receives a message being handled.
@@ -46,17 +49,48 @@ def log_group() -> str:
     return os.environ.get("INGEST_LOG_GROUP") or DEFAULT_LOG_GROUP
 
 
+def concurrency() -> int:
+    return max(1, int(os.environ.get("LOCAL_INGEST_CONCURRENCY") or DEFAULT_CONCURRENCY))
+
+
+class _ThreadStdout(io.TextIOBase):
+    """``sys.stdout`` that each poller thread can capture for itself (``redirect_stdout``
+    would swap it for every thread at once)."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.captured = threading.local()
+
+    def write(self, text: str) -> int:
+        buffer = getattr(self.captured, "buffer", None)
+        return (buffer or self.real).write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+
+_lock = threading.Lock()
+
+
+def _thread_stdout() -> _ThreadStdout:
+    with _lock:
+        if not isinstance(sys.stdout, _ThreadStdout):
+            sys.stdout = _ThreadStdout(sys.stdout)
+        return sys.stdout
+
+
 @contextmanager
 def log_lines_to_cloudwatch() -> Iterator[None]:
     """What the handler prints, also put to its CloudWatch Logs group as Lambda does, so
     that the validation's log check reads the same group locally as in AWS."""
-    printed = io.StringIO()
+    stdout, printed = _thread_stdout(), io.StringIO()
+    stdout.captured.buffer = printed
     try:
-        with redirect_stdout(printed):
-            yield
+        yield
     finally:
+        stdout.captured.buffer = None
         lines = printed.getvalue().splitlines()
-        sys.stdout.write(printed.getvalue())
+        stdout.write(printed.getvalue())
         if lines:
             _put_log_lines(lines)
 
@@ -167,18 +201,35 @@ def consume(
     retry_delays: tuple[float, ...] = RETRY_DELAYS,
     wait_seconds: int = 5,
 ) -> int:
-    """Deliver queued S3 events until ``stop`` is set, or with ``once`` until the queue is empty.
+    """Deliver queued S3 events until ``stop`` is set, or with ``once`` until the queue is empty,
+    with ``concurrency()`` pollers, as Lambda runs several instances.
 
     Returns how many messages were handled (delivered or dead-lettered).
     """
-    sqs = aws.client("sqs")
     queue_url, dlq_url = ensure_queue(queue_name()), ensure_queue(dlq_name())
     stop = stop or threading.Event()
+    with ThreadPoolExecutor(concurrency(), thread_name_prefix="ingest") as pool:
+        pollers = [
+            pool.submit(_poll, queue_url, dlq_url, stop, once, retry_delays, wait_seconds)
+            for _ in range(concurrency())
+        ]
+        return sum(poller.result() for poller in pollers)
+
+
+def _poll(
+    queue_url: str,
+    dlq_url: str,
+    stop: threading.Event,
+    once: bool,
+    retry_delays: tuple[float, ...],
+    wait_seconds: int,
+) -> int:
+    sqs = aws.client("sqs")
     handled = 0
     while not stop.is_set():
         messages = sqs.receive_message(
             QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
+            MaxNumberOfMessages=1,  # one event at a time per poller, as per Lambda instance
             WaitTimeSeconds=1 if once else wait_seconds,
             VisibilityTimeout=VISIBILITY_TIMEOUT,
         ).get("Messages", [])

@@ -14,6 +14,7 @@ from centralllm.audit.items import get_item
 from centralllm.audit.tests.conftest import make_record, put_body, put_record
 from devtools.services import ROOT
 from devtools.testing import unique
+from llm_audit_ingest import local
 from llm_audit_ingest.local import (
     consume,
     ensure_local_notification,
@@ -113,3 +114,35 @@ def test_the_command_runs_until_sigterm(audit_bucket, audit_table, queues):
     finally:
         command.kill()
         command.wait()
+
+
+def test_events_are_handled_concurrently_each_logging_its_own_lines(
+    audit_bucket, audit_table, queues, monkeypatch
+):
+    monkeypatch.setenv("LOCAL_INGEST_CONCURRENCY", "4")
+    in_flight, most = [], []
+    real = local.lambda_handler
+
+    def watched(event, context):
+        in_flight.append(1)
+        most.append(len(in_flight))
+        time.sleep(0.2)  # as a handler waiting on S3 and DynamoDB would
+        try:
+            return real(event, context)
+        finally:
+            in_flight.pop()
+
+    monkeypatch.setattr(local, "lambda_handler", watched)
+    records = [make_record() for _ in range(8)]
+    for record in records:
+        put_record(audit_bucket, record)
+
+    handled = consume(once=True, retry_delays=(0, 0))
+
+    assert handled == 9  # moto's s3:TestEvent and the eight records
+    assert max(most) > 1
+    assert all(get_item(record["requestId"]) for record in records)
+    events = aws.client("logs").filter_log_events(logGroupName=os.environ["INGEST_LOG_GROUP"])
+    logged = [json.loads(event["message"]) for event in events["events"]]
+    ingested = sorted(line["requestId"] for line in logged if line["event"] == "audit_ingested")
+    assert ingested == sorted(record["requestId"] for record in records)  # each line once
