@@ -72,6 +72,11 @@ class Environment(models.Model):
     alarm_dlq_messages = models.IntegerField(
         default=1, validators=[_at_least_one], help_text="Messages waiting in the DLQ that alarm."
     )
+    alarm_spool_oldest_seconds = models.IntegerField(
+        default=300,
+        validators=[_at_least_one],
+        help_text="Seconds the oldest audit record may wait on a serving host before alarming.",
+    )
     alarm_min_running_tasks = models.IntegerField(
         default=1, validators=[_not_negative], help_text="Fewer running tasks than this alarm."
     )

@@ -63,4 +63,5 @@ CATALOGUE = [
     cloudwatch.ServiceHealthAlarm,
     cloudwatch.LambdaErrorsAlarm,
     cloudwatch.DlqDepthAlarm,
+    cloudwatch.AuditBacklogAlarm,
 ]

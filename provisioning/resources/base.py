@@ -86,6 +86,7 @@ class Spec:
     quota_period: str
     alarm_lambda_errors: int
     alarm_dlq_messages: int
+    alarm_spool_oldest_seconds: int
     alarm_min_running_tasks: int
     # What the last rollout put live; empty until the first one.
     live_image_tag: str = ""
@@ -198,6 +199,7 @@ class Context:
             ModelId=spec.model_id,
             ServedModelName=spec.served_model_name,
             HfTokenSecretArn=spec.hf_token_secret_arn,
+            EnvironmentName=spec.name,
         )
         return values
 

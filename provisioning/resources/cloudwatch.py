@@ -1,4 +1,5 @@
-"""CloudWatch: the service's log group and the three alarms of the guide's section 11."""
+"""CloudWatch: the service's log group, the three alarms of the guide's section 11, and one on
+the serving hosts' audit backlog."""
 
 from typing import ClassVar
 
@@ -147,3 +148,24 @@ class DlqDepthAlarm(Alarm):
 
     def threshold(self) -> int:
         return self.spec.alarm_dlq_messages
+
+
+class AuditBacklogAlarm(Alarm):
+    """The oldest audit record still waiting on a serving host: records that do not leave
+    (S3 unreachable, a stuck uploader) alarm long before the spool disk fills. The uploader
+    reports it as an embedded-metric log line (inference/README.md)."""
+
+    key = "cloudwatch.audit_backlog_alarm"
+    title = "alarm: audit records waiting on the serving hosts"
+    alarm_name = "llm-audit-spool-backlog"
+    depends_on = ("logs.service_log_group",)
+    namespace = "CentralLLM/Audit"
+    metric = "SpoolOldestUnsentSeconds"
+    statistic = "Maximum"
+    comparison = "GreaterThanOrEqualToThreshold"
+
+    def dimensions(self) -> list[dict]:
+        return [{"Name": "Environment", "Value": self.spec.name}]
+
+    def threshold(self) -> int:
+        return self.spec.alarm_spool_oldest_seconds

@@ -1,0 +1,26 @@
+"""The alarm on the serving hosts' audit backlog watches the metric the uploader reports."""
+
+from provisioning.models import Environment
+from provisioning.resources.base import Context
+from provisioning.resources.cloudwatch import AuditBacklogAlarm
+
+
+def test_the_alarm_and_the_task_agree_on_the_metric_and_its_environment():
+    spec = Environment(name="backlog", suffix="-bl", is_local=True).spec()
+    ctx = Context(spec)
+    try:
+        alarm = AuditBacklogAlarm(ctx).desired()
+        task = ctx.render_json("inference/ecs-task-definition.json")
+    finally:
+        ctx.close()
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        "CentralLLM/Audit",
+        "SpoolOldestUnsentSeconds",
+    )
+    assert alarm["Dimensions"] == [{"Name": "Environment", "Value": "backlog"}]
+    assert alarm["Threshold"] == 300.0 and alarm["ComparisonOperator"].startswith("GreaterThan")
+    environment = {
+        variable["name"]: variable["value"]
+        for variable in task["containerDefinitions"][0]["environment"]
+    }
+    assert environment["AUDIT_ENVIRONMENT"] == "backlog"  # the dimension the uploader sets
