@@ -18,6 +18,16 @@ from provisioning.models import Environment, Run
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers and monitors: up or down, nothing more."""
+    alive = health.is_alive()
+    return JsonResponse({"status": "up" if alive else "down"}, status=200 if alive else 503)
+
+
+@require_GET
+@never_cache
+@permission_required("console.view_state", raise_exception=True)
+def health_checks(request: HttpRequest) -> JsonResponse:
+    """Every check with its detail (endpoint, account, workers), for signed-in users."""
     report = health.as_json(health.run_checks())
     return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
 
