@@ -6,9 +6,11 @@ as DynamoDB goes to DynamoDB Local), otherwise boto3's default endpoint and cred
 apply.
 """
 
+import ipaddress
 import os
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
@@ -31,6 +33,19 @@ def is_stand_in() -> bool:
     """Whether clients talk to a local stand-in (moto) rather than AWS: real AWS needs no
     endpoint. Code that works around a stand-in's gaps asks this, and nothing else."""
     return endpoint_url() is not None
+
+
+def serves_locally(service: str) -> bool:
+    """Whether ``service`` is answered on this machine or beside it, never by AWS: its endpoint
+    is a loopback address, or a bare host name (``localhost``, docker compose's ``local-aws``):
+    AWS's own endpoints are always fully qualified names."""
+    host = urlparse(endpoint_url(service) or "").hostname
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return "." not in host
 
 
 def client(

@@ -99,12 +99,30 @@ def diff(desired: dict, current: dict) -> dict[str, tuple[Any, Any]]:
 def _run(
     target: Spec | Declared, progress: Progress | None, sleep: Sleep | None
 ) -> Iterator[Context]:
-    ctx = Context(spec_of(target), progress, **({"sleep": sleep} if sleep else {}))
+    spec = spec_of(target)
+    _refuse_local_against_aws(spec)
+    ctx = Context(spec, progress, **({"sleep": sleep} if sleep else {}))
     try:
         ctx.account_id  # noqa: B018 - refuses to run in any account but the declared one
         yield ctx
     finally:
         ctx.close()
+
+
+def _refuse_local_against_aws(spec: Spec) -> None:
+    """A local environment declares production's names (and the default VPC): against real
+    AWS it would adopt, change or delete another deployment's resources."""
+    if not spec.is_local:
+        return
+    remote = [service for service in SERVICES if not aws.serves_locally(service)]
+    if remote:
+        which = "every service" if remote == SERVICES else ", ".join(remote)
+        raise Refused(
+            f"{spec.name} is a local environment, but {which} would be answered by AWS "
+            "itself, not by the local AWS: start the local AWS (make run) and run this "
+            "with its AWS_ENDPOINT_URL (make manage reads it from var/local.env), or declare a "
+            "real-AWS environment with its account id and a name suffix."
+        )
 
 
 def _blocked(ctx: Context, cls: type[Resource]) -> list[str]:
@@ -261,8 +279,8 @@ def _remove(
         return f"not looked up ({', '.join(blocked)} absent)"
     if current is None:
         return "absent"
-    if not resource.managed:
-        return "left in place (not managed here)"
+    if not resource.owns(current):
+        return "left in place (not created here)"
     if resource.holds_data and not delete_data:
         return "kept (holds audit data)"
     resource.delete(current)

@@ -80,6 +80,11 @@ class Environment(models.Model):
     alarm_min_running_tasks = models.IntegerField(
         default=1, validators=[_not_negative], help_text="Fewer running tasks than this alarm."
     )
+    alarm_email = models.EmailField(
+        "alarm e-mail",
+        blank=True,
+        help_text="Who the alarms e-mail (AWS asks the address to confirm first); blank: nobody.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

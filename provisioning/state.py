@@ -17,6 +17,7 @@ from provisioning import engine
 from provisioning.models import Environment, Run, RunStep
 from provisioning.resources.base import Context
 from provisioning.resources.cloudwatch import Alarm
+from provisioning.resources.sns import AlarmTopic
 
 SEEN_BY = (Run.Kind.PLAN, Run.Kind.DRIFT, Run.Kind.APPLY)
 _RESOURCE_STATE = {engine.CREATE: "missing", engine.UPDATE: "drifted", engine.NONE: "present"}
@@ -120,6 +121,7 @@ def read_live(environment: Environment) -> dict[str, Any]:
             "read_at": timezone.now(),
             "service": _guarded(lambda: _service(ctx)),
             "alarms": _guarded(lambda: _alarms(ctx)),
+            "notifications": _guarded(lambda: _notifications(ctx)),
             "dlq": _guarded(lambda: _dlq(ctx)),
             "lambda_errors": _guarded(lambda: _lambda_errors(ctx)),
         }
@@ -186,6 +188,26 @@ def _alarms(ctx: Context) -> dict:
             {"name": alarm["AlarmName"], "state": alarm["StateValue"]}
             for alarm in sorted(found, key=lambda alarm: alarm["AlarmName"])
         ]
+    }
+
+
+def _notifications(ctx: Context) -> dict:
+    """Where the alarms go: the topic and who is subscribed, confirmed or not yet."""
+    topic = AlarmTopic(ctx)
+    current = topic.read()
+    if current is None:
+        return {"topic": topic.name, "exists": False}
+    return {
+        "topic": topic.name,
+        "exists": True,
+        "subscriptions": [
+            {
+                "kind": "e-mail" if item["protocol"] == "email" else item["protocol"],
+                "endpoint": item["endpoint"],
+                "pending": item["pending"],
+            }
+            for item in current["subscriptions"]
+        ],
     }
 
 

@@ -16,6 +16,7 @@ from provisioning.resources import (
     iam,
     lambda_,
     s3,
+    sns,
     sqs,
 )
 
@@ -60,6 +61,7 @@ CATALOGUE = [
     apigateway.ApiKey,
     apigateway.UsagePlanKey,
     # Observability (section 11)
+    sns.AlarmTopic,
     cloudwatch.ServiceHealthAlarm,
     cloudwatch.LambdaErrorsAlarm,
     cloudwatch.DlqDepthAlarm,

@@ -7,6 +7,7 @@ key; the backend receives API Gateway's request id and the API key id as headers
 import hashlib
 import json
 
+from centralllm import aws
 from centralllm.audit import contract
 from provisioning.resources.base import (
     ProvisioningError,
@@ -22,6 +23,13 @@ from provisioning.resources.elbv2 import LISTENER_PORT
 STAGE = "prod"
 PROXY_PATH = "/v1/{proxy+}"
 VALIDATOR = "required-headers"
+# Buffered, API Gateway holds a completion until it ends and cuts it at 29 s. Streamed, the
+# integration may last up to 15 minutes, with an idle timeout of 5 minutes on Regional (and
+# private) endpoints but 30 s on edge-optimized ones: hence a Regional API. See
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/response-transfer-mode.html
+ENDPOINT_TYPE = "REGIONAL"
+TRANSFER_MODE = "STREAM"
+INTEGRATION_TIMEOUT_MS = 900_000
 
 
 def _find(pages, name: str) -> dict | None:
@@ -88,6 +96,7 @@ class RestApi(Resource):
         headers = {f"method.request.header.{name}": True for name in contract.REQUIRED_HEADERS}
         api_key_id = contract.API_KEY_ID_HEADER
         return {
+            "endpoint_types": [ENDPOINT_TYPE],
             "paths": ["/", "/v1", PROXY_PATH],
             "validator": {"validateRequestParameters": True, "validateRequestBody": False},
             "method": {
@@ -102,6 +111,7 @@ class RestApi(Resource):
                 "uri": f"http://{self.output('elbv2.load_balancer')['dns']}:{LISTENER_PORT}"
                 "/v1/{proxy}",
                 "connectionType": "VPC_LINK",
+                "timeoutInMillis": INTEGRATION_TIMEOUT_MS,
                 "requestParameters": {
                     "integration.request.path.proxy": "method.request.path.proxy",
                     f"integration.request.header.{contract.REQUEST_ID_HEADER}": "context.requestId",
@@ -110,6 +120,7 @@ class RestApi(Resource):
             },
             "validator_attached": True,
             "vpc_link": self.output("apigateway.vpc_link")["id"],
+            "response_transfer_mode": TRANSFER_MODE,
         }
 
     def read(self) -> dict | None:
@@ -144,15 +155,35 @@ class RestApi(Resource):
         # The local AWS does not keep the VPC link of an integration.
         if "connectionId" in integration or not method:
             current["vpc_link"] = integration.get("connectionId")
+        # Nor its transfer mode; AWS's default is BUFFERED.
+        if method and not aws.is_stand_in():
+            current["response_transfer_mode"] = integration.get("responseTransferMode", "BUFFERED")
+        if "endpointConfiguration" in api:
+            current["endpoint_types"] = api["endpointConfiguration"]["types"]
         return current
 
     def create(self, desired: dict) -> None:
         self.client.create_rest_api(
-            name=self.name, endpointConfiguration={"types": ["REGIONAL"]}, apiKeySource="HEADER"
+            name=self.name,
+            endpointConfiguration={"types": desired["endpoint_types"]},
+            apiKeySource="HEADER",
         )
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
         apigateway, api = self.client, current["id"]
+        if "endpoint_types" in fields:
+            # An API has one endpoint type; AWS changes it in place (apigateway-api-migration).
+            [found] = current["endpoint_types"]
+            apigateway.update_rest_api(
+                restApiId=api,
+                patchOperations=[
+                    {
+                        "op": "replace",
+                        "path": f"/endpointConfiguration/types/{found}",
+                        "value": ENDPOINT_TYPE,
+                    }
+                ],
+            )
         ids = dict(current["resource_ids"])
         for path in desired["paths"]:
             if path not in ids:
@@ -175,7 +206,13 @@ class RestApi(Resource):
                     for name, value in desired["validator"].items()
                 ],
             )
-        method_fields = {"method", "integration", "vpc_link", "validator_attached"}
+        method_fields = {
+            "method",
+            "integration",
+            "vpc_link",
+            "validator_attached",
+            "response_transfer_mode",
+        }
         if method_fields & set(fields) or not current["method"]:
             # A method is replaced whole: put_method refuses to overwrite an existing one.
             target = {"restApiId": api, "resourceId": ids[PROXY_PATH], "httpMethod": "ANY"}
@@ -183,7 +220,11 @@ class RestApi(Resource):
                 apigateway.delete_method(**target)
             method = {key: value for key, value in desired["method"].items() if key != "httpMethod"}
             apigateway.put_method(**target, **method, requestValidatorId=validator_id)
-            integration = dict(desired["integration"], connectionId=desired["vpc_link"])
+            integration = dict(
+                desired["integration"],
+                connectionId=desired["vpc_link"],
+                responseTransferMode=desired["response_transfer_mode"],
+            )
             integration["integrationHttpMethod"] = integration.pop("httpMethod")
             apigateway.put_integration(**target, **integration)
         # Callers see a change only once it is deployed; the stage step deploys a new API.

@@ -17,6 +17,9 @@ class GpuGroup(Resource):
             "min_size": 0,
             "max_size": max(2 * self.spec.desired_count, 1),
             "subnets": sorted(self.output("ec2.network")["subnet_ids"]),
+            # The capacity provider's managed termination protection needs it: ECS then lifts
+            # the protection of instances without tasks, and the group scales in only those.
+            "protect_new_instances": True,
         }
 
     def read(self) -> dict | None:
@@ -31,6 +34,12 @@ class GpuGroup(Resource):
             "min_size": group["MinSize"],
             "max_size": group["MaxSize"],
             "subnets": sorted(filter(None, group.get("VPCZoneIdentifier", "").split(","))),
+            "protect_new_instances": group.get("NewInstancesProtectedFromScaleIn", False),
+            "unprotected": sorted(
+                instance["InstanceId"]
+                for instance in group.get("Instances", [])
+                if not instance.get("ProtectedFromScaleIn")
+            ),
         }
 
     def _settings(self, desired: dict) -> dict:
@@ -43,6 +52,7 @@ class GpuGroup(Resource):
             "MinSize": desired["min_size"],
             "MaxSize": desired["max_size"],
             "VPCZoneIdentifier": ",".join(desired["subnets"]),
+            "NewInstancesProtectedFromScaleIn": desired["protect_new_instances"],
         }
 
     def create(self, desired: dict) -> None:
@@ -57,6 +67,16 @@ class GpuGroup(Resource):
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
         self.client.update_auto_scaling_group(**self._settings(desired))
+        if "protect_new_instances" in fields and desired["protect_new_instances"]:
+            # The setting covers only instances launched from now on; ECS wants every instance
+            # protected (it unprotects the idle ones itself). At most 50 ids per call.
+            ids = current["unprotected"]
+            for start in range(0, len(ids), 50):
+                self.client.set_instance_protection(
+                    AutoScalingGroupName=self.name,
+                    InstanceIds=ids[start : start + 50],
+                    ProtectedFromScaleIn=True,
+                )
 
     def delete(self, current: dict) -> None:
         self.client.delete_auto_scaling_group(AutoScalingGroupName=self.name, ForceDelete=True)

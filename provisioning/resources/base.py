@@ -51,6 +51,7 @@ BASE_NAMES = {
     "CapacityProvider": "central-llm-gpu",
     "LoadBalancer": "central-llm-nlb",
     "TargetGroup": "central-llm-vllm",
+    "AlarmTopic": "central-llm-alarms",
 }
 
 
@@ -88,6 +89,7 @@ class Spec:
     alarm_dlq_messages: int
     alarm_spool_oldest_seconds: int
     alarm_min_running_tasks: int
+    alarm_email: str  # where the alarm topic e-mails; empty: nobody
     # What the last rollout put live; empty until the first one.
     live_image_tag: str = ""
     # Temporary quota increases in force (console.models.QuotaIncrease), on top of the limit.
@@ -357,6 +359,10 @@ class Resource:
 
     def delete(self, current: dict) -> None:
         raise NotImplementedError
+
+    def owns(self, current: dict) -> bool:
+        """Whether destroy may delete what was found: not what this console did not create."""
+        return self.managed
 
     def outputs(self, current: dict) -> dict:
         return {}

@@ -6,6 +6,7 @@ from typing import ClassVar
 from provisioning.resources.base import Resource
 
 LOG_RETENTION_DAYS = 30
+TOPIC = "sns.alarm_topic"
 
 
 class ServiceLogGroup(Resource):
@@ -60,6 +61,7 @@ class Alarm(Resource):
         raise NotImplementedError
 
     def desired(self) -> dict:
+        topic = [self.output(TOPIC)["arn"]]
         return {
             "Namespace": self.namespace,
             "MetricName": self.metric,
@@ -71,6 +73,10 @@ class Alarm(Resource):
             "ComparisonOperator": self.comparison,
             # No data means nothing ran: not a failure.
             "TreatMissingData": "notBreaching",
+            # Into alarm and back to OK: whoever was told of a failure hears of its end.
+            "ActionsEnabled": True,
+            "AlarmActions": topic,
+            "OKActions": topic,
         }
 
     def read(self) -> dict | None:
@@ -96,7 +102,7 @@ class ServiceHealthAlarm(Alarm):
     key = "cloudwatch.service_alarm"
     title = "alarm: ECS service running tasks"
     alarm_name = "central-llm-service-running-tasks"
-    depends_on = ("ecs.service",)
+    depends_on = ("ecs.service", TOPIC)
     namespace = "ECS/ContainerInsights"
     metric = "RunningTaskCount"
     statistic = "Minimum"
@@ -120,7 +126,7 @@ class LambdaErrorsAlarm(Alarm):
     key = "cloudwatch.lambda_alarm"
     title = "alarm: audit ingest Lambda errors"
     alarm_name = "llm-audit-ingest-errors"
-    depends_on = ("lambda.function",)
+    depends_on = ("lambda.function", TOPIC)
     namespace = "AWS/Lambda"
     metric = "Errors"
     statistic = "Sum"
@@ -137,7 +143,7 @@ class DlqDepthAlarm(Alarm):
     key = "cloudwatch.dlq_alarm"
     title = "alarm: audit dead-letter queue depth"
     alarm_name = "llm-audit-dlq-depth"
-    depends_on = ("sqs.dlq",)
+    depends_on = ("sqs.dlq", TOPIC)
     namespace = "AWS/SQS"
     metric = "ApproximateNumberOfMessagesVisible"
     statistic = "Maximum"
@@ -158,7 +164,7 @@ class AuditBacklogAlarm(Alarm):
     key = "cloudwatch.audit_backlog_alarm"
     title = "alarm: audit records waiting on the serving hosts"
     alarm_name = "llm-audit-spool-backlog"
-    depends_on = ("logs.service_log_group",)
+    depends_on = ("logs.service_log_group", TOPIC)
     namespace = "CentralLLM/Audit"
     metric = "SpoolOldestUnsentSeconds"
     statistic = "Maximum"

@@ -2,12 +2,31 @@
 
 import base64
 
-from provisioning.resources.base import ProvisioningError, Resource, ignoring
+from provisioning.resources.base import ProvisioningError, Resource, ignoring, projected
 
 GPU_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id"
 # Used only when a local AWS lacks the public parameter: no instance ever boots locally.
 LOCAL_FALLBACK_AMI = "ami-00000000000000000"
 _DATA_KEYS = ("ImageId", "InstanceType", "IamInstanceProfile", "SecurityGroupIds", "UserData")
+# IMDSv2 only, one hop: the host (the ECS agent, Docker's log driver) reads the instance role's
+# credentials, a container on the bridge network (one hop further) cannot. Tasks get theirs
+# from the ECS agent's endpoint.
+METADATA_OPTIONS = {
+    "HttpEndpoint": "enabled",
+    "HttpTokens": "required",
+    "HttpPutResponseHopLimit": 1,
+}
+# The root volume holds Docker's images, the model cache and the audit spool (the host paths of
+# inference/ecs-task-definition.json): the vLLM image (~10 GB, and the one it replaces until
+# ECS cleans it up), Ministral-8B's weights (~16 GB; ~32 GB if the repository's consolidated
+# copy is fetched as well) and the spool, raw bodies included, while S3 is unreachable. The
+# AMI's 30 GiB holds barely the first two; 200 GiB leaves ~140 GiB for the spool, for about
+# $16 a month per instance. /dev/xvda is the Amazon Linux 2 AMI's root device.
+ROOT_VOLUME = {
+    "DeviceName": "/dev/xvda",
+    "Ebs": {"VolumeSize": 200, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True},
+}
+_SHAPES = {"MetadataOptions": METADATA_OPTIONS, "BlockDeviceMappings": [ROOT_VOLUME]}
 
 
 class Network(Resource):
@@ -95,6 +114,7 @@ class LaunchTemplate(Resource):
             "IamInstanceProfile": {"Arn": self.output("iam.instance_profile")["arn"]},
             "SecurityGroupIds": [self.output("ec2.network")["security_group"]],
             "UserData": base64.b64encode(user_data.encode()).decode(),
+            **_SHAPES,
         }
 
     def read(self) -> dict | None:
@@ -109,13 +129,17 @@ class LaunchTemplate(Resource):
             return None
         version = found["LaunchTemplateVersions"][0]
         data = version["LaunchTemplateData"]
-        return {"id": version["LaunchTemplateId"], **{key: data.get(key) for key in _DATA_KEYS}}
+        current = {"id": version["LaunchTemplateId"], **{key: data.get(key) for key in _DATA_KEYS}}
+        # Only what is declared: AWS may add fields (the metadata options' State, for one).
+        current.update({key: projected(data.get(key), shape) for key, shape in _SHAPES.items()})
+        return current
 
     def create(self, desired: dict) -> None:
         self.client.create_launch_template(LaunchTemplateName=self.name, LaunchTemplateData=desired)
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
-        # The Auto Scaling group uses $Latest: new instances get the new version.
+        # The Auto Scaling group uses $Latest: new instances get the new version (running ones
+        # keep theirs until they are replaced).
         self.client.create_launch_template_version(
             LaunchTemplateName=self.name, LaunchTemplateData=desired
         )

@@ -31,6 +31,9 @@ class CapacityProvider(Resource):
         return {
             "group": self.output("autoscaling.gpu_group")["arn"],
             "managed_scaling": {"status": "ENABLED", "targetCapacity": 100},
+            # Without it a scale-in after a rolling deployment may terminate the instance that
+            # runs the new task (and its audit spool). Needs the group's scale-in protection.
+            "termination_protection": "ENABLED",
         }
 
     def read(self) -> dict | None:
@@ -44,6 +47,13 @@ class CapacityProvider(Resource):
             "arn": active[0]["capacityProviderArn"],
             "group": provider["autoScalingGroupArn"],
             "managed_scaling": {key: scaling.get(key) for key in ("status", "targetCapacity")},
+            "termination_protection": provider.get("managedTerminationProtection", "DISABLED"),
+        }
+
+    def _settings(self, desired: dict) -> dict:
+        return {
+            "managedScaling": desired["managed_scaling"],
+            "managedTerminationProtection": desired["termination_protection"],
         }
 
     def create(self, desired: dict) -> None:
@@ -51,8 +61,7 @@ class CapacityProvider(Resource):
             name=self.name,
             autoScalingGroupProvider={
                 "autoScalingGroupArn": desired["group"],
-                "managedScaling": desired["managed_scaling"],
-                "managedTerminationProtection": "DISABLED",
+                **self._settings(desired),
             },
         )
 
@@ -60,8 +69,7 @@ class CapacityProvider(Resource):
         if "group" in fields:
             super().update(desired, current, fields)
         self.client.update_capacity_provider(
-            name=self.name,
-            autoScalingGroupProvider={"managedScaling": desired["managed_scaling"]},
+            name=self.name, autoScalingGroupProvider=self._settings(desired)
         )
 
     def delete(self, current: dict) -> None:

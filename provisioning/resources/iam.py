@@ -2,14 +2,37 @@
 
 Policy documents come from the repository (``inference/``, ``lambda/``) where the code that
 needs the permissions lives; the few that belong to the infrastructure itself are built here.
+
+Without a name suffix the roles are ``ecsTaskRole``, ``ecsTaskExecutionRole`` and
+``ecsInstanceRole``, names other workloads of an account use too. What this console creates
+carries its tags; a role (or instance profile) found without them is used as found: what is
+declared is added, anything else on it is left alone, and destroy leaves it in place.
 """
 
 import json
 from typing import ClassVar
 
-from provisioning.resources.base import Resource, ignoring
+from provisioning.resources.base import ProvisioningError, Resource, Spec, ignoring
 
 AWS_POLICY = "arn:aws:iam::aws:policy/"
+MANAGED_BY = "central-llm:managed-by"
+CONSOLE = "central-llm-console"
+ENVIRONMENT = "central-llm:environment"
+
+
+def ownership_tags(spec: Spec) -> dict[str, str]:
+    """The tags that mark a role or instance profile as created here, for ``spec``."""
+    return {MANAGED_BY: CONSOLE, ENVIRONMENT: spec.name}
+
+
+def _ownership(found: dict) -> dict[str, str]:
+    """The ownership tags on what AWS returned (GetRole and GetInstanceProfile carry Tags)."""
+    tags = {tag["Key"]: tag["Value"] for tag in found.get("Tags", [])}
+    return {key: tags[key] for key in (MANAGED_BY, ENVIRONMENT) if key in tags}
+
+
+def _as_tags(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": value} for key, value in values.items()]
 
 
 def service_trust(service: str) -> dict:
@@ -39,6 +62,7 @@ class Role(Resource):
     managed_policies: ClassVar[tuple[str, ...]] = ()
     inline_policy_name: ClassVar[str] = ""
     inline_policy_file: ClassVar[str] = ""
+    _told = False  # the adopted role's message, once per run step
 
     @classmethod
     def files(cls) -> tuple[str, ...]:
@@ -49,40 +73,86 @@ class Role(Resource):
             return self.ctx.render_json(self.trust_file)
         return service_trust(self.principal)
 
-    def inline_policy(self) -> dict | None:
-        return self.ctx.render_json(self.inline_policy_file) if self.inline_policy_file else None
+    def inline_policies(self) -> dict[str, dict]:
+        """The role's inline policies by name."""
+        if not self.inline_policy_file:
+            return {}
+        return {self.inline_policy_name: self.ctx.render_json(self.inline_policy_file)}
 
     def desired(self) -> dict:
-        inline = self.inline_policy()
         return {
             "trust_policy": self.trust_policy(),
             "managed_policies": sorted(AWS_POLICY + name for name in self.managed_policies),
-            "inline_policies": {self.inline_policy_name: inline} if inline else {},
+            "inline_policies": self.inline_policies(),
+            "ownership": ownership_tags(self.spec),
         }
+
+    def _description(self) -> str:
+        return f"Central LLM {self.title} ({self.spec.name})"
 
     def read(self) -> dict | None:
         iam, role = self.client, self.name
         found = ignoring(lambda: iam.get_role(RoleName=role), "NoSuchEntity")
         if found is None:
             return None
+        found = found["Role"]
         attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
         inline = {
             name: iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
             for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
         }
-        return {
-            "arn": found["Role"]["Arn"],
-            "trust_policy": found["Role"]["AssumeRolePolicyDocument"],
+        current = {
+            "arn": found["Arn"],
+            "trust_policy": found["AssumeRolePolicyDocument"],
             "managed_policies": sorted(policy["PolicyArn"] for policy in attached),
             "inline_policies": inline,
         }
+        ownership = _ownership(found)
+        # Roles created before they were tagged are known by the description given them then;
+        # their tags are added (the ownership field differs).
+        current["created_here"] = (
+            ownership == ownership_tags(self.spec)
+            or found.get("Description") == self._description()
+        )
+        if current["created_here"]:
+            current["ownership"] = ownership
+            return current
+        # Adopted: only what is declared is compared, so the rest is never drift nor removed.
+        declared = self.desired()
+        kept = {
+            "managed_policies": [
+                arn for arn in current["managed_policies"] if arn in declared["managed_policies"]
+            ],
+            "inline_policies": {
+                name: document
+                for name, document in inline.items()
+                if name in declared["inline_policies"]
+            },
+        }
+        foreign = sorted(set(current["managed_policies"]) - set(kept["managed_policies"]))
+        foreign += sorted(inline.keys() - kept["inline_policies"].keys())
+        self._tell_adopted(foreign)
+        return {**current, **kept}
+
+    def _tell_adopted(self, foreign: list[str]) -> None:
+        if self._told:
+            return
+        self._told = True
+        text = (
+            f"{self.name} was not created by this console (no {MANAGED_BY} tag for "
+            f"{self.spec.name}): it is used as found and destroy leaves it in place"
+        )
+        if foreign:
+            text += f"; its other policies are left alone: {', '.join(foreign)}"
+        self.ctx.say(text)
 
     def create(self, desired: dict) -> None:
         ignoring(
             lambda: self.client.create_role(
                 RoleName=self.name,
                 AssumeRolePolicyDocument=json.dumps(desired["trust_policy"]),
-                Description=f"Central LLM {self.title} ({self.spec.name})",
+                Description=self._description(),
+                Tags=_as_tags(desired["ownership"]),
             ),
             "EntityAlreadyExists",
         )
@@ -93,18 +163,25 @@ class Role(Resource):
             iam.update_assume_role_policy(
                 RoleName=role, PolicyDocument=json.dumps(desired["trust_policy"])
             )
+        if "ownership" in fields:
+            iam.tag_role(RoleName=role, Tags=_as_tags(desired["ownership"]))
         wanted, attached = set(desired["managed_policies"]), set(current["managed_policies"])
         for arn in sorted(wanted - attached):
             iam.attach_role_policy(RoleName=role, PolicyArn=arn)
-        for arn in sorted(attached - wanted):
-            iam.detach_role_policy(RoleName=role, PolicyArn=arn)
         for name, document in desired["inline_policies"].items():
             if current["inline_policies"].get(name) != document:
                 iam.put_role_policy(
                     RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document)
                 )
+        if not current["created_here"]:
+            return  # what else an adopted role holds is someone else's
+        for arn in sorted(attached - wanted):
+            iam.detach_role_policy(RoleName=role, PolicyArn=arn)
         for name in current["inline_policies"].keys() - desired["inline_policies"].keys():
             iam.delete_role_policy(RoleName=role, PolicyName=name)
+
+    def owns(self, current: dict) -> bool:
+        return current["created_here"]
 
     def delete(self, current: dict) -> None:
         iam, role = self.client, self.name
@@ -115,7 +192,7 @@ class Role(Resource):
         iam.delete_role(RoleName=role)
 
     def outputs(self, current: dict) -> dict:
-        return {"name": self.name, "arn": current["arn"]}
+        return {"name": self.name, "arn": current["arn"], "created_here": current["created_here"]}
 
 
 class TaskRole(Role):
@@ -135,11 +212,12 @@ class ExecutionRole(Role):
     base_name = "ExecutionRole"
     principal = "ecs-tasks.amazonaws.com"
     managed_policies = ("service-role/AmazonECSTaskExecutionRolePolicy",)
-    inline_policy_name = "read-hf-token"
 
-    def inline_policy(self) -> dict | None:
+    def inline_policies(self) -> dict[str, dict]:
         secret = self.spec.hf_token_secret_arn
-        return allow(["secretsmanager:GetSecretValue"], [secret]) if secret else None
+        return (
+            {"read-hf-token": allow(["secretsmanager:GetSecretValue"], [secret])} if secret else {}
+        )
 
 
 class InstanceRole(Role):
@@ -162,25 +240,44 @@ class LambdaRole(Role):
     inline_policy_file = "lambda/llm_audit_ingest/inline-policy.json"
 
 
+# What ``docker push`` to one repository needs (ECR's "IAM permissions for pushing an image"):
+# in place of the account-wide AmazonEC2ContainerRegistryPowerUser.
+PUSH_ACTIONS = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+]
+
+
 class CodeBuildRole(Role):
     key = "iam.codebuild_role"
     title = "CodeBuild service role"
     base_name = "CodeBuildRole"
     principal = "codebuild.amazonaws.com"
-    managed_policies = ("AmazonEC2ContainerRegistryPowerUser",)
-    inline_policy_name = "codebuild-logs"
 
-    def inline_policy(self) -> dict | None:
-        # Without these CodeBuild cannot write the build log and the build fails.
+    def inline_policies(self) -> dict[str, dict]:
+        spec, account = self.spec, self.ctx.account_id
         project = self.ctx.name("CodeBuildProject")
-        log_group = (
-            f"arn:aws:logs:{self.spec.region}:{self.ctx.account_id}"
-            f":log-group:/aws/codebuild/{project}"
+        log_group = f"arn:aws:logs:{spec.region}:{account}:log-group:/aws/codebuild/{project}"
+        repository = (
+            f"arn:aws:ecr:{spec.region}:{account}:repository/{self.ctx.name('EcrRepository')}"
         )
-        return allow(
-            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-            [log_group, f"{log_group}:*"],
+        push = allow(PUSH_ACTIONS, [repository])
+        # GetAuthorizationToken (docker login) names no resource: "*" is the only one it takes.
+        push["Statement"].append(
+            {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]}
         )
+        return {
+            # Without these CodeBuild cannot write the build log and the build fails.
+            "codebuild-logs": allow(
+                ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                [log_group, f"{log_group}:*"],
+            ),
+            "push-inference-image": push,
+        }
 
 
 class InstanceProfile(Resource):
@@ -191,7 +288,7 @@ class InstanceProfile(Resource):
     depends_on = ("iam.instance_role",)
 
     def desired(self) -> dict:
-        return {"roles": [self.ctx.name("InstanceRole")]}
+        return {"roles": [self.ctx.name("InstanceRole")], "ownership": ownership_tags(self.spec)}
 
     def read(self) -> dict | None:
         found = ignoring(
@@ -201,25 +298,59 @@ class InstanceProfile(Resource):
         if found is None:
             return None
         profile = found["InstanceProfile"]
-        return {"arn": profile["Arn"], "roles": [role["RoleName"] for role in profile["Roles"]]}
+        ownership = _ownership(profile)
+        roles = [role["RoleName"] for role in profile["Roles"]]
+        # Made here before profiles were tagged: untagged, with (at most) its role, made here.
+        made_with_its_role = (
+            not ownership
+            and set(roles) <= set(self.desired()["roles"])
+            and self.output("iam.instance_role")["created_here"] is True
+        )
+        current = {
+            "arn": profile["Arn"],
+            "roles": roles,
+            "created_here": ownership == ownership_tags(self.spec) or made_with_its_role,
+        }
+        if current["created_here"]:
+            current["ownership"] = ownership
+        return current
 
     def create(self, desired: dict) -> None:
         ignoring(
-            lambda: self.client.create_instance_profile(InstanceProfileName=self.name),
+            lambda: self.client.create_instance_profile(
+                InstanceProfileName=self.name, Tags=_as_tags(desired["ownership"])
+            ),
             "EntityAlreadyExists",
         )
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
-        for role in current["roles"]:
+        if "ownership" in fields:
+            self.client.tag_instance_profile(
+                InstanceProfileName=self.name, Tags=_as_tags(desired["ownership"])
+            )
+        if "roles" in fields:
+            if current["roles"] and not current["created_here"]:
+                raise ProvisioningError(
+                    f"instance profile {self.name} was not created by this console and holds "
+                    f"{', '.join(current['roles'])}, which others may use: give the "
+                    "environment a name suffix"
+                )
+            self._set_roles(current["roles"], desired["roles"])
+
+    def _set_roles(self, found: list[str], roles: list[str]) -> None:
+        for role in found:
             self.client.remove_role_from_instance_profile(
                 InstanceProfileName=self.name, RoleName=role
             )
-        for role in desired["roles"]:
+        for role in roles:
             self.client.add_role_to_instance_profile(InstanceProfileName=self.name, RoleName=role)
 
     def delete(self, current: dict) -> None:
-        self.update({"roles": []}, current, ["roles"])
+        self._set_roles(current["roles"], [])
         self.client.delete_instance_profile(InstanceProfileName=self.name)
+
+    def owns(self, current: dict) -> bool:
+        return current["created_here"]
 
     def outputs(self, current: dict) -> dict:
         return {"name": self.name, "arn": current["arn"]}

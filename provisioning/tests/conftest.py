@@ -1,3 +1,4 @@
+import os
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -49,3 +50,11 @@ def stubbed() -> Iterator[Callable[[str, str], Stubbed]]:
         stubber.deactivate()
         ctx.close()
         stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def real_aws(monkeypatch) -> None:
+    """No AWS endpoint, as against real AWS: ``aws.is_stand_in()`` is false. Clients built
+    afterwards would reach AWS itself, so every call must be stubbed or refused."""
+    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)

@@ -9,6 +9,7 @@ def test_the_alarm_and_the_task_agree_on_the_metric_and_its_environment():
     spec = Environment(name="backlog", suffix="-bl", is_local=True).spec()
     ctx = Context(spec)
     try:
+        ctx.outputs["sns.alarm_topic"] = {"arn": "arn:aws:sns:eu-central-1:123456789012:alarms"}
         alarm = AuditBacklogAlarm(ctx).desired()
         task = ctx.render_json("inference/ecs-task-definition.json")
     finally:

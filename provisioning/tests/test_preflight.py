@@ -1,6 +1,8 @@
 """The pre-flight checks against real AWS's documented answers (botocore's Stubber): moto has
-no Service Quotas and offers every instance type everywhere, so it cannot show a failure."""
+no Service Quotas, offers every instance type everywhere and leaves a default security group
+without the rules AWS gives it, so it cannot show a failure."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +12,7 @@ from botocore.stub import Stubber
 from provisioning import preflight
 from provisioning.models import Environment
 from provisioning.preflight import Check
-from provisioning.resources.base import Context
+from provisioning.resources.base import ROOT, Context
 
 # A region no other test uses, so the stubbed clients are ours alone.
 REGION = "sa-east-1"
@@ -100,8 +102,25 @@ def answer_account(aws: Stubbed, account: str = ACCOUNT) -> None:
     )
 
 
+# What the instances' group should hold: vLLM's port from the VPC, where the NLB's addresses are.
+FROM_THE_VPC = [
+    {
+        "IpProtocol": "tcp",
+        "FromPort": 8000,
+        "ToPort": 8000,
+        "IpRanges": [{"CidrIp": "10.0.0.0/16", "Description": "the NLB in the VPC"}],
+        "Ipv6Ranges": [],
+        "PrefixListIds": [],
+        "UserIdGroupPairs": [],
+    }
+]
+
+
 def answer_network(
-    aws: Stubbed, subnets: dict[str, str] = SUBNETS, group_vpc: str = "vpc-1"
+    aws: Stubbed,
+    subnets: dict[str, str] = SUBNETS,
+    group_vpc: str = "vpc-1",
+    rules: list[dict] = FROM_THE_VPC,
 ) -> None:
     ec2 = aws["ec2"]
     ec2.add_response(
@@ -111,6 +130,22 @@ def answer_network(
                 {
                     "VpcId": "vpc-1",
                     "CidrBlock": "10.0.0.0/16",
+                    "CidrBlockAssociationSet": [
+                        {
+                            "AssociationId": "vpc-cidr-assoc-1",
+                            "CidrBlock": "10.0.0.0/16",
+                            "CidrBlockState": {"State": "associated"},
+                        }
+                    ],
+                    "Ipv6CidrBlockAssociationSet": [
+                        {
+                            "AssociationId": "vpc-cidr-assoc-2",
+                            "Ipv6CidrBlock": "2600:1f18:abcd:1200::/56",
+                            "Ipv6CidrBlockState": {"State": "associated"},
+                            "NetworkBorderGroup": REGION,
+                            "Ipv6Pool": "Amazon",
+                        }
+                    ],
                     "State": "available",
                     "OwnerId": ACCOUNT,
                     "IsDefault": False,
@@ -147,6 +182,10 @@ def answer_network(
                     "Description": "Central LLM service",
                     "VpcId": group_vpc,
                     "OwnerId": ACCOUNT,
+                    "IpPermissions": rules,
+                    "IpPermissionsEgress": [
+                        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+                    ],
                 }
             ]
         },
@@ -268,6 +307,7 @@ def test_everything_in_place_passes(aws):
     assert [check.name for check in checks] == [
         "account",
         "network",
+        "serving port",
         "availability zones",
         "vCPU quota",
         "image",
@@ -296,7 +336,7 @@ def test_credentials_for_another_account_fail_and_nothing_else_is_asked(aws):
     account = checks[0]
     assert not account.ok
     assert "999999999999" in account.reason and ACCOUNT in account.reason
-    assert [check.reason for check in checks[1:]] == ["waits on the account check"] * 4
+    assert [check.reason for check in checks[1:]] == ["waits on the account check"] * 5
     assert preflight.failures(checks) == checks
 
 
@@ -311,7 +351,7 @@ def test_missing_credentials_are_a_failed_check_not_an_exception(aws, monkeypatc
     checks = stubbed.run()
 
     assert checks[0] == Check("account", False, "Unable to locate credentials")
-    assert len(preflight.failures(checks)) == 5
+    assert len(preflight.failures(checks)) == 6
 
 
 def test_a_missing_subnet_is_named_and_the_zone_check_waits_on_it(aws):
@@ -343,6 +383,7 @@ def test_a_security_group_of_another_vpc_fails(aws):
 
     assert checks["network"] == Check("network", False, "sg-1 is in vpc-2, not vpc-1")
     assert checks["availability zones"].ok  # the subnets' zones are known all the same
+    assert checks["serving port"].reason.startswith("waits on the network check")
 
 
 def test_a_zone_without_the_instance_type_is_named(aws):
@@ -470,7 +511,7 @@ def test_access_denied_fails_its_own_check_and_the_others_still_run(aws):
             "AccessDeniedException: User is not authorized to perform: ecr:DescribeImages",
         )
     ]
-    assert len(checks) == 5
+    assert len(checks) == 6
 
 
 def test_access_denied_on_the_network_fails_it_and_the_zone_check_waits(aws):
@@ -490,6 +531,7 @@ def test_access_denied_on_the_network_fails_it_and_the_zone_check_waits(aws):
         "UnauthorizedOperation: You are not authorized to perform this operation."
     )
     assert not checks["availability zones"].ok
+    assert not checks["serving port"].ok
     assert checks["vCPU quota"].ok and checks["image"].ok
 
 
@@ -500,3 +542,111 @@ def test_a_local_environment_is_not_checked():
         assert preflight.run_checks(ctx) == []
     finally:
         ctx.close()
+
+
+def rule(*, ports: tuple[int, int] | None = (8000, 8000), **sources: list[dict]) -> dict:
+    """An inbound rule as DescribeSecurityGroups reports it (``ports=None``: all traffic)."""
+    shape = {"IpRanges": [], "Ipv6Ranges": [], "PrefixListIds": [], "UserIdGroupPairs": []}
+    if ports is None:
+        return {"IpProtocol": "-1", **shape, **sources}
+    return {"IpProtocol": "tcp", "FromPort": ports[0], "ToPort": ports[1], **shape, **sources}
+
+
+def serving_port(stubbed: Stubbed, rules: list[dict]) -> Check:
+    answer_account(stubbed)
+    answer_network(stubbed, rules=rules)
+    answer_offerings(stubbed, list(SUBNETS.values()))
+    answer_quota(stubbed)
+    answer_image(stubbed)
+    checks = stubbed.run()
+    assert [check.name for check in preflight.failures(checks)] in ([], ["serving port"])
+    return by_name(checks)["serving port"]
+
+
+def test_the_serving_port_admitted_from_the_vpc_alone_passes(aws):
+    check = serving_port(aws(), FROM_THE_VPC)
+
+    assert check == Check("serving port", True, "sg-1 admits port 8000 from 10.0.0.0/16 only")
+
+
+@pytest.mark.parametrize(
+    ("opened", "named"),
+    [
+        (rule(IpRanges=[{"CidrIp": "0.0.0.0/0"}]), "tcp 8000 from 0.0.0.0/0"),
+        (rule(Ipv6Ranges=[{"CidrIpv6": "::/0"}]), "tcp 8000 from ::/0"),
+        (rule(IpRanges=[{"CidrIp": "192.168.0.0/16"}]), "tcp 8000 from 192.168.0.0/16"),
+        # Wider than the VPC: it holds addresses outside it.
+        (rule(IpRanges=[{"CidrIp": "10.0.0.0/8"}]), "tcp 8000 from 10.0.0.0/8"),
+        (rule(ports=(0, 65535), IpRanges=[{"CidrIp": "0.0.0.0/0"}]), "tcp 0-65535 from 0.0.0.0/0"),
+        (
+            rule(ports=None, IpRanges=[{"CidrIp": "203.0.113.7/32"}]),
+            "all traffic from 203.0.113.7/32",
+        ),
+        (
+            rule(PrefixListIds=[{"PrefixListId": "pl-63a5400a"}]),
+            "tcp 8000 from prefix list pl-63a5400a (not checked)",
+        ),
+        (
+            rule(
+                UserIdGroupPairs=[
+                    {
+                        "GroupId": "sg-peer",
+                        "UserId": "210987654321",
+                        "VpcId": "vpc-peer",
+                        "VpcPeeringConnectionId": "pcx-1",
+                        "PeeringStatus": "active",
+                    }
+                ]
+            ),
+            "tcp 8000 from security group sg-peer (another VPC or account)",
+        ),
+    ],
+)
+def test_the_serving_port_open_outside_the_vpc_fails_and_names_the_rule(aws, opened, named):
+    check = serving_port(aws(), [*FROM_THE_VPC, opened])
+
+    assert not check.ok
+    assert check.reason.startswith(
+        "sg-1 admits port 8000 from outside vpc-1 (10.0.0.0/16, 2600:1f18:abcd:1200::/56): "
+        f"remove the inbound rule {named}."
+    )
+    assert "trusts the request id and API key headers" in check.reason
+
+
+def test_other_ports_open_to_the_world_and_groups_of_the_vpc_are_not_a_failure(aws):
+    own_group = rule(ports=None, UserIdGroupPairs=[{"GroupId": "sg-1", "UserId": ACCOUNT}])
+    https = rule(ports=(443, 443), IpRanges=[{"CidrIp": "0.0.0.0/0"}])
+    subnet_only = rule(IpRanges=[{"CidrIp": "10.0.0.0/23"}])  # both subnets, nothing more
+
+    check = serving_port(aws(), [own_group, https, subnet_only])
+
+    assert check.ok and check.reason == "sg-1 admits port 8000 from 10.0.0.0/23 only"
+
+
+@pytest.mark.parametrize(
+    ("rules", "unreached"),
+    [
+        ([], "10.0.0.0/24, 10.0.1.0/24"),
+        # The NLB has no security group: a group reference never admits its traffic.
+        (
+            [rule(UserIdGroupPairs=[{"GroupId": "sg-1", "UserId": ACCOUNT}])],
+            "10.0.0.0/24, 10.0.1.0/24",
+        ),
+        ([rule(IpRanges=[{"CidrIp": "10.0.0.0/24"}])], "10.0.1.0/24"),
+    ],
+)
+def test_a_serving_port_the_load_balancer_cannot_reach_fails(aws, rules, unreached):
+    check = serving_port(aws(), rules)
+
+    assert check == Check(
+        "serving port",
+        False,
+        f"sg-1 does not admit tcp 8000 from the load balancer's subnets ({unreached}): add an "
+        "inbound rule from 10.0.0.0/16, or the load balancer cannot reach vLLM",
+    )
+
+
+def test_the_serving_port_is_the_task_definitions_host_port():
+    task = json.loads((ROOT / "inference/ecs-task-definition.json").read_text())
+    [mapping] = task["containerDefinitions"][0]["portMappings"]
+    assert mapping["hostPort"] == mapping["containerPort"] == preflight.VLLM_PORT
