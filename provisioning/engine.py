@@ -100,7 +100,7 @@ def _run(
     target: Spec | Declared, progress: Progress | None, sleep: Sleep | None
 ) -> Iterator[Context]:
     spec = spec_of(target)
-    _refuse_local_against_aws(spec)
+    refuse_local_against_aws(spec)
     ctx = Context(spec, progress, **({"sleep": sleep} if sleep else {}))
     try:
         ctx.account_id  # noqa: B018 - refuses to run in any account but the declared one
@@ -109,7 +109,7 @@ def _run(
         ctx.close()
 
 
-def _refuse_local_against_aws(spec: Spec) -> None:
+def refuse_local_against_aws(spec: Spec) -> None:
     """A local environment declares production's names (and the default VPC): against real
     AWS it would adopt, change or delete another deployment's resources."""
     if not spec.is_local:

@@ -248,6 +248,7 @@ def _rollout(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
     """Build, find the image, register a revision, move the service, follow it; the release
     is recorded as soon as the service moves, and becomes live only once it is steady."""
     source_version = run.parameters.get("source_version") or "main"
+    engine.refuse_local_against_aws(spec)  # rollouts and checks, as plans and applies
     ctx = Context(spec, progress)
     try:
         build = partial(rollout.build_image, ctx, source_version)
@@ -298,6 +299,7 @@ def _rollback(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
     target = Release.objects.get(pk=run.parameters["release"], environment=run.environment)
     reason = run.parameters.get("reason", "")
     leaving = run.environment.live_release()
+    engine.refuse_local_against_aws(spec)  # rollouts and checks, as plans and applies
     ctx = Context(spec, progress)
     try:
         arn = target.task_definition
@@ -383,6 +385,7 @@ def _roll_back_now(ctx: Context, run: Run, release: Release) -> str:
 def _validate(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
     """The guide's validation checklist; each check a step with its evidence. A failed check
     fails the run, a skipped one says why."""
+    engine.refuse_local_against_aws(spec)  # rollouts and checks, as plans and applies
     ctx = Context(spec, progress)
     checks = validation.Validation(ctx, model_url=settings.LOCAL_MODEL_URL or None)
     outcomes = {}

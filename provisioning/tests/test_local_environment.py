@@ -5,6 +5,8 @@ import pytest
 
 from centralllm import aws
 from provisioning import engine
+from provisioning.jobs import execute
+from provisioning.models import Run
 
 
 def no_aws_call(model, **kwargs) -> None:
@@ -56,3 +58,15 @@ def test_what_counts_as_the_local_aws(real_aws, monkeypatch, endpoint, local):
     if endpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     assert aws.serves_locally("iam") is local
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["rollout", "validate"])
+def test_rollouts_and_validations_of_a_local_environment_are_refused_too(
+    environment, real_aws, kind
+):
+    run = Run.objects.create(environment=environment, kind=kind, status="queued")
+    with engine.on_every_call(environment.region, no_aws_call):
+        execute(run.pk)
+    run.refresh_from_db()
+    assert run.status == "failed" and "is a local environment" in run.explanation
