@@ -6,6 +6,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from centralllm.audit.redaction import RedactionRulesError, parse_rules
 from provisioning.resources.base import Spec
 
 # The Spec's fields that an operator declares (the rest comes from the environment's history).
@@ -18,6 +19,14 @@ QUOTA_PERIODS = [("DAY", "per day"), ("WEEK", "per week"), ("MONTH", "per month"
 _not_negative = MinValueValidator(0, "Must be zero or more.")
 # An alarm at zero errors or messages would always be in alarm.
 _at_least_one = MinValueValidator(1, "Must be one or more.")
+
+
+def validate_redaction_rules(value: str) -> None:
+    """The ingest Lambda would refuse to start with these rules: refuse them on the form."""
+    try:
+        parse_rules(value)
+    except RedactionRulesError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 class Environment(models.Model):
@@ -84,6 +93,13 @@ class Environment(models.Model):
         "alarm e-mail",
         blank=True,
         help_text="Who the alarms e-mail (AWS asks the address to confirm first); blank: nobody.",
+    )
+    redaction_rules = models.TextField(
+        blank=True,
+        validators=[validate_redaction_rules],
+        help_text='Redacted from the audit previews, a JSON list of built-in rules ("email",'
+        ' "api_key", "card") and custom ones ({"name": "ticket", "pattern": "TCK-\\\\d+"});'
+        " blank: none.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

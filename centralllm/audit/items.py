@@ -29,6 +29,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from centralllm import aws
 from centralllm.audit.contract import dumps, format_timestamp, record_key, table_name
+from centralllm.audit.redaction import redact, rules_from_env
 from centralllm.audit.table import (
     PROJECT_LATENCY,
     STATUS_SHARDS,
@@ -74,15 +75,33 @@ def _preview(text: str | None, limit: int) -> tuple[str | None, bool]:
     return text[:limit], True
 
 
+def _redacted(texts: list[str | None]) -> tuple[list[str | None], dict[str, int]]:
+    """The texts with the environment's redaction rules applied, and the matches per rule."""
+    rules, total = rules_from_env(), {}
+    if not rules:
+        return texts, total
+    redacted = []
+    for text in texts:
+        if text is not None:
+            text, counts = redact(text, rules)
+            for name, count in counts.items():
+                total[name] = total.get(name, 0) + count
+        redacted.append(text)
+    return redacted, total
+
+
 def item_from_record(record: dict, *, key: str | None = None) -> dict:
     """The item for a validated record, as plain Python values (numbers as Decimal).
 
-    ``key`` is where the record was read from, if not where the contract puts it.
+    ``key`` is where the record was read from, if not where the contract puts it. The
+    previews are redacted (``redaction.py``) before they are cut, so that a secret across
+    the cut cannot leave a part behind.
     """
     request_id, created_at = record["requestId"], record["createdAt"]
     limit = max_preview_chars()
-    prompt, prompt_truncated = _preview(record["prompt"], limit)
-    completion, completion_truncated = _preview(record["completion"], limit)
+    (prompt, completion), redactions = _redacted([record["prompt"], record["completion"]])
+    prompt, prompt_truncated = _preview(prompt, limit)
+    completion, completion_truncated = _preview(completion, limit)
     usage = record["usage"] or {}
     error = record["error"] or {}
     item = {
@@ -119,6 +138,7 @@ def item_from_record(record: dict, *, key: str | None = None) -> dict:
         "completionPreview": completion,
         "completionTruncated": completion_truncated,
         "completionChars": len(record["completion"] or ""),
+        "redactions": redactions or None,  # rule -> matches; absent when nothing was redacted
         "recordKey": key or record_key(record),
         "rawKey": record["rawKey"],
     }

@@ -5,7 +5,11 @@ The logic lives in ``centralllm.audit.ingest``, shipped beside this package in t
 whose record is malformed or unreadable: the exception message says which and why.
 """
 
+from centralllm.audit import redaction
 from centralllm.audit.ingest import handle_s3_event
+
+# A bad REDACTION_RULES fails the Lambda's start with the reason, not every record one by one.
+redaction.rules_from_env()
 
 
 def lambda_handler(event: dict, context: object) -> dict:

@@ -90,6 +90,7 @@ class Spec:
     alarm_spool_oldest_seconds: int
     alarm_min_running_tasks: int
     alarm_email: str  # where the alarm topic e-mails; empty: nobody
+    redaction_rules: str  # REDACTION_RULES of the ingest Lambda (centralllm.audit.redaction)
     # What the last rollout put live; empty until the first one.
     live_image_tag: str = ""
     # Temporary quota increases in force (console.models.QuotaIncrease), on top of the limit.

@@ -49,6 +49,7 @@ class Function(Resource):
                 "MAX_PREVIEW_CHARS": str(items.DEFAULT_MAX_PREVIEW_CHARS),
                 # API keys' usage is counted per quota period of the usage plan.
                 "QUOTA_PERIOD": self.spec.quota_period,
+                "REDACTION_RULES": self.spec.redaction_rules,
             },
             "code_sha256": base64.b64encode(hashlib.sha256(self.code).digest()).decode(),
             "dead_letter_queue": self.output("sqs.dlq")["arn"],

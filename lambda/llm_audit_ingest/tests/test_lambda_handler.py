@@ -1,3 +1,4 @@
+import importlib
 import json
 from datetime import UTC, datetime
 
@@ -7,8 +8,10 @@ from centralllm import aws
 from centralllm.audit.contract import InvalidRecord, dumps, validate_record
 from centralllm.audit.ingest import IngestError
 from centralllm.audit.items import get_item
+from centralllm.audit.redaction import RedactionRulesError
 from centralllm.audit.rollups import read_rollups, summarize
 from centralllm.audit.tests.conftest import make_record, put_body, put_record, s3_event
+from llm_audit_ingest import handler
 from llm_audit_ingest.handler import lambda_handler
 
 
@@ -108,6 +111,40 @@ def test_the_default_preview_limit_is_2048(audit_bucket, audit_table):
     item = get_item(record["requestId"])
     assert len(item["promptPreview"]) == 2048
     assert item["promptTruncated"] is True
+
+
+def test_previews_are_redacted_and_the_rules_that_fired_recorded(
+    audit_bucket, audit_table, monkeypatch
+):
+    monkeypatch.setenv(
+        "REDACTION_RULES", '["email", "card", {"name": "ticket", "pattern": "TCK-\\\\d+"}]'
+    )
+    monkeypatch.setenv("MAX_PREVIEW_CHARS", "60")
+    prompt = "mail ann@example.com or bob@example.org about TCK-42, card 4111 1111 1111 1111"
+    record = make_record(prompt=prompt, completion="x" * 50 + " cid@example.com")
+    key = put_record(audit_bucket, record)
+    lambda_handler(s3_event(audit_bucket, key), None)
+
+    item = get_item(record["requestId"])
+    assert item["promptPreview"] == "mail [redacted:email] or [redacted:email] about [redacted:ti"
+    # Redacted before the cut: the address across it leaves nothing behind.
+    assert item["completionPreview"] == "x" * 50 + " [redacted"
+    assert item["redactions"] == {"email": 3, "ticket": 1, "card": 1}
+    assert item["promptChars"] == len(prompt)  # the record's lengths, as before
+    stored = aws.client("s3").get_object(Bucket=audit_bucket, Key=key)["Body"].read()
+    assert validate_record(stored)["prompt"] == prompt  # the S3 object is left as it was
+
+    plain = make_record(prompt="no secrets here")
+    lambda_handler(s3_event(audit_bucket, put_record(audit_bucket, plain)), None)
+    assert "redactions" not in get_item(plain["requestId"])
+
+
+def test_a_bad_rule_set_stops_the_lambda_at_start(monkeypatch):
+    monkeypatch.setenv("REDACTION_RULES", '[{"name": "ticket", "pattern": "TCK-("}]')
+    with pytest.raises(RedactionRulesError, match=r"REDACTION_RULES: rule 'ticket': bad pattern"):
+        importlib.reload(handler)
+    monkeypatch.delenv("REDACTION_RULES")
+    importlib.reload(handler)
 
 
 @pytest.mark.parametrize("request_id", ["req with space", "req+plus", "req%percent&amp"])
