@@ -202,7 +202,9 @@ def summary(search: Search, *, table: str | None = None) -> dict | None:
     if search.request_id:
         return None
     dimension, value = search.dimension()
-    total = traffic.traffic(dimension, value, search.start, search.end, table=table)
+    total = traffic.traffic(
+        dimension, value, search.start, search.end, table=table, breakdowns=False
+    )
     total["scope"] = f"{dimension} {value}"
     return total
 

@@ -7,11 +7,15 @@ histogram. Nothing here reads a record, so 30 days cost the same whatever the tr
 
 from datetime import UTC, datetime, timedelta
 
-from centralllm.audit import rollups
+from django.core.cache import cache
+
+from centralllm.audit import contract, rollups
 
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 DEFAULT_RANGE = "7d"
 TOP = 10
+SETTLED = timedelta(hours=1)  # records reach the table minutes late, rarely more
+DAY_SECONDS = 3600
 
 
 def window(range_name: str, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -23,10 +27,17 @@ def window(range_name: str, now: datetime | None = None) -> tuple[datetime, date
 
 
 def traffic(
-    dimension: str, value: str, start: datetime, end: datetime, *, table: str | None = None
+    dimension: str,
+    value: str,
+    start: datetime,
+    end: datetime,
+    *,
+    table: str | None = None,
+    breakdowns: bool = True,
 ) -> dict:
-    """Totals, hourly series (every hour of the range, empty ones as 0) and top breakdowns."""
-    hours = rollups.read_rollups(dimension, value, start, end, table=table)
+    """Totals, hourly series (every hour of the range, empty ones as 0) and, with
+    ``breakdowns``, the top values of the dimension's breakdowns."""
+    hours = _hours(dimension, value, start, end, table=table, breakdowns=breakdowns)
     total = rollups.summarize(hours)
     total["errorRate"] = total["errors"] / total["requests"] if total["requests"] else None
     by_hour = {hour["hour"]: hour for hour in hours}
@@ -48,6 +59,50 @@ def traffic(
     }
     total["histogramSeries"] = histogram_series(total["histogram"])
     return total
+
+
+def _hours(
+    dimension: str,
+    value: str,
+    start: datetime,
+    end: datetime,
+    *,
+    table: str | None,
+    breakdowns: bool,
+) -> list[dict]:
+    """The hourly rollups of the range. Whole days that ended ``SETTLED`` ago no longer
+    change, so they come from the cache, kept ``DAY_SECONDS``: a month's summary reads
+    DynamoDB for today only, once its days have been read."""
+    now = datetime.now(UTC)
+    prefix = f"rollup-day:{table or contract.table_name()}:{dimension}:{value}:{breakdowns}"
+    days = {}
+    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day + timedelta(days=1) <= min(end, now - SETTLED):
+        days[f"{prefix}:{day:%Y-%m-%d}"] = day
+        day += timedelta(days=1)
+    cached = cache.get_many(days)
+    missing = [day for key, day in days.items() if key not in cached]
+    # A day missing from the cache is read whole, so that it can be kept.
+    read_from = min(missing) if missing else max(start, day)
+    fresh = rollups.read_rollups(
+        dimension, value, read_from, end, table=table, breakdowns=breakdowns
+    )
+    cache.set_many(
+        {
+            key: [hour for hour in fresh if hour["hour"].startswith(f"{day:%Y-%m-%d}")]
+            for key, day in days.items()
+            if key not in cached
+        },
+        DAY_SECONDS,
+    )
+    earlier = [
+        hour
+        for key, day in days.items()
+        if key in cached and day < read_from
+        for hour in cached[key]
+    ]
+    first, last = rollups.hour_of(start.isoformat()), rollups.hour_of(end.isoformat())
+    return [hour for hour in earlier + fresh if first <= hour["hour"] <= last]
 
 
 def histogram_series(histogram: dict[int, int]) -> dict[str, list]:

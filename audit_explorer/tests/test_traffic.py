@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
+from audit_explorer import traffic
 from audit_explorer.tests.conftest import NOW, dynamodb_calls
+from centralllm import aws
 from centralllm.audit.table import ROLLUP_SHARDS
 from console.models import Action, Preference
 from provisioning.models import Environment, Release
@@ -118,3 +120,26 @@ def test_an_unknown_timezone_or_a_foreign_next_is_refused(client, viewer):
     page = client.get("/").content.decode()
     assert "is not a timezone name like Europe/Berlin" in page
     assert not Preference.objects.filter(user=viewer).exists()
+
+
+def test_settled_days_are_read_once_then_kept(seeded):
+    end = NOW
+    start = NOW - timedelta(days=3)
+    starts = []
+    dynamodb = aws.client("dynamodb")
+
+    def note(params, **_):
+        starts.append(params["ExpressionAttributeValues"][":start"]["S"])
+
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.Query", note, unique_id="starts")
+    try:
+        first = traffic.traffic("project", "alpha", start, end)
+        starts_first, starts[:] = list(starts), []
+        second = traffic.traffic("project", "alpha", start, end)
+    finally:
+        dynamodb.meta.events.unregister("before-parameter-build.dynamodb.Query", unique_id="starts")
+    assert second["requests"] == first["requests"] == len(seeded)
+    assert second["series"] == first["series"] and second["top"] == first["top"]
+    assert min(starts_first) == f"{start:%Y-%m-%d}T00"  # the first day read whole
+    settled_until = (NOW - traffic.SETTLED).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert min(starts) >= max(f"{settled_until:%Y-%m-%dT%H}", f"{start:%Y-%m-%dT%H}")

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from centralllm import aws
 from centralllm.audit.contract import format_timestamp, table_name
-from centralllm.audit.items import MISSING, deserialize
+from centralllm.audit.items import MISSING
 from centralllm.audit.table import ROLLUP_SHARDS, shard_of, sharded
 
 DIMENSIONS = ("project", "user", "apiKey", "statusClass")
@@ -202,15 +202,18 @@ def read_rollups(
     end: datetime,
     *,
     table: str | None = None,
+    breakdowns: bool = True,
 ) -> list[dict]:
     """One summary per hour from ``start`` to ``end`` (both hours included), oldest first.
 
-    Each is ``{"hour", "requests", "errors", ..., "histogram": {bucket: count}}``, the
-    write shards already added up. Hours without requests are left out.
+    Each is ``{"hour", "requests", "errors", ..., "histogram": {bucket: count},
+    "breakdowns": {...}}``, the write shards already added up; ``breakdowns=False`` leaves
+    those out and reads less. Hours without requests are left out.
     """
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown rollup dimension {dimension!r}: one of {', '.join(DIMENSIONS)}")
     client = aws.client("dynamodb")
+    wanted = BREAKDOWNS.get(dimension, ()) if breakdowns else ()
     hours: dict[str, dict] = {}
     for shard in range(ROLLUP_SHARDS):
         params = {
@@ -222,15 +225,50 @@ def read_rollups(
                 ":end": {"S": hour_of(format_timestamp(end))},
             },
         }
+        if not wanted:  # a month of hours is thousands of items: read only what is added up
+            params["ProjectionExpression"] = ", ".join(_SUMMED_NAMES)
+            params["ExpressionAttributeNames"] = _SUMMED_NAMES
         while True:
             response = client.query(**params)
-            for item in map(deserialize, response["Items"]):
-                summary = hours.setdefault(item["createdAt"], _empty(item["createdAt"]))
-                _add(summary, item, _histogram_of(item), _breakdowns_of(item))
+            for item in response["Items"]:
+                hour = item["createdAt"]["S"]
+                summary = hours.get(hour) or hours.setdefault(hour, _empty(hour))
+                _accumulate(summary, item, wanted)
             if "LastEvaluatedKey" not in response:
                 break
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
     return [hours[hour] for hour in sorted(hours)]
+
+
+_COUNTER_NAMES = frozenset(COUNTERS)
+# What a summary adds up, by expression attribute name (``#n0``: the attribute).
+_SUMMED_NAMES = {
+    f"#n{index}": name
+    for index, name in enumerate(
+        ("createdAt", *COUNTERS, *(f"{HISTOGRAM_PREFIX}{b}" for b in range(LAST_BUCKET + 1)))
+    )
+}
+
+
+def _accumulate(summary: dict, attributes: dict, breakdowns: tuple[str, ...]) -> None:
+    """Add one rollup item, as DynamoDB sent it, to ``summary``: one pass over its numbers,
+    without building a Python item first (a month of hours is thousands of items)."""
+    histogram = summary["histogram"]
+    for name, typed in attributes.items():
+        number = typed.get("N")
+        if number is None:
+            continue
+        amount = float(number) if "." in number or "E" in number.upper() else int(number)
+        if name in _COUNTER_NAMES:
+            summary[name] += amount
+        elif name[0] == HISTOGRAM_PREFIX and name[1:].isdigit():
+            bucket = int(name[1:])
+            histogram[bucket] = histogram.get(bucket, 0) + amount
+        elif breakdowns:
+            breakdown, _, value = name.partition("#")
+            if breakdown in breakdowns:
+                into = summary["breakdowns"].setdefault(breakdown, {})
+                into[value] = into.get(value, 0) + amount
 
 
 def read_key_periods(
@@ -251,10 +289,11 @@ def read_key_periods(
         request = {table: {"Keys": wanted[first : first + 100]}}
         for attempt in range(8):
             response = client.batch_get_item(RequestItems=request)
-            for item in map(deserialize, response["Responses"].get(table, [])):
-                summary = usage[by_id[item["id"]]]
-                _add(summary, item, _histogram_of(item), _breakdowns_of(item))
-                summary["lastAt"] = max(summary["lastAt"] or "", item.get("lastAt", ""))
+            for item in response["Responses"].get(table, []):
+                summary = usage[by_id[item["id"]["S"]]]
+                _accumulate(summary, item, BREAKDOWNS[PERIOD_DIMENSION])
+                last = item.get("lastAt", {}).get("S", "")
+                summary["lastAt"] = max(summary["lastAt"] or "", last) or None
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 break
@@ -266,24 +305,6 @@ def read_key_periods(
 
 def _empty(hour: str) -> dict:
     return {"hour": hour, **dict.fromkeys(COUNTERS, 0), "histogram": {}, "breakdowns": {}}
-
-
-def _histogram_of(item: Mapping) -> dict[int, int]:
-    return {
-        int(name[len(HISTOGRAM_PREFIX) :]): count
-        for name, count in item.items()
-        if name.startswith(HISTOGRAM_PREFIX) and name[len(HISTOGRAM_PREFIX) :].isdigit()
-    }
-
-
-def _breakdowns_of(item: Mapping) -> dict[str, dict[str, int]]:
-    found: dict[str, dict[str, int]] = {}
-    for breakdown in BREAKDOWNS.get(item.get("dimension"), ()):
-        prefix = f"{breakdown}#"
-        found[breakdown] = {
-            name[len(prefix) :]: count for name, count in item.items() if name.startswith(prefix)
-        }
-    return found
 
 
 def _add(
