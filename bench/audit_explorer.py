@@ -16,7 +16,9 @@ table), then ``--records`` demo records of one project bulk-loaded into a fresh 
 """
 
 import argparse
+import cProfile
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -49,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(
         REDIS_URL=redis_url,
         DJANGO_SETTINGS_MODULE="console.settings",
-        DJANGO_DEBUG="true",
+        # As in production: debug pages and template debugging cost time of their own.
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_SECURE_SSL_REDIRECT="false",
+        DJANGO_SECURE_COOKIES="false",
+        DJANGO_STATIC_MANIFEST="false",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
         DATABASE_URL=f"sqlite:///{folder}/bench.sqlite3",
     )
@@ -178,6 +185,8 @@ def _page(client, search: dict, repeat: int, dynamodb: DynamoDBTime) -> None:
         assert response.status_code == 200 and response.content.count(b"data-request-id=") == 50
 
     ms = _timed(get, repeat, dynamodb)
+    if os.environ.get("BENCH_PROFILE"):
+        cProfile.runctx("get()", globals(), {"get": get}, sort="cumulative")
     print(f"\nresults page, 50 rows: GET {url}?project={PROJECT}&start=<31 days ago>")
     _print_times(ms, 30)
     calls = ", ".join(f"{n} {name} {where}" for (name, where), n in sorted(dynamodb.calls.items()))

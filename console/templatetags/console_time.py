@@ -1,7 +1,9 @@
 from datetime import UTC, datetime
+from functools import cache
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html_join
 
 from console import timezones
 
@@ -21,5 +23,11 @@ def local_time(value: str | datetime | None) -> str:
 
 
 @register.simple_tag
-def timezone_names() -> list[str]:
-    return timezones.names()
+def timezone_options() -> str:
+    """The ~600 names as <option>s, built once per process: every audit page offers them."""
+    return _options()
+
+
+@cache
+def _options() -> str:
+    return format_html_join("", '<option value="{}">', ((name,) for name in timezones.names()))
