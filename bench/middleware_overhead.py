@@ -26,6 +26,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from centralllm import aws
 from devtools import services
 from inference.uploader import NICENESS
@@ -48,6 +50,16 @@ def request_bytes(body: dict) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes]]:
+    """One HTTP/1.1 response with a content-length: its status line and its headers
+    (lowercase names); the body is read and dropped."""
+    status, *lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+    headers = dict(line.split(b":", 1) for line in lines if line)
+    headers = {name.lower(): value.strip() for name, value in headers.items()}
+    await reader.readexactly(int(headers.get(b"content-length", 0)))
+    return status, headers
+
+
 async def _connection(
     port: int, request: bytes, count: int, deadline: float, latencies: list[float]
 ) -> None:
@@ -58,15 +70,10 @@ async def _connection(
                 return
             started = time.perf_counter()
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            await reader.readexactly(length)
+            status, _ = await read_response(reader)
             latencies.append(time.perf_counter() - started)
-            if not head.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"unexpected answer: {head[:40]!r}")
+            if not status.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"unexpected answer: {status[:40]!r}")
     finally:
         writer.close()
 
@@ -94,7 +101,10 @@ def uvicorn(target: str, env: dict, factory: bool = False):
     port = services.free_port()
     args = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
     args += ["--factory"] if factory else []
-    server = subprocess.Popen([*args, "--port", str(port), target], env=env)
+    # stdout holds only the uploader's metric lines (logs go to stderr): not for the report.
+    server = subprocess.Popen(
+        [*args, "--port", str(port), target], env=env, stdout=subprocess.DEVNULL
+    )
     try:
         services.wait_for_port(port)
         yield port, server

@@ -4,7 +4,9 @@ Loaded by ``vllm serve ... --middleware inference.middleware.AuditMiddleware``
 (vLLM calls ``app.add_middleware(AuditMiddleware)``). Plain ASGI, no framework:
 
 - ``/v1/*`` requests must carry the three ``REQUIRED_HEADERS``; one without gets a 400 in
-  OpenAI's error format naming the header, and that rejection is audited too.
+  OpenAI's error format naming the header, and that rejection is audited too. A header
+  longer than ``contract.HEADER_LIMITS`` allows gets a 400 as well (``header_too_long``); its
+  record holds the value cut to the limit, so that the record stays valid.
   ``EXEMPT_PATHS`` (health, metrics, model list) pass untouched.
 - Every message is forwarded the moment the app sends it (a tee, never a buffer); the
   middleware keeps references to the bodies, up to ``AUDIT_MAX_BODY_BYTES`` per direction,
@@ -49,18 +51,29 @@ _HEADERS_READ = frozenset(
 )
 
 
-def _rejection(header: str) -> bytes:
-    error = {
-        "message": f"Missing required header '{header}'. Every request to /v1 must send "
-        f"{', '.join(REQUIRED_HEADERS)}.",
-        "type": "invalid_request_error",
-        "param": header,
-        "code": "missing_header",
-    }
+def _rejection(header: str, code: str, message: str) -> bytes:
+    error = {"message": message, "type": "invalid_request_error", "param": header, "code": code}
     return json.dumps({"error": error}).encode()
 
 
-_REJECTIONS = {header.encode(): _rejection(header) for header in REQUIRED_HEADERS}
+_MISSING = {
+    header.encode(): _rejection(
+        header,
+        "missing_header",
+        f"Missing required header '{header}'. Every request to /v1 must send "
+        f"{', '.join(REQUIRED_HEADERS)}.",
+    )
+    for header in REQUIRED_HEADERS
+}
+_TOO_LONG = {
+    header: _rejection(
+        header,
+        "header_too_long",
+        f"Header '{header}' is longer than its limit of {limit} bytes (UTF-8).",
+    )
+    for header, (_, limit) in contract.HEADER_LIMITS.items()
+}
+_LIMITS = {header.encode(): limit for header, (_, limit) in contract.HEADER_LIMITS.items()}
 
 
 class AuditMiddleware:
@@ -118,9 +131,9 @@ class AuditMiddleware:
                 raise
 
         try:
-            missing = exchange.missing_header()
-            if missing:
-                await _reject(send_tee, _REJECTIONS[missing])
+            rejection = exchange.rejection()
+            if rejection:
+                await _reject(send_tee, rejection)
             else:
                 await self.app(scope, receive_tee, send_tee)
         except asyncio.CancelledError:
@@ -194,11 +207,15 @@ class AuditedExchange:
         value = self.headers.get(REQUEST_ID_HEADER, b"").strip().decode("latin-1")
         return value if contract.is_valid_request_id(value) else None
 
-    def missing_header(self) -> bytes | None:
-        for name in _REJECTIONS:
+    def rejection(self) -> bytes | None:
+        """The 400 body for a required header that is missing or one that is too long."""
+        for name, body in _MISSING.items():
             if not self.headers.get(name, b"").strip():
-                return name
-        return None
+                return body
+        # Decoded as the record will have them (see encoded), measured as the contract does.
+        values = {name.decode(): value.decode("latin-1") for name, value in self.headers.items()}
+        too_long = contract.overlong_header(values)
+        return _TOO_LONG[too_long] if too_long else None
 
     # Bookkeeping on the event loop: references and timestamps only.
 
@@ -247,7 +264,7 @@ class AuditedExchange:
             "requestId": self.request_id,
             "createdAt": self.created_at,
             "headers": {
-                name.decode(): value.decode("latin-1") for name, value in self.headers.items()
+                name.decode(): _recorded(name, value) for name, value in self.headers.items()
             },
             "method": self.method,
             "path": self.path,
@@ -275,6 +292,14 @@ class AuditedExchange:
             if name.lower() == b"content-type":
                 return value.decode("latin-1").lower()
         return ""
+
+
+def _recorded(name: bytes, value: bytes) -> str:
+    """A header value for the record: cut to its limit (at a character boundary), if it has
+    one, so that a request refused for a long header still leaves a valid record."""
+    text = value.decode("latin-1")
+    limit = _LIMITS.get(name)
+    return text if limit is None else text.encode()[:limit].decode(errors="ignore")
 
 
 def _capture(chunks: list[bytes], body: bytes, size: int, limit: int) -> int:

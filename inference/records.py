@@ -41,10 +41,15 @@ def exchanges(data: bytes) -> Iterator[tuple[dict, bytes]]:
         start = end
 
 
+def header(encoded: bytes) -> dict:
+    """The JSON header of one encoded exchange (request id, times, headers)."""
+    return json.loads(encoded[: encoded.index(b"\n")])
+
+
 def documents(encoded: bytes, deployment: dict) -> tuple[dict, dict]:
     """The audit record and the raw document of one encoded exchange."""
-    header, _, bodies = encoded.partition(b"\n")
-    meta = json.loads(header)
+    line, _, bodies = encoded.partition(b"\n")
+    meta = json.loads(line)
     split = meta["requestBytes"]
     request = _json_or_text(bodies[:split].decode("utf-8", errors="replace"))
     response_text = bodies[split:].decode("utf-8", errors="replace")

@@ -5,15 +5,19 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from centralllm import aws
 from devtools import services
 from devtools.testing import create_bucket
 from inference.middleware import AuditMiddleware
 from inference.tests import fake_vllm
+from inference.uploader import Uploader
 from inference.writer import AuditWriter
 
 HEADERS = {"x-llm-source": "smoke-test", "x-llm-user": "qa", "x-llm-request-type": "chat"}
@@ -67,16 +71,24 @@ def buckets() -> Buckets:
     return create_buckets()
 
 
+def new_writer(buckets: Buckets, spool_dir: Path, **options) -> AuditWriter:
+    """A writer, and its uploader, for these buckets; S3 is retried within half a second."""
+    options = {"retry_initial_seconds": 0.1, "retry_max_seconds": 0.5, **options}
+    return AuditWriter(
+        audit_bucket=buckets.audit, raw_bucket=buckets.raw, spool_dir=spool_dir, **options
+    )
+
+
+def new_uploader(buckets: Buckets, spool_dir: Path, **options) -> Uploader:
+    """An uploader in this process, on a new spool; S3 is retried within half a second."""
+    spool_dir.mkdir()
+    options = {"retry_initial_seconds": 0.1, "retry_max_seconds": 0.5, **options}
+    return Uploader(spool_dir, audit_bucket=buckets.audit, raw_bucket=buckets.raw, **options)
+
+
 @pytest.fixture
 def writer(buckets, tmp_path) -> Iterator[AuditWriter]:
-    writer = AuditWriter(
-        audit_bucket=buckets.audit,
-        raw_bucket=buckets.raw,
-        spool_dir=tmp_path / "spool",
-        flush_seconds=5,
-        retry_initial_seconds=0.1,
-        retry_max_seconds=0.5,
-    )
+    writer = new_writer(buckets, tmp_path / "spool", flush_seconds=5)
     yield writer
     writer.close()
 
@@ -104,3 +116,23 @@ def serve(app) -> Iterator[str]:
 def audited_url(writer) -> Iterator[str]:
     with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
         yield url
+
+
+def audit_metrics(url: str) -> dict[str, float]:
+    """The audit's samples on ``url``/metrics."""
+    families = text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+    return {
+        sample.name: sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name.startswith("llm_audit_")
+    }
+
+
+def wait_for_metrics(url: str, condition, what: str) -> dict[str, float]:
+    """The audit's samples once ``condition`` holds for them."""
+    deadline = time.monotonic() + 15
+    while not condition(figures := audit_metrics(url)):
+        assert time.monotonic() < deadline, f"/metrics never showed {what}: {figures}"
+        time.sleep(0.1)
+    return figures

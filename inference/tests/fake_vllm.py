@@ -11,6 +11,7 @@ Test hooks in the request body: ``"delay"`` (seconds before answering, like a mo
 (how many content chunks), ``"gate"`` (the name of a ``GATES`` event that must be set, by the
 client once it holds the first chunk, before the remaining chunks are sent).
 ``SEEN`` records what each request looked like from inside, by its ``x-request-id``.
+``spool_chats`` writes what the middleware would spool for plain chat completions of this app.
 """
 
 import asyncio
@@ -18,9 +19,13 @@ import hashlib
 import json
 import threading
 import time
+from pathlib import Path
+
+from inference import records, writer
 
 MODEL = "ministral-8b-instruct"
 REPLY_WORDS = ["The", " quick", " brown", " fox", " jumps"]
+USAGE = {"prompt_tokens": 7, "completion_tokens": len(REPLY_WORDS), "total_tokens": 12}
 # Settable by a client thread, awaited by the app: threading events with a bounded wait.
 GATES: dict[str, threading.Event] = {}
 GATE_TIMEOUT_SECONDS = 5
@@ -90,27 +95,12 @@ async def _chat(scope, receive, send) -> None:
     seen = {"body_sha256": hashlib.sha256(raw).hexdigest(), "headers": headers}
     if not body.get("untracked"):
         SEEN[headers.get("x-request-id", "")] = seen
-    usage = {"prompt_tokens": 7, "completion_tokens": len(REPLY_WORDS), "total_tokens": 12}
     if body.get("delay"):
         await asyncio.sleep(body["delay"])
     if not body.get("stream"):
-        answer = {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", MODEL),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "".join(REPLY_WORDS)},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": usage,
-        }
-        await _respond(send, 200, json.dumps(answer).encode())
+        await _respond(send, 200, _completion(body.get("model", MODEL)))
         return
-    streaming = asyncio.ensure_future(_stream(body, usage, send, seen))
+    streaming = asyncio.ensure_future(_stream(body, send, seen))
     disconnect = asyncio.ensure_future(_wait_for_disconnect(receive))
     done, _ = await asyncio.wait([streaming, disconnect], return_when=asyncio.FIRST_COMPLETED)
     for task in (streaming, disconnect):
@@ -120,12 +110,57 @@ async def _chat(scope, receive, send) -> None:
         task.result()
 
 
+def _completion(model: str) -> bytes:
+    answer = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(REPLY_WORDS)},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": USAGE,
+    }
+    return json.dumps(answer).encode()
+
+
+def spool_chats(
+    spool_dir: Path, request_ids: list[str], created_at: float, headers: dict[str, str]
+) -> None:
+    """One spool file with a plain chat completion per request id, as the middleware writes."""
+    chat = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "ping"}]})
+    entries = []
+    for request_id in request_ids:
+        meta = {
+            "requestId": request_id,
+            "createdAt": created_at,
+            "headers": headers,
+            "method": "POST",
+            "path": "/v1/chat/completions",
+            "status": 200,
+            "contentType": "application/json",
+            "cancelled": False,
+            "error": None,
+            "latencyMs": 12.5,
+            "ttftMs": None,
+            "requestTruncated": False,
+            "responseTruncated": False,
+        }
+        entries.append(records.encode_exchange(meta, chat.encode(), _completion(MODEL)))
+    name = writer.new_spool_name(created_at, len(entries))
+    writer.write_spool_file(spool_dir, name, b"".join(entries))
+
+
 async def _wait_for_disconnect(receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def _stream(body: dict, usage: dict, send, seen: dict) -> None:
+async def _stream(body: dict, send, seen: dict) -> None:
     headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     model = body.get("model", MODEL)
@@ -141,7 +176,7 @@ async def _stream(body: dict, usage: dict, send, seen: dict) -> None:
             "object": "chat.completion.chunk",
             "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": "stop" if last else None}],
-            "usage": usage if last else None,
+            "usage": USAGE if last else None,
         }
         await send(_event(chunk))
         seen["sent"].append(time.perf_counter())

@@ -1,21 +1,28 @@
 """Delivery of records when S3 goes away, when the server stops, and across restarts."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+import pytest
+from prometheus_client import REGISTRY
 
 from centralllm import aws
 from devtools import services
 from devtools.testing import create_bucket
 from inference.middleware import AuditMiddleware
 from inference.tests import fake_vllm
-from inference.tests.conftest import HEADERS, create_buckets, serve
+from inference.tests.conftest import HEADERS, create_buckets, new_writer, serve
+from inference.tests.tcp_proxy import TcpProxy
 from inference.writer import AuditWriter, spooled_request_ids
 
 CHAT = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
@@ -40,8 +47,8 @@ def _wait_until(condition, timeout: float = 15, what: str = "condition") -> None
 
 def _versions(bucket: str) -> list[str]:
     """Every version ever stored in ``bucket``: a key written twice shows up twice."""
-    listing = aws.client("s3").list_object_versions(Bucket=bucket)
-    return [version["Key"] for version in listing.get("Versions", ())]
+    pages = aws.client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket)
+    return [version["Key"] for page in pages for version in page.get("Versions", ())]
 
 
 def test_s3_down_then_back_loses_nothing_and_writes_nothing_twice(tmp_path, monkeypatch):
@@ -152,19 +159,102 @@ def test_a_killed_uploader_is_started_again(writer, buckets):
         assert buckets.record(request_id)["requestId"] == request_id
 
 
-def test_a_broken_spool_fails_no_request_and_stops_no_writer(writer, buckets):
-    spool = writer.spool_dir
+@contextmanager
+def _broken(spool: Path) -> Iterator[None]:
+    """Every spool write fails meanwhile: a file stands where the directory was."""
+    aside = spool.with_name("spool-aside")
+    spool.rename(aside)
+    spool.write_bytes(b"")
+    try:
+        yield
+    finally:
+        spool.unlink()
+        aside.rename(spool)
+
+
+def test_a_record_the_disk_refused_is_held_and_delivered_once_it_works(writer, buckets):
     with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
         _chat(url)
         buckets.wait_for_records(1)
-        spool.rmdir()
-        spool.write_bytes(b"")  # a file where the directory was: every write fails
-        _chat(url)
-        time.sleep(0.5)  # the writer thread has tried and failed
-        spool.unlink()
-        spool.mkdir()
-        request_id = _chat(url)
+        with _broken(writer.spool_dir):
+            request_id = _chat(url)
+            _wait_until(lambda: writer.backlog()[1] == 1, what="the record held in memory")
+            time.sleep(1.5)  # the writer thread has tried again, and failed again
+            assert writer.backlog()[1] == 1
         assert buckets.record(request_id)["requestId"] == request_id
+        assert writer.backlog()[1] == 0
+        assert writer.lost == 0
+
+
+def test_records_lost_when_memory_is_full_too_are_logged_and_counted(buckets, tmp_path, capsys):
+    writer = new_writer(buckets, tmp_path / "spool", max_held=1)
+    try:
+        with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
+            with _broken(writer.spool_dir):
+                held, *lost = [_chat(url) for _ in range(3)]
+                _wait_until(lambda: writer.lost == 2, what="two records lost")
+                assert REGISTRY.get_sample_value("llm_audit_lost_records_total") == 2
+            assert buckets.record(held)["requestId"] == held
+    finally:
+        writer.close()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    logged = [line for line in lines if line.get("event") == "audit_record_lost"]
+    assert [line["requestId"] for line in logged] == lost
+    for line in logged:
+        assert line["LostRecords"] == 1
+        assert line["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [
+            {"Name": "LostRecords", "Unit": "Count"}
+        ]
+        assert "memory is full" in line["reason"]
+
+
+OUTAGE_SECONDS = 30
+
+
+@pytest.mark.slow
+def test_s3_unreachable_for_30_seconds_under_traffic_loses_nothing_and_puts_nothing_twice(
+    tmp_path, monkeypatch
+):
+    buckets = create_buckets()
+    s3 = aws.client("s3")
+    for bucket in (buckets.audit, buckets.raw):
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    proxy = TcpProxy(urlsplit(os.environ["AWS_ENDPOINT_URL"]).port).up()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # the uploader's S3 is behind the proxy
+    writer = new_writer(buckets, tmp_path / "spool", retry_max_seconds=2)
+    request_ids, latencies = [], []
+
+    def traffic(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            request_ids.append(_chat(url))
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.1)
+
+    try:
+        with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
+            traffic(2)
+            proxy.down()
+            before = len(request_ids)
+            traffic(OUTAGE_SECONDS)
+            during = len(request_ids) - before
+            time.sleep(0.1)  # the last batch reaches the spool
+            waiting = writer.backlog()[0]
+            proxy.up()
+            traffic(2)
+            buckets.wait_for_records(len(request_ids), timeout=30)
+            _wait_until(lambda: not _spooled(writer.spool_dir), what="an empty spool")
+    finally:
+        writer.close()
+    assert waiting >= during > OUTAGE_SECONDS, "the records of the outage did not wait"
+    assert max(latencies) < 1, "an S3 outage slowed the requests down"
+    delivered = sorted(key.rsplit("/", 1)[1].removesuffix(".json") for key in buckets.records())
+    assert delivered == sorted(request_ids)
+    # Every version ever stored: a record or raw object put twice would show up twice.
+    assert len(_versions(buckets.audit)) == len(request_ids)
+    assert len(_versions(buckets.raw)) == len(request_ids)
+    proxy.down()
 
 
 def _running(pid: int) -> bool:

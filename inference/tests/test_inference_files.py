@@ -29,6 +29,7 @@ PLACEHOLDERS = {
     "ModelId": "mistralai/Ministral-8B-Instruct-2410",
     "ServedModelName": "ministral-8b-instruct",
     "HfTokenSecretArn": f"arn:aws:secretsmanager:eu-central-1:{ACCOUNT}:secret:hf-token",
+    "EnvironmentName": "staging",
 }
 
 
@@ -51,6 +52,7 @@ def test_the_task_definition_registers_with_ecs():
     assert environment["AUDIT_BUCKET"] == "central-llm-audit"
     assert environment["RAW_BUCKET"] == "central-llm-audit-raw"
     assert environment["SERVED_MODEL_NAME"] == "ministral-8b-instruct"
+    assert environment["AUDIT_ENVIRONMENT"] == "staging"  # the CloudWatch metrics' dimension
     assert container["secrets"] == [
         {"name": "HF_TOKEN", "valueFrom": PLACEHOLDERS["HfTokenSecretArn"]}
     ]

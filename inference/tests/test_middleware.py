@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from centralllm.audit import contract
-from inference.middleware import REQUIRED_HEADERS, AuditMiddleware
+from inference import records
+from inference.middleware import REQUIRED_HEADERS, AuditedExchange, AuditMiddleware
 from inference.tests import fake_vllm
 from inference.tests.conftest import HEADERS, serve
 
@@ -93,6 +94,43 @@ def test_a_missing_header_is_rejected_and_audited(audited_url, buckets, missing)
     assert (record["status"], record["outcome"]) == (400, "client_error")
     assert record["error"]["type"] == "invalid_request_error"
     assert missing in record["error"]["message"]
+
+
+@pytest.mark.parametrize("header", contract.HEADER_LIMITS)
+def test_an_overlong_header_is_rejected_and_audited_cut_to_its_limit(audited_url, buckets, header):
+    field, limit = contract.HEADER_LIMITS[header]
+    value = "v" * (limit + 1)
+    headers = {**HEADERS, header: value}
+    response = httpx.post(f"{audited_url}/v1/chat/completions", json=CHAT, headers=headers)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error",
+        "header_too_long",
+        header,
+    )
+    assert f"{limit} bytes" in error["message"]
+    request_id = response.headers["x-request-id"]
+    assert request_id not in fake_vllm.SEEN
+
+    record = contract.validate_record(buckets.record(request_id))
+    assert record[field] == value[:limit]
+    assert (record["status"], record["outcome"]) == (400, "client_error")
+    assert record["error"]["type"] == "invalid_request_error"
+
+
+def test_a_header_is_cut_at_a_character_boundary():
+    limit = contract.HEADER_LIMITS["x-llm-user"][1]
+    # "a" then characters of two bytes each once encoded: the limit falls inside one.
+    value = "a" + "ü" * limit
+    headers = [(b"x-llm-user", value.encode("latin-1"))]
+    scope = {"method": "POST", "path": "/v1/chat/completions", "headers": headers}
+    exchange = AuditedExchange(scope, max_body_bytes=1024)
+    exchange.finish()
+    recorded = records.header(exchange.encoded())["headers"]["x-llm-user"]
+    assert recorded == value[: 1 + (limit - 1) // 2]
+    assert len(recorded.encode()) == limit - 1
 
 
 def test_health_and_model_list_need_no_headers(audited_url, buckets):

@@ -20,6 +20,7 @@ from centralllm import aws
 from centralllm.audit import contract, items, rollups
 from devtools import services, vllm_local
 from devtools.testing import create_audit_table, create_bucket
+from inference.tests.conftest import wait_for_metrics
 from llm_audit_ingest import local as local_ingest
 
 pytestmark = [
@@ -203,6 +204,19 @@ def test_audit_record_of_a_streamed_completion_reaches_s3(server):
         "totalTokens": usage["total_tokens"],
     }
     assert record["completion"] == text
+
+
+def test_the_audit_backlog_is_on_vllms_metrics(server):
+    _, request_id = server.chat("Count me.")
+    _record(server.audit_bucket, request_id)
+    audit = wait_for_metrics(
+        server.url,
+        lambda figures: figures.get("llm_audit_delivered_records_total", 0) >= 1,
+        "a delivered record",
+    )
+    assert audit["llm_audit_lost_records_total"] == 0
+    assert "llm_audit_oldest_unsent_seconds" in audit
+    assert "llm_audit_spool_records" in audit
 
 
 def test_chat_completion_lands_in_dynamodb_through_s3_sqs_and_the_handler(server):

@@ -1,0 +1,86 @@
+"""The uploader on its own: partly delivered spool files, and PUTs signed as S3 checks them."""
+
+import json
+import os
+import time
+
+import httpx
+import pytest
+
+from centralllm import aws
+from devtools.testing import unique
+from inference.s3 import PutClient, S3Error
+from inference.tests import fake_vllm
+from inference.tests.conftest import HEADERS, new_uploader
+from inference.writer import spooled_request_ids
+
+
+def test_a_partly_delivered_file_keeps_only_the_records_not_stored(tmp_path, buckets, monkeypatch):
+    spool = tmp_path / "spool"
+    # One thread: the records are tried in order, so which one fails decides the rest.
+    uploader = new_uploader(buckets, spool, concurrency=1)
+    fake_vllm.spool_chats(spool, ["first", "second", "third"], time.time(), HEADERS)
+    put = uploader._s3.put
+
+    def second_record_fails(bucket: str, key: str, body: bytes, content_type: str) -> None:
+        if bucket == buckets.audit and key.endswith("/second.json"):
+            raise S3Error("HTTP 503 SlowDown")
+        put(bucket, key, body, content_type)
+
+    monkeypatch.setattr(uploader._s3, "put", second_record_fails)
+    assert not uploader.deliver()
+    assert spooled_request_ids(spool) == ["second", "third"]
+    assert uploader.counters == {"delivered": 1, "failures": 1}
+
+    monkeypatch.setattr(uploader._s3, "put", put)
+    time.sleep(0.1)  # the backoff
+    assert uploader.deliver()
+    assert not spooled_request_ids(spool)
+    delivered = sorted(key.rsplit("/", 1)[1] for key in buckets.records())
+    assert delivered == ["first.json", "second.json", "third.json"]
+
+
+def _moto_checks_signatures(after: float) -> None:
+    """From ``after`` more requests on, moto checks every request's signature and
+    permissions as AWS does (``inf``: never)."""
+    url = f"{os.environ['AWS_ENDPOINT_URL']}/moto-api/reset-auth"
+    httpx.post(url, content=str(after)).raise_for_status()
+
+
+def test_puts_are_signed_as_s3_checks_them(buckets, monkeypatch):
+    iam = aws.client("iam")
+    user = unique("audit-uploader")
+    iam.create_user(UserName=user)
+    policy = {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}
+    iam.put_user_policy(
+        UserName=user,
+        PolicyName="put",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [policy]}),
+    )
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    monkeypatch.delenv("AWS_SESSION_TOKEN")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    client = PutClient()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    impostor = PutClient()
+    # Request ids may hold spaces and "+": the key is encoded as S3 signs it.
+    object_key = "logs/2026/12/02/a b+c~d.json"
+
+    _moto_checks_signatures(after=0)
+    try:
+        client.put(buckets.audit, object_key, b'{"ok": true}', "application/json")
+        with pytest.raises(S3Error, match="HTTP 403 SignatureDoesNotMatch"):
+            impostor.put(buckets.audit, object_key, b"{}", "application/json")
+    finally:
+        _moto_checks_signatures(after=float("inf"))
+    assert buckets.read(buckets.audit, object_key) == {"ok": True}
+
+
+def test_aws_is_addressed_by_virtual_host(monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    assert PutClient().address("central-llm-audit", "logs/2026/12/02/a b+c.json") == (
+        "central-llm-audit.s3.eu-central-1.amazonaws.com",
+        "/logs/2026/12/02/a%20b%2Bc.json",
+    )
