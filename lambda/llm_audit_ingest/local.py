@@ -95,15 +95,20 @@ def log_lines_to_cloudwatch() -> Iterator[None]:
             _put_log_lines(lines)
 
 
+_streams_made: set[tuple[str, str]] = set()
+
+
 def _put_log_lines(lines: list[str]) -> None:
     logs, group = aws.client("logs"), log_group()
     stream = f"{time.strftime('%Y/%m/%d')}/[local]{os.getpid()}"
-    for create in (
-        lambda: logs.create_log_group(logGroupName=group),
-        lambda: logs.create_log_stream(logGroupName=group, logStreamName=stream),
-    ):
-        with suppress(logs.exceptions.ResourceAlreadyExistsException):
-            create()
+    if (group, stream) not in _streams_made:  # two calls saved on every later event
+        for create in (
+            lambda: logs.create_log_group(logGroupName=group),
+            lambda: logs.create_log_stream(logGroupName=group, logStreamName=stream),
+        ):
+            with suppress(logs.exceptions.ResourceAlreadyExistsException):
+                create()
+        _streams_made.add((group, stream))
     now = int(time.time() * 1000)
     events = [{"timestamp": now, "message": line} for line in lines]
     logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
