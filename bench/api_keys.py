@@ -14,7 +14,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,24 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args(argv)
 
-    redis, redis_url = services.start_redis()
-    local_aws = services.LocalAWS(dynamodb_local=True).start()
-    folder = tempfile.mkdtemp(prefix="bench-keys-")
-    os.environ.update(local_aws.env())
-    os.environ.update(
-        REDIS_URL=redis_url,
-        DJANGO_SETTINGS_MODULE="console.settings",
-        DJANGO_DEBUG="true",
-        DATABASE_URL=f"sqlite:///{folder}/bench.sqlite3",
-        TABLE_NAME="CentralLLMAudit-bench",
-        DJANGO_ALLOWED_HOSTS="testserver",
-    )
-    os.environ.setdefault("AWS_REGION", "eu-central-1")
-    try:
+    with services.for_benchmark(TABLE_NAME="CentralLLMAudit-bench"):
         return _bench(args)
-    finally:
-        local_aws.stop()
-        redis.stop()
 
 
 def _bench(args) -> int:

@@ -18,10 +18,8 @@ table), then ``--records`` demo records of one project bulk-loaded into a fresh 
 import argparse
 import cProfile
 import os
-import secrets
 import statistics
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections import Counter
@@ -44,28 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exports", type=int, default=3)
     args = parser.parse_args(argv)
 
-    redis, redis_url = services.start_redis()
-    local_aws = services.LocalAWS().start()
-    folder = tempfile.mkdtemp(prefix="bench-explorer-")
-    os.environ.update(local_aws.env())
-    os.environ.update(
-        REDIS_URL=redis_url,
-        DJANGO_SETTINGS_MODULE="console.settings",
-        # As in production: debug pages and template debugging cost time of their own.
-        DJANGO_DEBUG="false",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DJANGO_SECURE_SSL_REDIRECT="false",
-        DJANGO_SECURE_COOKIES="false",
-        DJANGO_STATIC_MANIFEST="false",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
-        DATABASE_URL=f"sqlite:///{folder}/bench.sqlite3",
-    )
-    os.environ.setdefault("AWS_REGION", "eu-central-1")
-    try:
+    with services.for_benchmark() as local_aws:
         return _bench(args, local_aws)
-    finally:
-        local_aws.stop()
-        redis.stop()
 
 
 def _bench(args, local_aws: services.LocalAWS) -> int:

@@ -10,9 +10,7 @@ viewers.
 """
 
 import argparse
-import os
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -29,22 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args(argv)
 
-    redis, redis_url = services.start_redis()
-    local_aws = services.LocalAWS().start()
-    folder = tempfile.mkdtemp(prefix="bench-environment-")
-    os.environ.update(local_aws.env())
-    os.environ.update(
-        REDIS_URL=redis_url,
-        DJANGO_SETTINGS_MODULE="console.settings",
-        DJANGO_DEBUG="true",
-        DATABASE_URL=f"sqlite:///{folder}/bench.sqlite3",
-    )
-    os.environ.setdefault("AWS_REGION", "eu-central-1")
-    try:
+    with services.for_benchmark():
         return _bench(args)
-    finally:
-        local_aws.stop()
-        redis.stop()
 
 
 def _bench(args) -> int:

@@ -4,15 +4,19 @@ Both `make run` (devtools.run) and the test plugin (devtools.pytest_services) us
 the two set-ups cannot drift apart.
 """
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -260,3 +264,32 @@ def local_aws_env(url: str) -> dict[str, str]:
 
 def is_local_endpoint(url: str | None) -> bool:
     return bool(url) and urlparse(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+@contextlib.contextmanager
+def for_benchmark(*, dynamodb_local: bool = True, **environ: str) -> Iterator[LocalAWS]:
+    """Redis, the local AWS and a throwaway SQLite database for a benchmark's process, with
+    the console's production settings (debug pages cost time of their own); ``environ`` adds
+    to them. Everything started is stopped on the way out."""
+    redis, redis_url = start_redis()
+    local_aws = LocalAWS(dynamodb_local=dynamodb_local).start()
+    folder = tempfile.mkdtemp(prefix="bench-")
+    os.environ.update(local_aws.env())
+    os.environ.update(
+        REDIS_URL=redis_url,
+        DJANGO_SETTINGS_MODULE="console.settings",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_SECURE_SSL_REDIRECT="false",
+        DJANGO_SECURE_COOKIES="false",
+        DJANGO_STATIC_MANIFEST="false",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
+        DATABASE_URL=f"sqlite:///{folder}/bench.sqlite3",
+        **environ,
+    )
+    os.environ.setdefault("AWS_REGION", "eu-central-1")
+    try:
+        yield local_aws
+    finally:
+        local_aws.stop()
+        redis.stop()
