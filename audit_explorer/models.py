@@ -72,3 +72,84 @@ class Export(models.Model):
     @property
     def filename(self) -> str:
         return f"audit-export-{self.pk}.{self.format}"
+
+
+class DeadLetter(models.Model):
+    """An audit event the ingest gave up on, taken out of the dead-letter queue
+    (``dead_letters.collect``) so that it outlives SQS's 14 days until it is redriven or
+    discarded, each with who did it."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting"
+        REDRIVEN = "redriven"
+        DISCARDED = "discarded"
+
+    environment = models.ForeignKey(
+        "provisioning.Environment", on_delete=models.CASCADE, related_name="dead_letters"
+    )
+    message_id = models.CharField(max_length=100, help_text="The DLQ message's id.")
+    request_id = models.CharField(max_length=100, blank=True, help_text="Lambda's RequestID.")
+    body = models.TextField(help_text="The S3 event, as Lambda received it.")
+    keys = models.JSONField(default=list, help_text="The S3 keys the event names.")
+    bucket = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Times SQS handed it out.")
+    failed_at = models.DateTimeField(help_text="When it reached the dead-letter queue.")
+    collected_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
+    redrive_attempts = models.PositiveIntegerField(default=0)
+    last_redrive_error = models.TextField(blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by_name = models.CharField(max_length=150, blank=True)
+    reason = models.TextField(blank=True, help_text="Why it was discarded.")
+    run = models.ForeignKey(
+        "provisioning.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-failed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "message_id"], name="one_dead_letter_per_message"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.message_id[:12]} of {self.environment}"
+
+
+class AuditDay(models.Model):
+    """The last completeness check of one day of one environment's audit trail
+    (``completeness.check_day``): what S3, DynamoDB, the rollups, the DLQ and API Gateway
+    count, and what is missing or extra."""
+
+    environment = models.ForeignKey(
+        "provisioning.Environment", on_delete=models.CASCADE, related_name="audit_days"
+    )
+    day = models.DateField()
+    complete = models.BooleanField()
+    objects_count = models.PositiveBigIntegerField(help_text="Audit objects in S3.")
+    items_count = models.PositiveBigIntegerField(help_text="Audit items in DynamoDB.")
+    rollup_count = models.PositiveBigIntegerField(help_text="Requests the rollups counted.")
+    dead_lettered = models.PositiveBigIntegerField(default=0)
+    gateway_count = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="API Gateway's Count; none locally."
+    )
+    missing_count = models.PositiveBigIntegerField(default=0)
+    extra_count = models.PositiveBigIntegerField(default=0)
+    details = models.JSONField(
+        default=dict, help_text="missing, extra, duplicate objects and miscounted hours."
+    )
+    checked_at = models.DateTimeField(auto_now=True)
+    run = models.ForeignKey(
+        "provisioning.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "day"], name="one_check_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} of {self.environment}"

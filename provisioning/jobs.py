@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rq import get_current_job
 
+from audit_explorer import audit_runs
 from provisioning import engine, preflight, rollout, runs, validation
 from provisioning.models import Hold, Release, Run, RunStep
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
@@ -438,6 +439,8 @@ _KINDS = {
     Run.Kind.ROLLOUT: _rollout,
     Run.Kind.ROLLBACK: _rollback,
     Run.Kind.VALIDATE: _validate,
+    Run.Kind.AUDIT_CHECK: audit_runs.check_run,
+    Run.Kind.REDRIVE: audit_runs.redrive_run,
 }
 
 

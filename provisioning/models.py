@@ -101,6 +101,22 @@ class Environment(models.Model):
         ' "api_key", "card") and custom ones ({"name": "ticket", "pattern": "TCK-\\\\d+"});'
         " blank: none.",
     )
+    audit_retention_days = models.IntegerField(
+        default=400,
+        validators=[_not_negative],
+        help_text="Days the audit records (S3 objects and DynamoDB items) are kept; 0: for ever.",
+    )
+    raw_retention_days = models.IntegerField(
+        default=90,
+        validators=[_at_least_one],
+        help_text="Days the raw request and response bodies are kept.",
+    )
+    preview_retention_days = models.IntegerField(
+        default=0,
+        validators=[_not_negative],
+        help_text="Days the prompt and completion previews stay on the DynamoDB items (the"
+        " rest of the item is kept); 0: as long as the item.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -131,6 +147,12 @@ class Environment(models.Model):
             errors["subnet_ids"] = "Every subnet id starts with 'subnet-'."
         if self.security_group_id and not self.security_group_id.startswith("sg-"):
             errors["security_group_id"] = "A security group id starts with 'sg-'."
+        previews, records = self.preview_retention_days, self.audit_retention_days
+        if previews and records and previews >= records:
+            errors["preview_retention_days"] = (
+                "Previews go with the records after "
+                f"{self.audit_retention_days} days: keep them fewer days, or 0."
+            )
         if errors:
             raise ValidationError(errors)
 
@@ -171,6 +193,8 @@ class Run(models.Model):
         ROLLOUT = "rollout"
         ROLLBACK = "rollback"
         VALIDATE = "validate"
+        REDRIVE = "redrive"  # dead-lettered audit events ingested again
+        AUDIT_CHECK = "check"  # a day's audit trail checked for completeness
 
     class Status(models.TextChoices):
         QUEUED = "queued"

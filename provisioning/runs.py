@@ -19,6 +19,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 
+from audit_explorer import audit_runs
 from console import actions
 from console.actions import Actor
 from provisioning import engine, rollout, validation
@@ -124,6 +125,10 @@ def steps_of(kind: str, spec: Spec) -> list[tuple[str, str]]:
         return list(rollout.STAGES)
     if kind == Run.Kind.VALIDATE:
         return list(validation.CHECKS)
+    if kind == Run.Kind.AUDIT_CHECK:
+        return audit_runs.CHECK_STEPS
+    if kind == Run.Kind.REDRIVE:
+        return audit_runs.REDRIVE_STEPS
     if kind == Run.Kind.ROLLBACK:
         return [stage for stage in rollout.STAGES if stage[0] in ("service", "deployment")]
     steps = [(cls.key, cls.title) for cls in engine.ordered(spec)]

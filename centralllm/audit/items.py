@@ -28,7 +28,13 @@ from typing import Any, TypedDict, Unpack
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from centralllm import aws
-from centralllm.audit.contract import dumps, format_timestamp, record_key, table_name
+from centralllm.audit.contract import (
+    dumps,
+    format_timestamp,
+    parse_timestamp,
+    record_key,
+    table_name,
+)
 from centralllm.audit.redaction import redact, rules_from_env
 from centralllm.audit.table import (
     PROJECT_LATENCY,
@@ -40,6 +46,7 @@ from centralllm.audit.table import (
 )
 
 DEFAULT_MAX_PREVIEW_CHARS = 2048
+EXPIRY_ATTRIBUTE = "expiresAt"  # the table's TTL attribute: DynamoDB deletes items past it
 GUARD_SORT_KEY = "~request"  # "~" sorts after the digits every createdAt starts with
 MISSING = "-"
 LATENCY_DIGITS = 10  # up to 9,999,999,999 ms: longer requests sort as the longest
@@ -50,6 +57,19 @@ _deserializer = TypeDeserializer()
 
 def max_preview_chars() -> int:
     return int(os.environ.get("MAX_PREVIEW_CHARS") or DEFAULT_MAX_PREVIEW_CHARS)
+
+
+def retention_days() -> int:
+    """Days an audit item is kept (``AUDIT_RETENTION_DAYS``; 0 or unset: for ever)."""
+    return max(0, int(os.environ.get("AUDIT_RETENTION_DAYS") or 0))
+
+
+def expires_at(created_at: str) -> int | None:
+    """The item's DynamoDB TTL (``EXPIRY_ATTRIBUTE``, epoch seconds), None to keep it."""
+    days = retention_days()
+    if not days:
+        return None
+    return int(parse_timestamp(created_at).timestamp()) + days * 86400
 
 
 def user_key(user: str | None) -> str:
@@ -141,6 +161,7 @@ def item_from_record(record: dict, *, key: str | None = None) -> dict:
         "redactions": redactions or None,  # rule -> matches; absent when nothing was redacted
         "recordKey": key or record_key(record),
         "rawKey": record["rawKey"],
+        EXPIRY_ATTRIBUTE: expires_at(created_at),
     }
     return {name: _to_dynamo(value) for name, value in item.items() if value is not None}
 
@@ -207,6 +228,8 @@ def guard_item(record: dict) -> dict:
         "createdAt": GUARD_SORT_KEY,
         "recordCreatedAt": record["createdAt"],
         "contentHash": content_hash(record),
+        # The guard goes with the item: a record that outlived it could be ingested again.
+        **({EXPIRY_ATTRIBUTE: expires_at(record["createdAt"])} if retention_days() else {}),
     }
 
 

@@ -3,7 +3,7 @@
 Per hour and per project, user, API key and status class: the number of requests, errors
 (client and server), cancellations, token sums, the latency sum and a latency histogram; a
 project's hours also count requests per user and request type, a user's per project and
-request type (``BREAKDOWNS``). They
+request type, a status class's per HTTP status (``BREAKDOWNS``). They
 live in the audit table under the base key (``table.py``) and are updated by ADD in the same
 transaction as the record's first write (``ingest.py``), so a redelivered record never counts
 twice.
@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from centralllm import aws
 from centralllm.audit.contract import format_timestamp, table_name
@@ -39,6 +40,8 @@ BREAKDOWNS = {
     "user": ("project", "requestType"),
     "apiKey": ("project", "user"),
     PERIOD_DIMENSION: ("project", "user"),
+    # Which statuses a day has, so the completeness check reads only those status keys.
+    "statusClass": ("status",),
 }
 BUCKETS_PER_DOUBLING = 8
 LAST_BUCKET = 22 * BUCKETS_PER_DOUBLING
@@ -203,6 +206,7 @@ def read_rollups(
     *,
     table: str | None = None,
     breakdowns: bool = True,
+    client: Any = None,
 ) -> list[dict]:
     """One summary per hour from ``start`` to ``end`` (both hours included), oldest first.
 
@@ -212,7 +216,7 @@ def read_rollups(
     """
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown rollup dimension {dimension!r}: one of {', '.join(DIMENSIONS)}")
-    client = aws.client("dynamodb")
+    client = client or aws.client("dynamodb")
     wanted = BREAKDOWNS.get(dimension, ()) if breakdowns else ()
     hours: dict[str, dict] = {}
     for shard in range(ROLLUP_SHARDS):

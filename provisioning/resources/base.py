@@ -91,6 +91,9 @@ class Spec:
     alarm_min_running_tasks: int
     alarm_email: str  # where the alarm topic e-mails; empty: nobody
     redaction_rules: str  # REDACTION_RULES of the ingest Lambda (centralllm.audit.redaction)
+    audit_retention_days: int  # 0: kept for ever
+    raw_retention_days: int
+    preview_retention_days: int  # 0: as long as the item
     # What the last rollout put live; empty until the first one.
     live_image_tag: str = ""
     # Temporary quota increases in force (console.models.QuotaIncrease), on top of the limit.

@@ -7,7 +7,7 @@ one by one, each waited for until it and the table are ACTIVE.
 
 from botocore.exceptions import ClientError
 
-from centralllm.audit import table
+from centralllm.audit import items, table
 from provisioning.resources.base import (
     ProvisioningError,
     Resource,
@@ -36,6 +36,8 @@ class AuditTable(Resource):
             "key_schema": table.KEY_SCHEMA,
             "billing_mode": table.BILLING_MODE,
             "indexes": INDEX_NAMES,
+            # Always on: items written without the attribute (no retention) are kept for ever.
+            "time_to_live": items.EXPIRY_ATTRIBUTE,
         }
 
     def _describe(self) -> dict | None:
@@ -59,7 +61,13 @@ class AuditTable(Resource):
                 "BillingMode", "PROVISIONED"
             ),
             "indexes": in_declared_order(present, INDEX_NAMES),
+            "time_to_live": self._time_to_live(),
         }
+
+    def _time_to_live(self) -> str | None:
+        found = self.client.describe_time_to_live(TableName=self.name)["TimeToLiveDescription"]
+        on = found.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
+        return found.get("AttributeName") if on else None
 
     def create(self, desired: dict) -> None:
         # CreateTable takes every GSI at once (nothing to backfill in an empty table).
@@ -68,6 +76,13 @@ class AuditTable(Resource):
             "ResourceInUseException",
         )
         self.wait_until_active()
+        self._enable_time_to_live(desired)
+
+    def _enable_time_to_live(self, desired: dict) -> None:
+        self.client.update_time_to_live(
+            TableName=self.name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": desired["time_to_live"]},
+        )
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
         if "key_schema" in fields:
@@ -88,6 +103,8 @@ class AuditTable(Resource):
                         TableName=self.name, **table.gsi_update(index)
                     )
                 )
+        if "time_to_live" in fields:
+            self._enable_time_to_live(desired)
 
     def _when_not_busy(self, change) -> None:
         """Make ``change`` once the table is idle, then wait until it is idle again."""

@@ -11,6 +11,7 @@ from centralllm import aws
 from centralllm.audit import items
 from llm_audit_ingest import bundle
 from provisioning.resources.base import (
+    Context,
     Resource,
     error_code,
     ignoring,
@@ -24,6 +25,19 @@ STATEMENT_ID = "AllowS3Invoke"
 def _not_ready(exc: ClientError) -> bool:
     # A function being created or updated refuses further changes meanwhile.
     return role_not_ready(exc) or error_code(exc) == "ResourceConflictException"
+
+
+def handler_environment(ctx: Context) -> dict[str, str]:
+    """The ingest handler's settings in this environment: the Lambda's environment, and what
+    a redrive sets around the handler when it runs it locally."""
+    return {
+        "TABLE_NAME": ctx.name("AuditTable"),
+        "MAX_PREVIEW_CHARS": str(items.DEFAULT_MAX_PREVIEW_CHARS),
+        # API keys' usage is counted per quota period of the usage plan.
+        "QUOTA_PERIOD": ctx.spec.quota_period,
+        "REDACTION_RULES": ctx.spec.redaction_rules,
+        "AUDIT_RETENTION_DAYS": str(ctx.spec.audit_retention_days),
+    }
 
 
 class Function(Resource):
@@ -44,13 +58,7 @@ class Function(Resource):
             "handler": bundle.HANDLER,
             "timeout": 60,
             "role": self.output("iam.lambda_role")["arn"],
-            "environment": {
-                "TABLE_NAME": self.output("dynamodb.audit_table")["name"],
-                "MAX_PREVIEW_CHARS": str(items.DEFAULT_MAX_PREVIEW_CHARS),
-                # API keys' usage is counted per quota period of the usage plan.
-                "QUOTA_PERIOD": self.spec.quota_period,
-                "REDACTION_RULES": self.spec.redaction_rules,
-            },
+            "environment": handler_environment(self.ctx),
             "code_sha256": base64.b64encode(hashlib.sha256(self.code).digest()).decode(),
             "dead_letter_queue": self.output("sqs.dlq")["arn"],
         }

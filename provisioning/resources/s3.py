@@ -1,7 +1,5 @@
 """The audit buckets (encrypted, versioned, private, with lifecycle) and their notification."""
 
-from typing import ClassVar
-
 from llm_audit_ingest import local as local_ingest
 from provisioning.resources.base import Resource, ignoring
 
@@ -13,6 +11,8 @@ PRIVATE = {
 }
 _QUEUES, _FUNCTIONS = "QueueConfigurations", "LambdaFunctionConfigurations"
 _KINDS = (_QUEUES, _FUNCTIONS)
+# An object replaced or expired is kept this long as a previous version, for recovery.
+NONCURRENT_DAYS = 7
 _CLEANUP = {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}
 _LIFECYCLE_KEYS = (
     "ID",
@@ -32,7 +32,7 @@ def _rule(rule_id: str, prefix: str, **settings: dict | list) -> dict:
 class Bucket(Resource):
     service = "s3"
     holds_data = True
-    lifecycle: ClassVar[list[dict]]
+    lifecycle: list[dict]  # the lifecycle rules, from the environment's retention
 
     def desired(self) -> dict:
         return {
@@ -123,39 +123,47 @@ class AuditBucket(Bucket):
     key = "s3.audit_bucket"
     title = "S3 audit bucket"
     base_name = "AuditBucket"
-    # Records are read back for months: cheaper storage after a month, old versions pruned.
-    lifecycle: ClassVar[list[dict]] = [
-        _rule(
-            "audit-records",
-            "logs/",
-            Transitions=[{"Days": 30, "StorageClass": "STANDARD_IA"}],
-            NoncurrentVersionExpiration={"NoncurrentDays": 90},
-        ),
-        # Background exports of the audit explorer: copies, downloaded within days.
-        _rule(
-            "audit-exports",
-            "exports/",
-            Expiration={"Days": 7},
-            NoncurrentVersionExpiration={"NoncurrentDays": 1},
-        ),
-        _rule("cleanup", "", **_CLEANUP),
-    ]
+    # S3 moves no object under 128 KB to STANDARD_IA, and audit records are a few KB: a
+    # transition would do nothing, so records stay STANDARD until they expire.
+
+    @property
+    def lifecycle(self) -> list[dict]:
+        days = self.spec.audit_retention_days
+        return [
+            _rule(
+                "audit-records",
+                "logs/",
+                **({"Expiration": {"Days": days}} if days else {}),
+                NoncurrentVersionExpiration={"NoncurrentDays": NONCURRENT_DAYS},
+            ),
+            # Background exports of the audit explorer: copies, downloaded within days.
+            _rule(
+                "audit-exports",
+                "exports/",
+                Expiration={"Days": 7},
+                NoncurrentVersionExpiration={"NoncurrentDays": 1},
+            ),
+            _rule("cleanup", "", **_CLEANUP),
+        ]
 
 
 class RawBucket(Bucket):
     key = "s3.raw_bucket"
     title = "S3 raw prompt bucket"
     base_name = "RawBucket"
-    # Raw prompts and completions are the most sensitive data: kept 90 days only.
-    lifecycle: ClassVar[list[dict]] = [
-        _rule(
-            "raw-retention",
-            "",
-            Expiration={"Days": 90},
-            NoncurrentVersionExpiration={"NoncurrentDays": 7},
-            **_CLEANUP,
-        ),
-    ]
+    # Raw prompts and completions are the most sensitive data: kept the fewest days.
+
+    @property
+    def lifecycle(self) -> list[dict]:
+        return [
+            _rule(
+                "raw-retention",
+                "",
+                Expiration={"Days": self.spec.raw_retention_days},
+                NoncurrentVersionExpiration={"NoncurrentDays": NONCURRENT_DAYS},
+                **_CLEANUP,
+            ),
+        ]
 
 
 class AuditNotification(Resource):

@@ -1,0 +1,198 @@
+"""The audit trail's runs, carried out by ``provisioning.jobs`` like every run (same live page,
+cancel and action log): a completeness check of one day, and a redrive of dead-lettered
+events or of a day's missing objects, which checks the days it touched again."""
+
+import time
+from datetime import date
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit_explorer import completeness, dead_letters
+from audit_explorer.models import AuditDay, DeadLetter
+from provisioning.engine import run_step
+from provisioning.models import Environment, Run
+from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
+
+COLLECT = ("collect", "Collect the dead-letter queue")
+CHECK_STEPS = [COLLECT, *completeness.STEPS]
+REDRIVE_STEPS = [COLLECT, ("redrive", "Ingest the events again"), ("recheck", "Check the days")]
+PROGRESS_SECONDS = 2  # how often a long redrive says how far it is
+
+
+def check_run(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
+    day = date.fromisoformat(run.parameters["day"])
+    ctx = Context(spec, progress)
+    try:
+        _collect_step(ctx, run.environment)
+        checked = check_and_keep(ctx, run, day)
+    finally:
+        ctx.close()
+    return {"day": str(day), "complete": checked.complete}, describe(checked)
+
+
+def _collect_step(ctx: Context, environment: Environment) -> None:
+    def collect() -> str:
+        return f"{dead_letters.collect(ctx, environment)} new dead-lettered events"
+
+    run_step(ctx, *COLLECT, collect)
+
+
+def check_and_keep(ctx: Context, run: Run, day: date) -> AuditDay:
+    """Check ``day`` and keep the result as the day's AuditDay."""
+    environment = run.environment
+    waiting = DeadLetter.objects.filter(environment=environment, status=DeadLetter.Status.WAITING)
+    dead_lettered = {key for keys in waiting.values_list("keys", flat=True) for key in keys}
+    check = completeness.check_day(ctx, day, dead_lettered)
+    found, _ = AuditDay.objects.update_or_create(
+        environment=environment,
+        day=day,
+        defaults={
+            "complete": check.complete,
+            "objects_count": check.objects,
+            "items_count": check.items,
+            "rollup_count": check.rollups,
+            "dead_lettered": check.dead_lettered,
+            "gateway_count": check.gateway,
+            "missing_count": len(check.missing),
+            "extra_count": len(check.extra) + len(check.double),
+            "details": check.details(),
+            "run": run,
+        },
+    )
+    return found
+
+
+_PROBLEMS = (("extra", "extra"), ("double", "double"), ("miscounted_hours", "hours miscounted"))
+
+
+def describe(day: AuditDay) -> str:
+    if day.complete:
+        return f"{day.day} is complete: {day.items_count} records in S3, DynamoDB and the rollups."
+    details, problems = day.details, []
+    if day.missing_count:
+        problems.append(f"{day.missing_count} missing ({day.dead_lettered} dead-lettered)")
+    for name, label in _PROBLEMS:
+        if details.get(f"{name}_count"):
+            problems.append(f"{details[f'{name}_count']} {label}")
+    return f"{day.day} is incomplete: {', '.join(problems)}."
+
+
+def redrive_run(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
+    """Redrive the chosen dead letters (``letters``: ids, or ``all``) or the missing objects
+    of a checked ``day``; then check again the checked days it touched."""
+    parameters, environment = run.parameters, run.environment
+    ctx = Context(spec, progress)
+    tally = {"redriven": 0, "failed": 0, "failures": []}
+    days: set[date] = set()
+    try:
+        _collect_step(ctx, environment)
+        if "day" in parameters:
+            day = date.fromisoformat(parameters["day"])
+            days.add(day)
+            step = lambda: _redrive_missing(ctx, environment, day, tally)  # noqa: E731
+        else:
+            step = lambda: _redrive_letters(ctx, run, parameters, tally, days)  # noqa: E731
+        run_step(ctx, "redrive", "Ingest the events again", step)
+        run_step(ctx, "recheck", "Check the days", lambda: _recheck(ctx, run, days))
+    finally:
+        ctx.close()
+    summary = f"{tally['redriven']} ingested again"
+    if tally["failed"]:
+        first = tally["failures"][0]
+        raise ProvisioningError(
+            f"{summary}, {tally['failed']} failed again (the first: {first}); they stay "
+            "waiting: fix the cause and redrive them, or discard them with a reason."
+        )
+    return {k: tally[k] for k in ("redriven", "failed")}, f"{summary}; nothing failed."
+
+
+def _redrive_letters(ctx: Context, run: Run, parameters: dict, tally: dict, days: set) -> str:
+    letters = DeadLetter.objects.filter(
+        environment=run.environment, status=DeadLetter.Status.WAITING
+    )
+    if not parameters.get("all"):
+        letters = letters.filter(pk__in=parameters.get("letters", []))
+    letters = list(letters.order_by("failed_at", "pk"))
+    said = time.monotonic()
+    for done, letter in enumerate(letters, start=1):
+        ctx.progress.checkpoint()
+        error = _redrive_letter(ctx, run, letter)
+        if error:
+            tally["failed"] += 1
+            tally["failures"].append(f"{letter.keys[:1] or letter.message_id}: {error}")
+        else:
+            tally["redriven"] += 1
+            days.update(_day_of(key) for key in letter.keys)
+        if time.monotonic() - said >= PROGRESS_SECONDS:
+            ctx.say(f"{done} of {len(letters)} events handled")
+            said = time.monotonic()
+    return f"{tally['redriven']} of {len(letters)} events ingested again"
+
+
+def _redrive_letter(ctx: Context, run: Run, letter: DeadLetter) -> str:
+    """Redrive one dead letter; the error if it failed again, else ''."""
+    if not letter.keys:
+        error = "not an S3 event of the audit bucket: discard it"
+    else:
+        try:
+            dead_letters.redrive(ctx, dead_letters.s3_event(letter.bucket, letter.keys))
+            error = ""
+        except dead_letters.RedriveFailed as exc:
+            error = str(exc)
+    with transaction.atomic():
+        letter.redrive_attempts += 1
+        letter.run = run
+        letter.last_redrive_error = error
+        if not error:
+            letter.status = DeadLetter.Status.REDRIVEN
+            letter.resolved_at = timezone.now()
+            letter.resolved_by_name = run.started_by_name
+        letter.save()
+    return error
+
+
+def _redrive_missing(ctx: Context, environment: Environment, day: date, tally: dict) -> str:
+    checked = AuditDay.objects.filter(environment=environment, day=day).first()
+    if checked is None:
+        raise ProvisioningError(f"{day} was never checked: check it first.")
+    keys = [row["key"] for row in checked.details.get("missing", [])]
+    bucket, said = ctx.name("AuditBucket"), time.monotonic()
+    for first in range(0, len(keys), dead_letters.KEYS_PER_EVENT):
+        ctx.progress.checkpoint()
+        batch = keys[first : first + dead_letters.KEYS_PER_EVENT]
+        try:
+            dead_letters.redrive(ctx, dead_letters.s3_event(bucket, batch))
+            tally["redriven"] += len(batch)
+        except dead_letters.RedriveFailed:
+            # Which ones failed: one at a time (those ingested a moment ago are no-ops).
+            for key in batch:
+                try:
+                    dead_letters.redrive(ctx, dead_letters.s3_event(bucket, [key]))
+                    tally["redriven"] += 1
+                except dead_letters.RedriveFailed as exc:
+                    tally["failed"] += 1
+                    tally["failures"].append(f"{key}: {exc}")
+        if time.monotonic() - said >= PROGRESS_SECONDS:
+            ctx.say(f"{first + len(batch)} of {len(keys)} missing objects handled")
+            said = time.monotonic()
+    return f"{tally['redriven']} of {len(keys)} missing objects ingested"
+
+
+def _recheck(ctx: Context, run: Run, days: set[date]) -> str:
+    checked = set(
+        AuditDay.objects.filter(environment=run.environment, day__in=days).values_list(
+            "day", flat=True
+        )
+    )
+    outcomes = [describe(check_and_keep(ctx, run, day)) for day in sorted(checked)]
+    return " ".join(outcomes) or "no checked day was touched"
+
+
+def _day_of(key: str) -> date | None:
+    """The day of an audit key ``logs/YYYY/MM/DD/<id>.json``."""
+    parts = key.split("/")
+    try:
+        return date(int(parts[1]), int(parts[2]), int(parts[3]))
+    except (IndexError, ValueError):
+        return None

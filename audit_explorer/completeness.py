@@ -1,0 +1,303 @@
+"""Whether one day of an environment's audit trail is complete, and provably so.
+
+Four sources are set side by side: the objects under ``logs/YYYY/MM/DD/`` in the audit
+bucket, the day's items in DynamoDB, the day's rollups, and the dead-lettered events (and on
+real AWS, API Gateway's request count for the stage):
+
+- an object without an item is *missing* (unless its request id was ingested from another
+  object: a *duplicate object*, kept once by the guard);
+- an item without an object is *extra*, an item whose request id the day holds twice is
+  *double*, and an hour whose rollups count otherwise than its items is *miscounted*.
+
+The day's items are read through the status index: the status-class rollups say which
+statuses the day has (``rollups.BREAKDOWNS``), so only those status keys are queried. The
+objects are held in memory, one entry per request id: about 200 bytes each.
+"""
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from http import HTTPStatus
+from typing import Any
+
+from centralllm.audit import rollups
+from centralllm.audit.contract import format_timestamp
+from centralllm.audit.items import GUARD_SORT_KEY, status_key
+from centralllm.audit.table import STATUS_SHARDS, STATUS_TIME
+from provisioning.engine import run_step
+from provisioning.resources.apigateway import STAGE
+from provisioning.resources.base import Context
+
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# Statuses outside http.HTTPStatus that a day may hold: 499, a client gone before the answer.
+NONSTANDARD_STATUSES = (499,)
+MAX_LISTED = 10_000  # of each kind, kept with the day; the counts are always whole
+BATCH_GET_KEYS = 100  # what one BatchGetItem takes
+
+
+def day_prefix(day: date) -> str:
+    return f"logs/{day:%Y/%m/%d}/"
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+@dataclass
+class DayCheck:
+    day: date
+    objects: int = 0
+    items: int = 0
+    rollups: int = 0
+    dead_lettered: int = 0
+    gateway: int | None = None  # API Gateway's Count; None where there is no API Gateway
+    missing: list[dict] = field(default_factory=list)
+    duplicate_objects: list[dict] = field(default_factory=list)
+    extra: list[dict] = field(default_factory=list)
+    double: list[dict] = field(default_factory=list)
+    miscounted_hours: list[dict] = field(default_factory=list)
+    probed_statuses: bool = False  # hours older than the per-status counts: all were read
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.extra or self.double or self.miscounted_hours)
+
+    def details(self) -> dict:
+        """What is kept with the day: every list capped at MAX_LISTED, with its whole count."""
+        listed = {}
+        for name in ("missing", "duplicate_objects", "extra", "double", "miscounted_hours"):
+            found = getattr(self, name)
+            listed[name] = found[:MAX_LISTED]
+            listed[f"{name}_count"] = len(found)
+        return {**listed, "probed_statuses": self.probed_statuses}
+
+
+def list_objects(ctx: Context, day: date) -> dict[str, str]:
+    """The day's audit objects, by request id (the key's file name)."""
+    prefix, found = day_prefix(day), {}
+    pages = ctx.client("s3").get_paginator("list_objects_v2")
+    for page in pages.paginate(Bucket=ctx.name("AuditBucket"), Prefix=prefix):
+        for listed in page.get("Contents", []):
+            key = listed["Key"]
+            found[key[len(prefix) :].removesuffix(".json")] = key
+    return found
+
+
+def hourly_counts(ctx: Context, day: date) -> tuple[Counter, set[int], bool]:
+    """Requests per hour as the rollups count them, the statuses seen, and whether some hour
+    predates the per-status counts (then every status of its class must be read)."""
+    start, end = day_bounds(day)
+    per_hour, statuses, probe = Counter(), set(), False
+    for status_class in STATUS_CLASSES:
+        hours = rollups.read_rollups(
+            "statusClass",
+            status_class,
+            start,
+            end - timedelta(hours=1),
+            table=ctx.name("AuditTable"),
+            client=ctx.client("dynamodb"),
+        )
+        for hour in hours:
+            per_hour[hour["hour"]] += hour["requests"]
+            by_status = hour["breakdowns"].get("status", {})
+            statuses.update(int(status) for status in by_status)
+            if sum(by_status.values()) < hour["requests"]:
+                probe = True
+                statuses.update(_statuses_of_class(status_class))
+    return per_hour, statuses, probe
+
+
+def _statuses_of_class(status_class: str) -> list[int]:
+    hundred = int(status_class[0])
+    known = [int(status) for status in HTTPStatus] + list(NONSTANDARD_STATUSES)
+    return sorted(status for status in known if status // 100 == hundred)
+
+
+def day_items(ctx: Context, day: date, statuses: Iterable[int]) -> Iterator[dict]:
+    """The day's audit items (id, createdAt, recordKey), through the status index."""
+    start, end = (format_timestamp(moment) for moment in day_bounds(day))
+    client = ctx.client("dynamodb")
+    for status in sorted(statuses):
+        for shard in range(STATUS_SHARDS):
+            params: dict[str, Any] = {
+                "TableName": ctx.name("AuditTable"),
+                "IndexName": STATUS_TIME,
+                # Sort keys are "<createdAt>#<id>": the end instant's own items sort after it.
+                "KeyConditionExpression": "statusPk = :pk AND statusSk BETWEEN :start AND :end",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": status_key(status, shard)},
+                    ":start": {"S": start},
+                    ":end": {"S": end},
+                },
+                "ProjectionExpression": "id, createdAt, recordKey",
+            }
+            while True:
+                response = client.query(**params)
+                for item in response["Items"]:
+                    yield {name: value["S"] for name, value in item.items()}
+                if "LastEvaluatedKey" not in response:
+                    break
+                params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            ctx.progress.checkpoint()
+
+
+def ingested_elsewhere(ctx: Context, request_ids: list[str]) -> dict[str, str]:
+    """Of these request ids, those whose guard exists: ingested, from another object. By
+    request id, the createdAt of the record that was kept."""
+    client, table, found = ctx.client("dynamodb"), ctx.name("AuditTable"), {}
+    for first in range(0, len(request_ids), BATCH_GET_KEYS):
+        keys = [
+            {"id": {"S": request_id}, "createdAt": {"S": GUARD_SORT_KEY}}
+            for request_id in request_ids[first : first + BATCH_GET_KEYS]
+        ]
+        request = {table: {"Keys": keys, "ProjectionExpression": "id, recordCreatedAt"}}
+        for attempt in range(8):
+            response = client.batch_get_item(RequestItems=request)
+            for item in response["Responses"].get(table, []):
+                found[item["id"]["S"]] = item["recordCreatedAt"]["S"]
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            ctx.sleep(0.05 * 2**attempt)  # throttled: AWS asks callers to back off
+        else:
+            raise RuntimeError("DynamoDB kept keys unprocessed: check again shortly")
+    return found
+
+
+def gateway_count(ctx: Context, day: date) -> int | None:
+    """API Gateway's request count for the stage that day; None locally (no API Gateway)."""
+    if ctx.spec.is_local:
+        return None
+    start, end = day_bounds(day)
+    response = ctx.client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/ApiGateway",
+        MetricName="Count",
+        Dimensions=[
+            {"Name": "ApiName", "Value": ctx.name("RestApi")},
+            {"Name": "Stage", "Value": STAGE},
+        ],
+        StartTime=start,
+        EndTime=end,
+        Period=86400,
+        Statistics=["Sum"],
+    )
+    return round(sum(point["Sum"] for point in response["Datapoints"]))
+
+
+def compare(
+    check: DayCheck,
+    objects: dict[str, str],
+    items: Iterable[dict],
+    rollup_hours: Counter,
+    dead_lettered: set[str],
+) -> list[str]:
+    """Fill ``check`` from the sources; returns the request ids of objects without an item,
+    whose guards tell missing from duplicate objects."""
+    matched = dict.fromkeys(objects, False)
+    item_hours = Counter()
+    for item in items:
+        check.items += 1
+        item_hours[item["createdAt"][:13]] += 1
+        request_id = item["id"]
+        if request_id not in matched:
+            check.extra.append(_item_row(item))
+        elif matched[request_id]:
+            check.double.append(_item_row(item))
+        else:
+            matched[request_id] = True
+    check.objects, check.rollups = len(objects), sum(rollup_hours.values())
+    check.dead_lettered = len(dead_lettered & set(objects.values()))
+    check.miscounted_hours = [
+        {"hour": hour, "items": item_hours[hour], "rollups": rollup_hours[hour]}
+        for hour in sorted(set(item_hours) | set(rollup_hours))
+        if item_hours[hour] != rollup_hours[hour]
+    ]
+    return [request_id for request_id, seen in matched.items() if not seen]
+
+
+def _item_row(item: dict) -> dict:
+    return {
+        "requestId": item["id"],
+        "createdAt": item["createdAt"],
+        "recordKey": item.get("recordKey", ""),
+    }
+
+
+def file_unmatched(
+    check: DayCheck,
+    objects: dict[str, str],
+    unmatched: list[str],
+    elsewhere: dict[str, str],
+    dead_lettered: set[str],
+) -> None:
+    """Objects without an item of the day: duplicates of a record kept from another object,
+    or missing (and then maybe waiting in the dead-letter queue)."""
+    for request_id in sorted(unmatched):
+        key = objects[request_id]
+        if request_id in elsewhere:
+            check.duplicate_objects.append(
+                {"requestId": request_id, "key": key, "keptCreatedAt": elsewhere[request_id]}
+            )
+        else:
+            check.missing.append(
+                {"requestId": request_id, "key": key, "deadLettered": key in dead_lettered}
+            )
+
+
+# A check run's steps after the dead-letter queue's collection (``audit_runs``).
+STEPS = [
+    ("objects", "List the day's audit objects in S3"),
+    ("rollups", "Add up the day's rollups"),
+    ("items", "Read the day's items in DynamoDB"),
+    ("guards", "Look up the objects without an item"),
+    ("gateway", "API Gateway's request count"),
+]
+
+
+def check_day(ctx: Context, day: date, dead_lettered: set[str]) -> DayCheck:
+    """Check one day, each source a step of the run (``ctx.progress``).
+    ``dead_lettered``: the S3 keys of events waiting in the dead-letter queue."""
+    check = DayCheck(day)
+    objects: dict[str, str] = {}
+    hours: list = []
+
+    def list_step() -> str:
+        objects.update(list_objects(ctx, day))
+        return f"{len(objects)} objects under {day_prefix(day)}"
+
+    def rollups_step() -> str:
+        counted, statuses, check.probed_statuses = hourly_counts(ctx, day)
+        hours.extend([counted, statuses])
+        probed = ", older hours: every status read" if check.probed_statuses else ""
+        return f"{sum(counted.values())} requests counted, statuses {sorted(statuses)}{probed}"
+
+    unmatched: list[str] = []
+
+    def items_step() -> str:
+        counted, statuses = hours
+        items = day_items(ctx, day, statuses)
+        unmatched.extend(compare(check, objects, items, counted, dead_lettered))
+        return f"{check.items} items; {len(check.extra)} extra, {len(check.double)} double"
+
+    def guards_step() -> str:
+        elsewhere = ingested_elsewhere(ctx, unmatched)
+        file_unmatched(check, objects, unmatched, elsewhere, dead_lettered)
+        return (
+            f"{len(check.missing)} missing ({check.dead_lettered} dead-lettered), "
+            f"{len(check.duplicate_objects)} duplicate objects"
+        )
+
+    def gateway_step() -> str:
+        check.gateway = gateway_count(ctx, day)
+        if check.gateway is None:
+            return "skipped: no API Gateway in a local environment"
+        gap = check.gateway - check.objects
+        return f"{check.gateway} requests at the stage: {gap} more than records"
+
+    for (key, title), step in zip(
+        STEPS, (list_step, rollups_step, items_step, guards_step, gateway_step), strict=True
+    ):
+        run_step(ctx, key, title, step)
+    return check
