@@ -3,14 +3,15 @@ cancel and action log): a completeness check of one day, and a redrive of dead-l
 events or of a day's missing objects, which checks the days it touched again."""
 
 import time
-from datetime import date
+from datetime import UTC, date, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
 from audit_explorer import completeness, dead_letters
 from audit_explorer.models import AuditDay, DeadLetter
-from provisioning.engine import run_step
+from console.actions import Actor, actor_name, record
+from provisioning.engine import refuse_local_against_aws, run_step
 from provisioning.models import Environment, Run
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
 
@@ -22,6 +23,7 @@ PROGRESS_SECONDS = 2  # how often a long redrive says how far it is
 
 def check_run(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
     day = date.fromisoformat(run.parameters["day"])
+    refuse_local_against_aws(spec)
     ctx = Context(spec, progress)
     try:
         _collect_step(ctx, run.environment)
@@ -41,9 +43,12 @@ def _collect_step(ctx: Context, environment: Environment) -> None:
 def check_and_keep(ctx: Context, run: Run, day: date) -> AuditDay:
     """Check ``day`` and keep the result as the day's AuditDay."""
     environment = run.environment
-    waiting = DeadLetter.objects.filter(environment=environment, status=DeadLetter.Status.WAITING)
-    dead_lettered = {key for keys in waiting.values_list("keys", flat=True) for key in keys}
-    check = completeness.check_day(ctx, day, dead_lettered)
+    check = completeness.check_day(
+        ctx,
+        day,
+        _keys(environment, DeadLetter.Status.WAITING),
+        _keys(environment, DeadLetter.Status.DISCARDED),
+    )
     found, _ = AuditDay.objects.update_or_create(
         environment=environment,
         day=day,
@@ -66,12 +71,49 @@ def check_and_keep(ctx: Context, run: Run, day: date) -> AuditDay:
 _PROBLEMS = (("extra", "extra"), ("double", "double"), ("miscounted_hours", "hours miscounted"))
 
 
+def _keys(environment: Environment, status: str) -> set[str]:
+    letters = DeadLetter.objects.filter(environment=environment, status=status)
+    return {key for keys in letters.values_list("keys", flat=True) for key in keys}
+
+
+def discard(letters: list[DeadLetter], reason: str, *, actor: Actor) -> int:
+    """Give up on dead letters, with the reason, recorded: a checked day counts their
+    objects as discarded, not missing. Returns how many were waiting."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("Say why these events are discarded.")
+    discarded = 0
+    with transaction.atomic():
+        for letter in letters:
+            if letter.status != DeadLetter.Status.WAITING:
+                continue
+            letter.status, letter.reason = DeadLetter.Status.DISCARDED, reason
+            letter.resolved_at, letter.resolved_by_name = timezone.now(), actor_name(actor)
+            letter.save(update_fields=["status", "reason", "resolved_at", "resolved_by_name"])
+            record(
+                "audit.dead_letter.discard",
+                letter,
+                actor=actor,
+                parameters={"keys": letter.keys[:20], "error": letter.error[:200]},
+                after={"reason": reason},
+            )
+            discarded += 1
+    return discarded
+
+
 def describe(day: AuditDay) -> str:
+    discarded = day.details.get("discarded_count", 0)
     if day.complete:
-        return f"{day.day} is complete: {day.items_count} records in S3, DynamoDB and the rollups."
+        also = f" ({discarded} discarded)" if discarded else ""
+        return (
+            f"{day.day} is complete: {day.items_count} records in S3, DynamoDB and the"
+            f" rollups{also}."
+        )
     details, problems = day.details, []
     if day.missing_count:
         problems.append(f"{day.missing_count} missing ({day.dead_lettered} dead-lettered)")
+    if details.get("discarded_count"):
+        problems.append(f"{details['discarded_count']} discarded")
     for name, label in _PROBLEMS:
         if details.get(f"{name}_count"):
             problems.append(f"{details[f'{name}_count']} {label}")
@@ -82,6 +124,7 @@ def redrive_run(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
     """Redrive the chosen dead letters (``letters``: ids, or ``all``) or the missing objects
     of a checked ``day``; then check again the checked days it touched."""
     parameters, environment = run.parameters, run.environment
+    refuse_local_against_aws(spec)
     ctx = Context(spec, progress)
     tally = {"redriven": 0, "failed": 0, "failures": []}
     days: set[date] = set()
@@ -196,3 +239,55 @@ def _day_of(key: str) -> date | None:
         return date(int(parts[1]), int(parts[2]), int(parts[3]))
     except (IndexError, ValueError):
         return None
+
+
+CALENDAR_DAYS = 30
+
+
+def today() -> date:
+    """Today in UTC, the audit trail's days (``logs/YYYY/MM/DD/``)."""
+    return timezone.now().astimezone(UTC).date()
+
+
+def calendar(environment: Environment, days: int = CALENDAR_DAYS) -> list[dict]:
+    """The last ``days`` days before today, oldest first, each with its check if any."""
+    last = today() - timedelta(days=1)
+    first = last - timedelta(days=days - 1)
+    checked = {
+        found.day: found
+        for found in AuditDay.objects.filter(environment=environment, day__range=(first, last))
+    }
+    return [
+        {"day": first + timedelta(days=n), "checked": checked.get(first + timedelta(days=n))}
+        for n in range(days)
+    ]
+
+
+def yesterday_of(environments: list[Environment]) -> dict[int, AuditDay]:
+    """Yesterday's check of each environment, for the dashboard (one query)."""
+    found = AuditDay.objects.filter(environment__in=environments, day=today() - timedelta(days=1))
+    return {day.environment_id: day for day in found}
+
+
+def check_yesterday() -> list[int]:
+    """The scheduled daily check: yesterday, in every environment that stands (its last
+    apply or destroy was an apply that succeeded). Returns the runs started."""
+    from provisioning import runs  # runs names these kinds' steps from this module
+
+    day, started = str(today() - timedelta(days=1)), []
+    for environment in Environment.objects.all():
+        last = environment.runs.filter(kind__in=(Run.Kind.APPLY, Run.Kind.DESTROY)).filter(
+            status=Run.Status.SUCCEEDED
+        )
+        if getattr(last.first(), "kind", None) != Run.Kind.APPLY:
+            continue
+        pending = environment.runs.filter(
+            kind=Run.Kind.AUDIT_CHECK, status__in=Run.ACTIVE, parameters__day=day
+        )
+        if not pending.exists():
+            started.append(
+                runs.start(
+                    environment, Run.Kind.AUDIT_CHECK, actor=None, parameters={"day": day}
+                ).pk
+            )
+    return started

@@ -5,7 +5,8 @@ bucket, the day's items in DynamoDB, the day's rollups, and the dead-lettered ev
 real AWS, API Gateway's request count for the stage):
 
 - an object without an item is *missing* (unless its request id was ingested from another
-  object: a *duplicate object*, kept once by the guard);
+  object: a *duplicate object*, kept once by the guard; or an operator discarded its
+  dead-lettered event with a reason: *discarded*, accounted for);
 - an item without an object is *extra*, an item whose request id the day holds twice is
   *double*, and an hour whose rollups count otherwise than its items is *miscounted*.
 
@@ -45,6 +46,9 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+LISTS = ("missing", "duplicate_objects", "discarded", "extra", "double", "miscounted_hours")
+
+
 @dataclass
 class DayCheck:
     day: date
@@ -55,6 +59,7 @@ class DayCheck:
     gateway: int | None = None  # API Gateway's Count; None where there is no API Gateway
     missing: list[dict] = field(default_factory=list)
     duplicate_objects: list[dict] = field(default_factory=list)
+    discarded: list[dict] = field(default_factory=list)
     extra: list[dict] = field(default_factory=list)
     double: list[dict] = field(default_factory=list)
     miscounted_hours: list[dict] = field(default_factory=list)
@@ -67,7 +72,7 @@ class DayCheck:
     def details(self) -> dict:
         """What is kept with the day: every list capped at MAX_LISTED, with its whole count."""
         listed = {}
-        for name in ("missing", "duplicate_objects", "extra", "double", "miscounted_hours"):
+        for name in LISTS:
             found = getattr(self, name)
             listed[name] = found[:MAX_LISTED]
             listed[f"{name}_count"] = len(found)
@@ -115,8 +120,11 @@ def _statuses_of_class(status_class: str) -> list[int]:
     return sorted(status for status in known if status // 100 == hundred)
 
 
-def day_items(ctx: Context, day: date, statuses: Iterable[int]) -> Iterator[dict]:
-    """The day's audit items (id, createdAt, recordKey), through the status index."""
+def day_items(
+    ctx: Context, day: date, statuses: Iterable[int], *, with_previews_only: bool = False
+) -> Iterator[dict]:
+    """The day's audit items (id, createdAt, recordKey), through the status index;
+    ``with_previews_only``: those that still have a preview."""
     start, end = (format_timestamp(moment) for moment in day_bounds(day))
     client = ctx.client("dynamodb")
     for status in sorted(statuses):
@@ -133,6 +141,10 @@ def day_items(ctx: Context, day: date, statuses: Iterable[int]) -> Iterator[dict
                 },
                 "ProjectionExpression": "id, createdAt, recordKey",
             }
+            if with_previews_only:
+                params["FilterExpression"] = (
+                    "attribute_exists(promptPreview) OR attribute_exists(completionPreview)"
+                )
             while True:
                 response = client.query(**params)
                 for item in response["Items"]:
@@ -231,15 +243,18 @@ def file_unmatched(
     unmatched: list[str],
     elsewhere: dict[str, str],
     dead_lettered: set[str],
+    discarded: set[str],
 ) -> None:
     """Objects without an item of the day: duplicates of a record kept from another object,
-    or missing (and then maybe waiting in the dead-letter queue)."""
+    discarded by an operator, or missing (and then maybe waiting in the dead-letter queue)."""
     for request_id in sorted(unmatched):
         key = objects[request_id]
         if request_id in elsewhere:
             check.duplicate_objects.append(
                 {"requestId": request_id, "key": key, "keptCreatedAt": elsewhere[request_id]}
             )
+        elif key in discarded:
+            check.discarded.append({"requestId": request_id, "key": key})
         else:
             check.missing.append(
                 {"requestId": request_id, "key": key, "deadLettered": key in dead_lettered}
@@ -256,9 +271,12 @@ STEPS = [
 ]
 
 
-def check_day(ctx: Context, day: date, dead_lettered: set[str]) -> DayCheck:
-    """Check one day, each source a step of the run (``ctx.progress``).
-    ``dead_lettered``: the S3 keys of events waiting in the dead-letter queue."""
+def check_day(
+    ctx: Context, day: date, dead_lettered: set[str], discarded: set[str] = frozenset()
+) -> DayCheck:
+    """Check one day, each source a step of the run (``ctx.progress``). ``dead_lettered``:
+    the S3 keys of events waiting in the dead-letter queue; ``discarded``: of those an
+    operator discarded."""
     check = DayCheck(day)
     objects: dict[str, str] = {}
     hours: list = []
@@ -283,10 +301,10 @@ def check_day(ctx: Context, day: date, dead_lettered: set[str]) -> DayCheck:
 
     def guards_step() -> str:
         elsewhere = ingested_elsewhere(ctx, unmatched)
-        file_unmatched(check, objects, unmatched, elsewhere, dead_lettered)
+        file_unmatched(check, objects, unmatched, elsewhere, dead_lettered, discarded)
         return (
             f"{len(check.missing)} missing ({check.dead_lettered} dead-lettered), "
-            f"{len(check.duplicate_objects)} duplicate objects"
+            f"{len(check.discarded)} discarded, {len(check.duplicate_objects)} duplicate objects"
         )
 
     def gateway_step() -> str:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from audit_explorer import views
+from audit_explorer import trail_views, views
 
 app_name = "audit_explorer"
 urlpatterns = [
@@ -16,4 +16,37 @@ urlpatterns = [
     path("records/<path:request_id>", views.audit_record, name="record"),
     path("projects/<path:value>", views.audit_traffic, {"dimension": "project"}, name="project"),
     path("users/<path:value>", views.audit_traffic, {"dimension": "user"}, name="user"),
+    path("trail/<slug:name>/dead-letters/", trail_views.dead_letter_list, name="dead-letters"),
+    path(
+        "trail/<slug:name>/dead-letters/collect",
+        trail_views.dead_letter_collect,
+        name="dead-letter-collect",
+    ),
+    path(
+        "trail/<slug:name>/dead-letters/redrive",
+        trail_views.dead_letter_redrive,
+        name="dead-letter-redrive",
+    ),
+    path(
+        "trail/<slug:name>/dead-letters/discard",
+        trail_views.dead_letter_discard,
+        name="dead-letter-discard",
+    ),
+    path(
+        "trail/<slug:name>/dead-letters/<int:pk>",
+        trail_views.dead_letter_detail,
+        name="dead-letter",
+    ),
+    path("trail/<slug:name>/days/", trail_views.audit_day_list, name="audit-days"),
+    path("trail/<slug:name>/days/<str:day>/", trail_views.audit_day_detail, name="audit-day"),
+    path(
+        "trail/<slug:name>/days/<str:day>/check",
+        trail_views.audit_day_check,
+        name="audit-day-check",
+    ),
+    path(
+        "trail/<slug:name>/days/<str:day>/redrive",
+        trail_views.audit_day_redrive,
+        name="audit-day-redrive",
+    ),
 ]

@@ -1,11 +1,15 @@
 """What RQ's cron scheduler enqueues (``manage.py rqcron console.cron``, one process per
 deployment): the runs' reaper (``provisioning.cron``), the API keys' schedule (rotations
 whose grace is over, expired keys, the dashboard's key alerts) and the end of temporary quota
-increases. Jobs are idempotent, so a restart or a second scheduler only repeats a check."""
+increases, and the audit trail's daily jobs: yesterday's completeness check (at 00:30 UTC,
+so that records still on their way have arrived) and the previews past their retention.
+Jobs are idempotent, so a restart or a second scheduler only repeats a check."""
 
 from rq import cron
 
 import provisioning.cron  # noqa: F401 - registers the reaper
+from audit_explorer.audit_runs import check_yesterday
+from audit_explorer.retention import drop_due_previews
 from console.api_keys import check_keys
 from console.usage_plans import revert_due_increases
 
@@ -13,3 +17,5 @@ KEYS_SECONDS = 60
 
 cron.register(check_keys, queue_name="default", interval=KEYS_SECONDS, job_timeout=300)
 cron.register(revert_due_increases, queue_name="default", interval=KEYS_SECONDS, job_timeout=300)
+cron.register(check_yesterday, queue_name="default", cron="30 0 * * *", job_timeout=300)
+cron.register(drop_due_previews, queue_name="default", cron="0 2 * * *", job_timeout=6 * 3600)

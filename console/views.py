@@ -8,6 +8,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from audit_explorer import audit_runs
 from console import actions, api_keys, health, timezones
 from console.models import Action
 from provisioning import state
@@ -50,6 +51,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         }
         for environment in Environment.objects.all()
     ]
+    checked = audit_runs.yesterday_of([row["environment"] for row in environments])
+    for row in environments:
+        row["audit_day"] = checked.get(row["environment"].pk)
     alerts = [(row["environment"], api_keys.alerts(row["environment"])) for row in environments]
     context = {
         "checks": health.run_checks(),

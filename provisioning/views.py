@@ -13,6 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from audit_explorer import audit_runs, retention
 from console import actions
 from provisioning import runs, state
 from provisioning.forms import DestroyForm, EnvironmentForm, RunFilterForm
@@ -53,6 +54,9 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
         "releases": environment.releases.select_related("run")[:10],
         "holds": environment.holds.filter(cleared_at=None),
         "validation": state.last_validation(environment),
+        "calendar": audit_runs.calendar(environment),
+        "retention": retention.kept_for(environment),
+        "waiting_letters": environment.dead_letters.filter(status="waiting").count(),
     }
     template = "provisioning/environment_detail.html"
     if request.htmx and not request.htmx.boosted:
