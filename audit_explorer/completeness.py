@@ -12,7 +12,8 @@ real AWS, API Gateway's request count for the stage):
 
 The day's items are read through the status index: the status-class rollups say which
 statuses the day has (``rollups.BREAKDOWNS``), so only those status keys are queried. The
-objects are held in memory, one entry per request id: about 200 bytes each.
+objects are held in memory by request id only (the key follows from it): about 150 bytes
+each, 1.5 GB at 10 million a day.
 """
 
 from collections import Counter
@@ -64,6 +65,7 @@ class DayCheck:
     double: list[dict] = field(default_factory=list)
     miscounted_hours: list[dict] = field(default_factory=list)
     probed_statuses: bool = False  # hours older than the per-status counts: all were read
+    read_units: float = 0.0  # what reading the day's items cost DynamoDB (read request units)
 
     @property
     def complete(self) -> bool:
@@ -79,14 +81,44 @@ class DayCheck:
         return {**listed, "probed_statuses": self.probed_statuses}
 
 
-def list_objects(ctx: Context, day: date) -> dict[str, str]:
-    """The day's audit objects, by request id (the key's file name)."""
-    prefix, found = day_prefix(day), {}
+class DayObjects:
+    """The day's audit objects by request id, the key's file name. A key is kept only when it
+    is not the contract's ``<prefix><id>.json``: the others follow from the id."""
+
+    def __init__(self, day: date) -> None:
+        self.prefix = day_prefix(day)
+        self.ids: set[str] = set()
+        self.odd_keys: dict[str, str] = {}
+
+    def add(self, key: str) -> None:
+        request_id = self._id_of(key)
+        self.ids.add(request_id)
+        if self.key(request_id) != key:
+            self.odd_keys[request_id] = key
+
+    def _id_of(self, key: str) -> str:
+        return key[len(self.prefix) :].removesuffix(".json")
+
+    def holds(self, key: str) -> bool:
+        if not key.startswith(self.prefix):
+            return False
+        request_id = self._id_of(key)
+        return request_id in self.ids and self.key(request_id) == key
+
+    def key(self, request_id: str) -> str:
+        return self.odd_keys.get(request_id) or f"{self.prefix}{request_id}.json"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def list_objects(ctx: Context, day: date) -> DayObjects:
+    """The day's audit objects."""
+    found = DayObjects(day)
     pages = ctx.client("s3").get_paginator("list_objects_v2")
-    for page in pages.paginate(Bucket=ctx.name("AuditBucket"), Prefix=prefix):
+    for page in pages.paginate(Bucket=ctx.name("AuditBucket"), Prefix=found.prefix):
         for listed in page.get("Contents", []):
-            key = listed["Key"]
-            found[key[len(prefix) :].removesuffix(".json")] = key
+            found.add(listed["Key"])
     return found
 
 
@@ -121,10 +153,16 @@ def _statuses_of_class(status_class: str) -> list[int]:
 
 
 def day_items(
-    ctx: Context, day: date, statuses: Iterable[int], *, with_previews_only: bool = False
+    ctx: Context,
+    day: date,
+    statuses: Iterable[int],
+    *,
+    with_previews_only: bool = False,
+    cost: list[float] | None = None,
 ) -> Iterator[dict]:
     """The day's audit items (id, createdAt, recordKey), through the status index;
-    ``with_previews_only``: those that still have a preview."""
+    ``with_previews_only``: those that still have a preview. The read units consumed are
+    added to ``cost[0]``."""
     start, end = (format_timestamp(moment) for moment in day_bounds(day))
     client = ctx.client("dynamodb")
     for status in sorted(statuses):
@@ -140,6 +178,7 @@ def day_items(
                     ":end": {"S": end},
                 },
                 "ProjectionExpression": "id, createdAt, recordKey",
+                "ReturnConsumedCapacity": "TOTAL",
             }
             if with_previews_only:
                 params["FilterExpression"] = (
@@ -147,6 +186,8 @@ def day_items(
                 )
             while True:
                 response = client.query(**params)
+                if cost is not None:
+                    cost[0] += response.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0)
                 for item in response["Items"]:
                     yield {name: value["S"] for name, value in item.items()}
                 if "LastEvaluatedKey" not in response:
@@ -200,33 +241,33 @@ def gateway_count(ctx: Context, day: date) -> int | None:
 
 def compare(
     check: DayCheck,
-    objects: dict[str, str],
+    objects: DayObjects,
     items: Iterable[dict],
     rollup_hours: Counter,
     dead_lettered: set[str],
 ) -> list[str]:
     """Fill ``check`` from the sources; returns the request ids of objects without an item,
     whose guards tell missing from duplicate objects."""
-    matched = dict.fromkeys(objects, False)
+    unmatched = set(objects.ids)
     item_hours = Counter()
     for item in items:
         check.items += 1
         item_hours[item["createdAt"][:13]] += 1
         request_id = item["id"]
-        if request_id not in matched:
-            check.extra.append(_item_row(item))
-        elif matched[request_id]:
+        if request_id in unmatched:
+            unmatched.remove(request_id)
+        elif request_id in objects.ids:
             check.double.append(_item_row(item))
         else:
-            matched[request_id] = True
+            check.extra.append(_item_row(item))
     check.objects, check.rollups = len(objects), sum(rollup_hours.values())
-    check.dead_lettered = len(dead_lettered & set(objects.values()))
+    check.dead_lettered = sum(objects.holds(key) for key in dead_lettered)
     check.miscounted_hours = [
         {"hour": hour, "items": item_hours[hour], "rollups": rollup_hours[hour]}
         for hour in sorted(set(item_hours) | set(rollup_hours))
         if item_hours[hour] != rollup_hours[hour]
     ]
-    return [request_id for request_id, seen in matched.items() if not seen]
+    return sorted(unmatched)
 
 
 def _item_row(item: dict) -> dict:
@@ -239,7 +280,7 @@ def _item_row(item: dict) -> dict:
 
 def file_unmatched(
     check: DayCheck,
-    objects: dict[str, str],
+    objects: DayObjects,
     unmatched: list[str],
     elsewhere: dict[str, str],
     dead_lettered: set[str],
@@ -247,8 +288,8 @@ def file_unmatched(
 ) -> None:
     """Objects without an item of the day: duplicates of a record kept from another object,
     discarded by an operator, or missing (and then maybe waiting in the dead-letter queue)."""
-    for request_id in sorted(unmatched):
-        key = objects[request_id]
+    for request_id in unmatched:
+        key = objects.key(request_id)
         if request_id in elsewhere:
             check.duplicate_objects.append(
                 {"requestId": request_id, "key": key, "keptCreatedAt": elsewhere[request_id]}
@@ -278,12 +319,12 @@ def check_day(
     the S3 keys of events waiting in the dead-letter queue; ``discarded``: of those an
     operator discarded."""
     check = DayCheck(day)
-    objects: dict[str, str] = {}
+    found: list[DayObjects] = []
     hours: list = []
 
     def list_step() -> str:
-        objects.update(list_objects(ctx, day))
-        return f"{len(objects)} objects under {day_prefix(day)}"
+        found.append(list_objects(ctx, day))
+        return f"{len(found[0])} objects under {day_prefix(day)}"
 
     def rollups_step() -> str:
         counted, statuses, check.probed_statuses = hourly_counts(ctx, day)
@@ -295,13 +336,18 @@ def check_day(
 
     def items_step() -> str:
         counted, statuses = hours
-        items = day_items(ctx, day, statuses)
-        unmatched.extend(compare(check, objects, items, counted, dead_lettered))
-        return f"{check.items} items; {len(check.extra)} extra, {len(check.double)} double"
+        cost = [0.0]
+        items = day_items(ctx, day, statuses, cost=cost)
+        unmatched.extend(compare(check, found[0], items, counted, dead_lettered))
+        check.read_units = cost[0]
+        return (
+            f"{check.items} items ({cost[0]:.0f} read units); {len(check.extra)} extra,"
+            f" {len(check.double)} double"
+        )
 
     def guards_step() -> str:
         elsewhere = ingested_elsewhere(ctx, unmatched)
-        file_unmatched(check, objects, unmatched, elsewhere, dead_lettered, discarded)
+        file_unmatched(check, found[0], unmatched, elsewhere, dead_lettered, discarded)
         return (
             f"{len(check.missing)} missing ({check.dead_lettered} dead-lettered), "
             f"{len(check.discarded)} discarded, {len(check.duplicate_objects)} duplicate objects"

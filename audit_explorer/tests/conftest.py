@@ -1,12 +1,17 @@
 """Audit records seeded through the real ingest, for the explorer's tests."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from centralllm import aws
 from centralllm.audit.ingest import ingest_record
+from centralllm.audit.table import create_table_request
 from centralllm.audit.tests.conftest import make_record
+from devtools.testing import unique
+from provisioning.models import Environment
+from provisioning.resources.base import Context
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -51,3 +56,26 @@ def dynamodb_calls():
     return calls, lambda: dynamodb.meta.events.unregister(
         "before-parameter-build", unique_id="count-calls"
     )
+
+
+@pytest.fixture
+def trail(db, monkeypatch) -> Context:
+    """An environment of its own with the audit bucket, table and DLQ (nothing else), and the
+    ingest's settings pointing at them, as its Lambda's would."""
+    tag = uuid.uuid4().hex[:8]
+    environment = Environment.objects.create(
+        name=f"trail-{tag}", suffix=f"-t{tag}", is_local=True, region=aws.region()
+    )
+    ctx = Context(environment.spec())
+    ctx.environment = environment
+    ctx.client("s3").create_bucket(
+        Bucket=ctx.name("AuditBucket"),
+        CreateBucketConfiguration={"LocationConstraint": aws.region()},
+    )
+    ctx.client("dynamodb").create_table(**create_table_request(ctx.name("AuditTable")))
+    ctx.client("sqs").create_queue(QueueName=ctx.name("DlqName"))
+    monkeypatch.setenv("TABLE_NAME", ctx.name("AuditTable"))
+    monkeypatch.setenv("INGEST_LOG_GROUP", f"/aws/lambda/{unique('llm-audit-ingest')}")
+    yield ctx
+    ctx.client("dynamodb").delete_table(TableName=ctx.name("AuditTable"))
+    ctx.close()

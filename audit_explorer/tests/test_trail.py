@@ -7,7 +7,6 @@ import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from botocore.awsrequest import AWSResponse
 from django.urls import reverse
 
@@ -17,7 +16,6 @@ from centralllm import aws
 from centralllm.audit import ingest
 from centralllm.audit.contract import dumps, record_key
 from centralllm.audit.items import item_from_record, serialize
-from centralllm.audit.table import create_table_request
 from centralllm.audit.tests.conftest import make_record
 from devtools.testing import unique
 from llm_audit_ingest import local as local_ingest
@@ -31,29 +29,6 @@ DAY = date(2026, 11, 20)
 
 def at(hour: int, minute: int = 0) -> datetime:
     return datetime(DAY.year, DAY.month, DAY.day, hour, minute, 7, 250000, tzinfo=UTC)
-
-
-@pytest.fixture
-def trail(db, monkeypatch) -> Context:
-    """An environment of its own with the audit bucket, table and DLQ (nothing else), and the
-    ingest's settings pointing at them, as its Lambda's would."""
-    tag = uuid.uuid4().hex[:8]
-    environment = Environment.objects.create(
-        name=f"trail-{tag}", suffix=f"-t{tag}", is_local=True, region=aws.region()
-    )
-    ctx = Context(environment.spec())
-    ctx.environment = environment
-    ctx.client("s3").create_bucket(
-        Bucket=ctx.name("AuditBucket"),
-        CreateBucketConfiguration={"LocationConstraint": aws.region()},
-    )
-    ctx.client("dynamodb").create_table(**create_table_request(ctx.name("AuditTable")))
-    ctx.client("sqs").create_queue(QueueName=ctx.name("DlqName"))
-    monkeypatch.setenv("TABLE_NAME", ctx.name("AuditTable"))
-    monkeypatch.setenv("INGEST_LOG_GROUP", f"/aws/lambda/{unique('llm-audit-ingest')}")
-    yield ctx
-    ctx.client("dynamodb").delete_table(TableName=ctx.name("AuditTable"))
-    ctx.close()
 
 
 def upload(ctx: Context, record: dict | None = None, *, key: str = "", body: bytes = b"") -> str:
@@ -280,3 +255,17 @@ def test_the_pages_list_redrive_and_refuse_bad_input(trail, client, operator, vi
         reverse("audit_explorer:dead-letter", args=[name, letter.pk]), {"record": ingest_key}
     )
     assert "what only raw readers may see" not in hidden.content.decode()
+
+
+def test_the_nightly_check_takes_yesterday_in_each_standing_environment(trail):
+    standing, destroyed = trail.environment, Environment.objects.create(name="gone", suffix="-g")
+    for environment, kinds in ((standing, ["apply"]), (destroyed, ["apply", "destroy"])):
+        for kind in kinds:
+            Run.objects.create(
+                environment=environment, kind=kind, status="succeeded", started_by_name="ann"
+            )
+    [started] = audit_runs.check_yesterday()
+    check = Run.objects.get(pk=started)
+    assert (check.environment, check.kind) == (standing, Run.Kind.AUDIT_CHECK)
+    assert check.parameters == {"day": str(audit_runs.today() - timedelta(days=1))}
+    assert audit_runs.check_yesterday() == []  # one already waits for a worker

@@ -1,0 +1,133 @@
+"""Completeness check of one day of audit records in the local AWS, and its cost on AWS.
+
+    .venv/bin/python bench/audit_trail.py [--records 100000] [--missing 100]
+
+Starts its own Redis, local AWS (DynamoDB in DynamoDB Local) and SQLite database. One day of
+``--records`` demo records is written to the audit bucket (one object each, 16 writers) and,
+all but ``--missing`` of them, bulk-loaded into the table with their rollups
+(devtools.audit_volume, the ingest's own actions). Then ``completeness.check_day`` runs as a
+check run would: wall time, AWS calls by operation, DynamoDB read units, and peak memory
+(tracemalloc's Python peak, and the process's RSS growth). Last, the same check on paper at
+10 million records a day, priced with AWS's on-demand list prices (us-east-1).
+"""
+
+import argparse
+import resource
+import sys
+import time
+import tracemalloc
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from datetime import time as day_time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devtools import services
+
+# USD, us-east-1 on-demand list prices: an S3 LIST request, a DynamoDB read request unit.
+LIST_PRICE = 0.005 / 1000
+READ_UNIT_PRICE = 0.125 / 1_000_000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--missing", type=int, default=100)
+    args = parser.parse_args(argv)
+    with services.for_benchmark():
+        return _bench(args)
+
+
+def _bench(args) -> int:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from audit_explorer import completeness, demo
+    from centralllm.audit.contract import dumps, record_key
+    from centralllm.audit.table import create_table_request
+    from devtools.audit_volume import bulk_load
+    from provisioning.models import Environment
+    from provisioning.resources.base import Context
+
+    call_command("migrate", verbosity=0)
+    environment = Environment.objects.create(name="bench", suffix="-bench", is_local=True)
+    ctx = Context(environment.spec())
+    ctx.client("s3").create_bucket(
+        Bucket=ctx.name("AuditBucket"),
+        CreateBucketConfiguration={"LocationConstraint": environment.region},
+    )
+    ctx.client("dynamodb").create_table(**create_table_request(ctx.name("AuditTable")))
+
+    day = (datetime.now(UTC) - timedelta(days=2)).date()
+    end_of_day = datetime.combine(day, day_time(23, 59, 59), tzinfo=UTC)
+    records = list(demo.records(args.records, days=1, now=end_of_day))
+    started = time.perf_counter()
+    s3, bucket = ctx.client("s3"), ctx.name("AuditBucket")
+    with ThreadPoolExecutor(16) as pool:
+        for _ in pool.map(
+            lambda r: s3.put_object(Bucket=bucket, Key=record_key(r), Body=dumps(r)), records
+        ):
+            pass
+    print(f"{len(records)} objects put in {time.perf_counter() - started:.0f} s")
+    started = time.perf_counter()
+    bulk_load(records[args.missing :], table=ctx.name("AuditTable"))
+    loaded = len(records) - args.missing
+    print(f"{loaded} items bulk-loaded in {time.perf_counter() - started:.0f} s")
+    del records
+
+    calls = Counter()
+    for service in ("s3", "dynamodb", "cloudwatch"):
+        ctx.client(service).meta.events.register(
+            "before-call", lambda model, **_: calls.update([model.name]), unique_id="bench"
+        )
+    rss_before = _rss_mib()
+    tracemalloc.start()
+    started = time.perf_counter()
+    check = completeness.check_day(ctx, day, dead_lettered=set())
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_growth = _rss_mib() - rss_before
+
+    print(f"\ncompleteness check of {day}: {seconds:.1f} s wall")
+    print(
+        f"  objects {check.objects}, items {check.items}, rollups {check.rollups}, "
+        f"missing {len(check.missing)}, extra {len(check.extra)}, complete {check.complete}"
+    )
+    print("  AWS calls: " + ", ".join(f"{name} {n}" for name, n in sorted(calls.items())))
+    print(f"  DynamoDB read units for the items: {check.read_units:.0f}")
+    print(f"  peak memory: Python {peak / 2**20:.0f} MiB (tracemalloc), RSS +{rss_growth:.0f} MiB")
+    _on_paper(args.records, calls, check.read_units, peak)
+    return 0 if len(check.missing) == args.missing else 1
+
+
+def _on_paper(records: int, calls: Counter, read_units: float, peak: int) -> None:
+    """The same check at 10 million records a day, scaled from what was measured: calls and
+    read units grow with the records; the rollup queries (40 a day) do not."""
+    scale = 10_000_000 / records
+    lists = round(calls["ListObjectsV2"] * scale)
+    queries = round((calls["Query"] - 40) * scale) + 40
+    units = read_units * scale
+    cost = lists * LIST_PRICE + units * READ_UNIT_PRICE  # the rest is cents
+    print("\non paper, 10,000,000 records a day on AWS:")
+    list_cost = lists * LIST_PRICE
+    print(f"  S3 ListObjectsV2: {lists} calls (1,000 keys each): ${list_cost:.2f}")
+    print(
+        f"  DynamoDB Query: {queries} calls, {units:,.0f} read units:"
+        f" ${units * READ_UNIT_PRICE:.2f}"
+    )
+    print("  CloudWatch GetMetricStatistics: 1 call ($0.00001); SQS: a call per 10 dead letters")
+    print(f"  about ${cost:.2f} a day, ${cost * 30:.0f} a month")
+    print(f"  memory: about {peak * scale / 2**30:.1f} GiB (one entry per object of the day)")
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+if __name__ == "__main__":
+    sys.exit(main())
