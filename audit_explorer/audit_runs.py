@@ -133,7 +133,7 @@ def redrive_run(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
         if "day" in parameters:
             day = date.fromisoformat(parameters["day"])
             days.add(day)
-            step = lambda: _redrive_missing(ctx, environment, day, tally)  # noqa: E731
+            step = lambda: _redrive_missing(ctx, run, day, tally)  # noqa: E731
         else:
             step = lambda: _redrive_letters(ctx, run, parameters, tally, days)  # noqa: E731
         run_step(ctx, "redrive", "Ingest the events again", step)
@@ -183,43 +183,53 @@ def _redrive_letter(ctx: Context, run: Run, letter: DeadLetter) -> str:
             error = ""
         except dead_letters.RedriveFailed as exc:
             error = str(exc)
-    with transaction.atomic():
-        letter.redrive_attempts += 1
-        letter.run = run
-        letter.last_redrive_error = error
-        if not error:
-            letter.status = DeadLetter.Status.REDRIVEN
-            letter.resolved_at = timezone.now()
-            letter.resolved_by_name = run.started_by_name
-        letter.save()
+    letter.redrive_attempts += 1
+    letter.run, letter.last_redrive_error = run, error
+    if not error:
+        _resolve(letter, run)
+    letter.save()
     return error
 
 
-def _redrive_missing(ctx: Context, environment: Environment, day: date, tally: dict) -> str:
+def _resolve(letter: DeadLetter, run: Run) -> None:
+    letter.status, letter.run = DeadLetter.Status.REDRIVEN, run
+    letter.resolved_at, letter.resolved_by_name = timezone.now(), run.started_by_name
+
+
+def _redrive_missing(ctx: Context, run: Run, day: date, tally: dict) -> str:
+    """Ingest the missing objects of a checked day, 50 to an event; the dead letters of
+    those ingested are resolved with them."""
+    environment = run.environment
     checked = AuditDay.objects.filter(environment=environment, day=day).first()
     if checked is None:
         raise ProvisioningError(f"{day} was never checked: check it first.")
     keys = [row["key"] for row in checked.details.get("missing", [])]
-    bucket, said = ctx.name("AuditBucket"), time.monotonic()
+    bucket, said, ingested = ctx.name("AuditBucket"), time.monotonic(), set()
     for first in range(0, len(keys), dead_letters.KEYS_PER_EVENT):
         ctx.progress.checkpoint()
         batch = keys[first : first + dead_letters.KEYS_PER_EVENT]
         try:
             dead_letters.redrive(ctx, dead_letters.s3_event(bucket, batch))
-            tally["redriven"] += len(batch)
+            ingested.update(batch)
         except dead_letters.RedriveFailed:
             # Which ones failed: one at a time (those ingested a moment ago are no-ops).
             for key in batch:
                 try:
                     dead_letters.redrive(ctx, dead_letters.s3_event(bucket, [key]))
-                    tally["redriven"] += 1
+                    ingested.add(key)
                 except dead_letters.RedriveFailed as exc:
                     tally["failed"] += 1
                     tally["failures"].append(f"{key}: {exc}")
         if time.monotonic() - said >= PROGRESS_SECONDS:
             ctx.say(f"{first + len(batch)} of {len(keys)} missing objects handled")
             said = time.monotonic()
-    return f"{tally['redriven']} of {len(keys)} missing objects ingested"
+    tally["redriven"] = len(ingested)
+    waiting = environment.dead_letters.filter(status=DeadLetter.Status.WAITING)
+    for letter in waiting.exclude(keys=[]):
+        if set(letter.keys) <= ingested:
+            _resolve(letter, run)
+            letter.save()
+    return f"{len(ingested)} of {len(keys)} missing objects ingested"
 
 
 def _recheck(ctx: Context, run: Run, days: set[date]) -> str:

@@ -117,7 +117,7 @@ def _long_running() -> dict[str, list[str]]:
     }
     if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
         # moto cannot run Lambda code: this calls the same handler from the local ingest queue.
-        processes["audit-ingest"] = [*MANAGE, "consume_audit_events"]
+        processes["audit-ingest"] = [*MANAGE, "consume_audit_events", "--environment", "local"]
     if os.environ.get("SERVE_MODEL") == "1":
         # Needs `make vllm-env` once; serves the tiny model (or MODEL_ID on a GPU) with auditing.
         port = os.environ.get("MODEL_PORT", "8001")

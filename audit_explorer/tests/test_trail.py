@@ -269,3 +269,30 @@ def test_the_nightly_check_takes_yesterday_in_each_standing_environment(trail):
     assert (check.environment, check.kind) == (standing, Run.Kind.AUDIT_CHECK)
     assert check.parameters == {"day": str(audit_runs.today() - timedelta(days=1))}
     assert audit_runs.check_yesterday() == []  # one already waits for a worker
+
+
+def test_a_days_missing_objects_are_ingested_in_one_action(trail, monkeypatch, operator):
+    delivered, lost, failing = (make_record(created_at=at(hour)) for hour in (13, 14, 15))
+    assert deliver(trail, upload(trail, delivered))
+    upload(trail, lost)  # its S3 event never came (a notification switched off, say)
+    original = ingest.ingest_record
+
+    def bug(record, **options):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(ingest, "ingest_record", bug)
+    assert not deliver(trail, upload(trail, failing))
+    monkeypatch.setattr(ingest, "ingest_record", original)
+    run(trail, Run.Kind.AUDIT_CHECK, operator, day=str(DAY))
+    missing = AuditDay.objects.get(environment=trail.environment, day=DAY).details["missing"]
+    assert {(row["requestId"], row["deadLettered"]) for row in missing} == {
+        (lost["requestId"], False),
+        (failing["requestId"], True),
+    }
+
+    redriven = run(trail, Run.Kind.REDRIVE, operator, day=str(DAY))
+    assert redriven.result == {"redriven": 2, "failed": 0}, redriven.explanation
+    day = AuditDay.objects.get(environment=trail.environment, day=DAY)
+    assert day.complete and day.items_count == day.rollup_count == 3
+    letter = DeadLetter.objects.get(environment=trail.environment)
+    assert (letter.status, letter.run) == ("redriven", redriven)

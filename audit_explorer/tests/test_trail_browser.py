@@ -75,3 +75,8 @@ def test_an_operator_redrives_the_dlq_and_the_day_turns_complete(
     row.locator("[data-audit-day]").click()
     expect(page.locator("[data-count='items']")).to_have_text("3")
     expect(page.locator("[data-count='rollups']")).to_have_text("3")
+
+    page.goto(f"{live_server.url}/environments/{trail.environment.name}/")
+    expect(day).to_have_class("day complete")
+    page.locator(".calendar").scroll_into_view_if_needed()
+    page.screenshot(path="var/audit-calendar.png", full_page=True)

@@ -20,6 +20,8 @@ import base64
 import hashlib
 import json
 import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -211,6 +213,36 @@ def get_item(request_id: str, *, table: str | None = None) -> dict | None:
     )
     items = response["Items"]
     return deserialize(items[0]) if items else None
+
+
+BATCH_GET_KEYS = 100  # what one BatchGetItem takes
+
+
+def batch_get(
+    keys: list[dict],
+    *,
+    table: str,
+    client: Any = None,
+    projection: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[dict]:
+    """The items of ``keys`` (typed attribute values, as DynamoDB sends them), 100 keys a
+    BatchGetItem; what DynamoDB leaves unprocessed is asked again, backing off."""
+    client = client or aws.client("dynamodb")
+    for first in range(0, len(keys), BATCH_GET_KEYS):
+        wanted: dict[str, Any] = {"Keys": keys[first : first + BATCH_GET_KEYS]}
+        if projection:
+            wanted["ProjectionExpression"] = projection
+        request = {table: wanted}
+        for attempt in range(8):
+            response = client.batch_get_item(RequestItems=request)
+            yield from response["Responses"].get(table, [])
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            sleep(0.05 * 2**attempt)  # throttled: AWS asks callers to back off
+        else:
+            raise RuntimeError("DynamoDB kept keys unprocessed: try again shortly")
 
 
 def content_hash(record: dict) -> str:

@@ -15,14 +15,13 @@ Bucket 0 holds everything up to 1 ms; the last bucket (about 70 minutes) everyth
 
 import math
 import os
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from centralllm import aws
 from centralllm.audit.contract import format_timestamp, table_name
-from centralllm.audit.items import MISSING
+from centralllm.audit.items import MISSING, batch_get
 from centralllm.audit.table import ROLLUP_SHARDS, shard_of, sharded
 
 DIMENSIONS = ("project", "user", "apiKey", "statusClass")
@@ -289,21 +288,11 @@ def read_key_periods(
         for shard in range(ROLLUP_SHARDS)
     }
     wanted = [{"id": {"S": item_id}, "createdAt": {"S": period}} for item_id in by_id]
-    for first in range(0, len(wanted), 100):
-        request = {table: {"Keys": wanted[first : first + 100]}}
-        for attempt in range(8):
-            response = client.batch_get_item(RequestItems=request)
-            for item in response["Responses"].get(table, []):
-                summary = usage[by_id[item["id"]["S"]]]
-                _accumulate(summary, item, BREAKDOWNS[PERIOD_DIMENSION])
-                last = item.get("lastAt", {}).get("S", "")
-                summary["lastAt"] = max(summary["lastAt"] or "", last) or None
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            time.sleep(0.05 * 2**attempt)  # throttled: AWS asks callers to back off
-        else:
-            raise RuntimeError("DynamoDB kept keys unprocessed: try again shortly")
+    for item in batch_get(wanted, table=table, client=client):
+        summary = usage[by_id[item["id"]["S"]]]
+        _accumulate(summary, item, BREAKDOWNS[PERIOD_DIMENSION])
+        last = item.get("lastAt", {}).get("S", "")
+        summary["lastAt"] = max(summary["lastAt"] or "", last) or None
     return usage
 
 

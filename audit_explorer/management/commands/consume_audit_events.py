@@ -1,3 +1,4 @@
+import os
 import signal
 import threading
 
@@ -5,6 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from centralllm import aws
 from llm_audit_ingest.local import consume, queue_name
+from provisioning.models import Environment
+from provisioning.resources.base import Context
+from provisioning.resources.lambda_ import handler_environment
 
 
 class Command(BaseCommand):
@@ -15,10 +19,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true", help="deliver what is queued, then exit")
+        parser.add_argument(
+            "--environment",
+            help="ingest with this environment's settings, as its Lambda would (its table,"
+            " redaction rules, retention)",
+        )
 
-    def handle(self, *args, once: bool, **options) -> None:
+    def handle(self, *args, once: bool, environment: str | None, **options) -> None:
         if not aws.endpoint_url():
             raise CommandError("AWS_ENDPOINT_URL is not set: in AWS the Lambda ingests events")
+        if environment:
+            found = Environment.objects.filter(name=environment).first()
+            if found is None:
+                raise CommandError(f"There is no environment {environment!r}.")
+            os.environ.update(handler_environment(Context(found.spec())))
         stop = threading.Event()
         # Finish the event in hand, then stop: an interrupted delivery would be redelivered.
         previous = {
