@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from rq import get_current_job
 
 from console.models import Action
 
@@ -14,9 +15,13 @@ Actor = AbstractBaseUser | None
 
 
 def actor_name(actor: Actor) -> str:
-    """A console user's name, or for a management command the operating-system user's."""
+    """A console user's name; for a background job (the scheduler's, say) the job's function,
+    ``job: check_yesterday``; for a management command the operating-system user's."""
     if actor is not None:
         return actor.get_username()
+    job = get_current_job()
+    if job is not None:
+        return f"job: {job.func_name.rpartition('.')[2]}"
     try:
         return f"command: {getpass.getuser()}"
     except (KeyError, OSError):  # no login name (a container without a passwd entry)

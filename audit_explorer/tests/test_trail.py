@@ -4,11 +4,15 @@ missing records, and a redrive after the fix makes the day complete without coun
 record twice."""
 
 import json
+import os
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from botocore.awsrequest import AWSResponse
+from django.core.management import CommandError, call_command
 from django.urls import reverse
+from rq import Queue
 
 from audit_explorer import audit_runs, completeness, dead_letters
 from audit_explorer.models import AuditDay, DeadLetter
@@ -257,16 +261,20 @@ def test_the_pages_list_redrive_and_refuse_bad_input(trail, client, operator, vi
     assert "what only raw readers may see" not in hidden.content.decode()
 
 
-def test_the_nightly_check_takes_yesterday_in_each_standing_environment(trail):
+def test_the_nightly_check_takes_yesterday_in_each_standing_environment(trail, redis_conn):
     standing, destroyed = trail.environment, Environment.objects.create(name="gone", suffix="-g")
     for environment, kinds in ((standing, ["apply"]), (destroyed, ["apply", "destroy"])):
         for kind in kinds:
             Run.objects.create(
                 environment=environment, kind=kind, status="succeeded", started_by_name="ann"
             )
-    [started] = audit_runs.check_yesterday()
+    job = Queue("default", connection=redis_conn, is_async=False).enqueue(
+        audit_runs.check_yesterday
+    )
+    [started] = job.return_value()
     check = Run.objects.get(pk=started)
     assert (check.environment, check.kind) == (standing, Run.Kind.AUDIT_CHECK)
+    assert check.started_by_name == "job: check_yesterday"
     assert check.parameters == {"day": str(audit_runs.today() - timedelta(days=1))}
     assert audit_runs.check_yesterday() == []  # one already waits for a worker
 
@@ -296,3 +304,21 @@ def test_a_days_missing_objects_are_ingested_in_one_action(trail, monkeypatch, o
     assert day.complete and day.items_count == day.rollup_count == 3
     letter = DeadLetter.objects.get(environment=trail.environment)
     assert (letter.status, letter.run) == ("redriven", redriven)
+
+
+def test_the_local_ingest_takes_its_environments_lambda_settings(trail, monkeypatch):
+    environment = trail.environment
+    environment.audit_retention_days = 30
+    environment.redaction_rules = '["email"]'
+    environment.save()
+    for name in ("TABLE_NAME", "AUDIT_RETENTION_DAYS", "REDACTION_RULES", "QUOTA_PERIOD"):
+        monkeypatch.setenv(name, "")  # restored after the test
+    monkeypatch.setenv("LOCAL_INGEST_QUEUE", unique("llm-audit-ingest-local"))
+    monkeypatch.setenv("DLQ_NAME", trail.name("DlqName"))
+    with pytest.raises(CommandError, match="There is no environment 'nope'"):
+        call_command("consume_audit_events", "--once", "--environment", "nope")
+
+    call_command("consume_audit_events", "--once", "--environment", environment.name)
+    assert os.environ["TABLE_NAME"] == trail.name("AuditTable")
+    assert os.environ["AUDIT_RETENTION_DAYS"] == "30"
+    assert os.environ["REDACTION_RULES"] == '["email"]'
