@@ -157,11 +157,11 @@ def day_items(
     statuses: Iterable[int],
     *,
     with_previews_only: bool = False,
-    cost: list[float] | None = None,
+    cost_into: DayCheck | None = None,
 ) -> Iterator[dict]:
     """The day's audit items (id, createdAt, recordKey), through the status index;
     ``with_previews_only``: those that still have a preview. The read units consumed are
-    added to ``cost[0]``."""
+    added to ``cost_into.read_units``."""
     start, end = (format_timestamp(moment) for moment in day_bounds(day))
     client = ctx.client("dynamodb")
     for status in sorted(statuses):
@@ -185,8 +185,9 @@ def day_items(
                 )
             while True:
                 response = client.query(**params)
-                if cost is not None:
-                    cost[0] += response.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0)
+                if cost_into is not None:
+                    units = response.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0)
+                    cost_into.read_units += units
                 for item in response["Items"]:
                     yield {name: value["S"] for name, value in item.items()}
                 if "LastEvaluatedKey" not in response:
@@ -311,35 +312,30 @@ def check_day(
     the S3 keys of events waiting in the dead-letter queue; ``discarded``: of those an
     operator discarded."""
     check = DayCheck(day)
-    found: list[DayObjects] = []
-    hours: list = []
+    objects, counted, statuses, unmatched = DayObjects(day), Counter(), set(), []
 
     def list_step() -> str:
-        found.append(list_objects(ctx, day))
-        return f"{len(found[0])} objects under {day_prefix(day)}"
+        nonlocal objects
+        objects = list_objects(ctx, day)
+        return f"{len(objects)} objects under {objects.prefix}"
 
     def rollups_step() -> str:
+        nonlocal counted, statuses
         counted, statuses, check.probed_statuses = hourly_counts(ctx, day)
-        hours.extend([counted, statuses])
         probed = ", older hours: every status read" if check.probed_statuses else ""
         return f"{sum(counted.values())} requests counted, statuses {sorted(statuses)}{probed}"
 
-    unmatched: list[str] = []
-
     def items_step() -> str:
-        counted, statuses = hours
-        cost = [0.0]
-        items = day_items(ctx, day, statuses, cost=cost)
-        unmatched.extend(compare(check, found[0], items, counted, dead_lettered))
-        check.read_units = cost[0]
+        items = day_items(ctx, day, statuses, cost_into=check)
+        unmatched.extend(compare(check, objects, items, counted, dead_lettered))
         return (
-            f"{check.items} items ({cost[0]:.0f} read units); {len(check.extra)} extra,"
+            f"{check.items} items ({check.read_units:.0f} read units); {len(check.extra)} extra,"
             f" {len(check.double)} double"
         )
 
     def guards_step() -> str:
         elsewhere = ingested_elsewhere(ctx, unmatched)
-        file_unmatched(check, found[0], unmatched, elsewhere, dead_lettered, discarded)
+        file_unmatched(check, objects, unmatched, elsewhere, dead_lettered, discarded)
         return (
             f"{len(check.missing)} missing ({check.dead_lettered} dead-lettered), "
             f"{len(check.discarded)} discarded, {len(check.duplicate_objects)} duplicate objects"

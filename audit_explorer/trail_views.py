@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit_explorer import audit_runs, dead_letters
@@ -39,6 +40,8 @@ def dead_letter_list(request: HttpRequest, name: str) -> HttpResponse:
         "environment": environment,
         "status": status,
         "statuses": DeadLetter.Status.values,
+        # Only operators act on waiting events: others see no checkboxes.
+        "selectable": status == DeadLetter.Status.WAITING and request.user.has_perm(OPERATE),
         "page": Paginator(letters, 100).get_page(request.GET.get("page")),
         "waiting_count": environment.dead_letters.filter(status=DeadLetter.Status.WAITING).count(),
         "in_queue": _in_queue(environment),
@@ -86,7 +89,8 @@ def dead_letter_redrive(request: HttpRequest, name: str) -> HttpResponse:
             messages.error(request, "Select the events to redrive, or redrive all.")
             return redirect("audit_explorer:dead-letters", name=name)
         parameters = {"letters": [letter.pk for letter in chosen]}
-    return _start(request, environment, Run.Kind.REDRIVE, parameters)
+    back = reverse("audit_explorer:dead-letters", args=[name])
+    return _start(request, environment, Run.Kind.REDRIVE, parameters, back)
 
 
 @require_POST
@@ -194,7 +198,8 @@ def audit_day_check(request: HttpRequest, name: str, day: str) -> HttpResponse:
     if when >= audit_runs.today():
         messages.error(request, f"{when} is not over yet: check a day once it has ended.")
         return redirect("audit_explorer:audit-day", name=name, day=day)
-    return _start(request, environment, Run.Kind.AUDIT_CHECK, {"day": str(when)})
+    back = reverse("audit_explorer:audit-day", args=[name, day])
+    return _start(request, environment, Run.Kind.AUDIT_CHECK, {"day": str(when)}, back)
 
 
 @require_POST
@@ -207,13 +212,17 @@ def audit_day_redrive(request: HttpRequest, name: str, day: str) -> HttpResponse
     if checked is None or not checked.missing_count:
         messages.error(request, f"{when} has nothing missing to redrive: check it first.")
         return redirect("audit_explorer:audit-day", name=name, day=day)
-    return _start(request, environment, Run.Kind.REDRIVE, {"day": str(when)})
+    back = reverse("audit_explorer:audit-day", args=[name, day])
+    return _start(request, environment, Run.Kind.REDRIVE, {"day": str(when)}, back)
 
 
-def _start(request: HttpRequest, environment: Environment, kind: str, parameters: dict):
+def _start(
+    request: HttpRequest, environment: Environment, kind: str, parameters: dict, back: str
+) -> HttpResponse:
+    """Start the run and follow it; if it cannot start, back to ``back`` with the reason."""
     try:
         run = runs.start(environment, kind, actor=request.user, parameters=parameters)
     except runs.Refused as exc:
         messages.error(request, str(exc))
-        return redirect("audit_explorer:dead-letters", name=environment.name)
+        return redirect(back)
     return redirect("provisioning:run", pk=run.pk)

@@ -267,6 +267,12 @@ class Run(models.Model):
         return f"run-{self.pk}"
 
     @property
+    def step_noun(self) -> str:
+        """What its steps are, for people: an engine run's are resources."""
+        engine = (self.Kind.PLAN, self.Kind.APPLY, self.Kind.DESTROY, self.Kind.DRIFT)
+        return "resources" if self.kind in engine else "steps"
+
+    @property
     def elapsed(self) -> str:
         """How long it ran (or has been running), for people: ``42 s``, ``3 min 5 s``."""
         if self.started_at is None:
