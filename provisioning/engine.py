@@ -24,10 +24,12 @@ from provisioning.resources.base import (
     ProvisioningError,
     Resource,
     Spec,
+    duration,
     is_read_only,
 )
 
 CREATE, UPDATE, NONE = "create", "update", "none"
+SETTLE_POLL_SECONDS = 5
 Sleep = Callable[[float], None]
 # Failures an operator can act on; anything else is a bug and keeps its traceback.
 _EXPECTED = (ClientError, BotoCoreError, ProvisioningError)
@@ -217,16 +219,13 @@ def _ensure(ctx: Context, resource: Resource) -> str:
     desired = resource.desired()
     if current is None:
         resource.create(desired)
-        current = _read_back(resource)
+        current = _read_until(ctx, resource, desired, created=True)
         outcome = "created"
     fields = diff(desired, current)
     if fields:
         ctx.say(("setting " if outcome == "created" else "changing ") + ", ".join(fields))
         resource.update(desired, current, list(fields))
-        current = _read_back(resource)
-        still = diff(desired, current)
-        if still:
-            raise ProvisioningError(f"still differs after the update: {_describe(still)}")
+        current = _read_until(ctx, resource, desired, created=False)
         if outcome != "created":
             outcome = "updated " + ", ".join(fields)
     ctx.outputs[resource.key] = resource.outputs(current)
@@ -240,11 +239,29 @@ def _plain_outputs(ctx: Context) -> dict[str, dict]:
     }
 
 
-def _read_back(resource: Resource) -> dict:
-    current = resource.read()
-    if current is None:
-        raise ProvisioningError("not found right after it was created")
-    return current
+def _read_until(ctx: Context, resource: Resource, desired: dict, *, created: bool) -> dict:
+    """Read what was just written until AWS shows it. AWS's reads lag its writes (S3 bucket
+    configuration for minutes, IAM, SQS and ELB for seconds), so a single read right after a
+    change proves nothing either way; only a change still unseen after the resource's
+    ``settle_seconds`` is a failure."""
+    waited = 0.0
+    while True:
+        current = resource.read()
+        still = None if current is None else diff(desired, current)
+        if current is not None and (created or not still):
+            return current
+        if waited >= resource.settle_seconds:
+            if current is None:
+                raise ProvisioningError(f"not found {duration(waited)} after it was created")
+            raise ProvisioningError(
+                f"still differs {duration(waited)} after the update: {_describe(still)}"
+            )
+        what = "the new resource" if created else "the change"
+        ctx.say(
+            f"waiting for AWS to show {what}: {duration(waited)}; usually {resource.settles_in}"
+        )
+        ctx.sleep(SETTLE_POLL_SECONDS)
+        waited += SETTLE_POLL_SECONDS
 
 
 def destroy(
@@ -280,7 +297,7 @@ def _remove(
     if current is None:
         return "absent"
     if not resource.owns(current):
-        return "left in place (not created here)"
+        return f"left in place ({resource.kept_because})"
     if resource.holds_data and not delete_data:
         return "kept (holds audit data)"
     resource.delete(current)

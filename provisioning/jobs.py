@@ -22,6 +22,7 @@ from audit_explorer import audit_runs
 from provisioning import engine, preflight, rollout, runs, validation
 from provisioning.models import Hold, Release, Run, RunStep
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
+from provisioning.resources.cloudwatch import ServiceHealthAlarm
 from provisioning.runs import log
 
 logger = logging.getLogger(__name__)
@@ -285,6 +286,8 @@ def _rollout(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
         _make_live(release)
     finally:
         ctx.close()
+    if not spec.live_image_tag:
+        _bring_alarm_into_force(run, progress)
     # The guide's checklist follows every rollout that went live.
     validate = runs.start(
         run.environment, Run.Kind.VALIDATE, actor=run.started_by, parameters={"after": run.pk}
@@ -292,6 +295,15 @@ def _rollout(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
     log(run, f"validation #{validate.pk} started")
     result = {"image_tag": image.tag, "image_digest": image.digest, "task_definition": arn}
     return result, f"{image.tag} ({image.digest[:19]}) is live on {_short_arn(arn)}."
+
+
+def _bring_alarm_into_force(run: Run, progress: RunProgress) -> None:
+    """The first release is live: the running-tasks alarm, silent while no task was meant to
+    run, now has tasks to watch. A failure here leaves the release live and says what to do."""
+    try:
+        engine.apply_one(run.environment, ServiceHealthAlarm.key, progress)
+    except ProvisioningError as exc:
+        log(run, f"{exc}: the running-tasks alarm stays silent until the next apply", level="error")
 
 
 def _rollback(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:

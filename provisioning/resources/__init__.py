@@ -34,6 +34,7 @@ CATALOGUE = [
     iam.InstanceProfile,
     iam.LambdaRole,
     iam.CodeBuildRole,
+    iam.EcsServiceLinkedRole,
     # Image (section 5)
     ecr.Repository,
     codebuild.Project,

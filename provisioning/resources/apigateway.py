@@ -58,7 +58,12 @@ class VpcLink(Resource):
         if link is None or link.get("status") == "DELETING":
             return None
         # A FAILED link is reported (update says so) rather than replaced by a twin of its name.
-        return {"id": link["id"], "targets": link["targetArns"], "status": link["status"]}
+        return {
+            "id": link["id"],
+            "targets": link["targetArns"],
+            "status": link["status"],
+            "reason": link.get("statusMessage", ""),
+        }
 
     def create(self, desired: dict) -> None:
         self.client.create_vpc_link(name=self.name, targetArns=desired["targets"])
@@ -66,18 +71,41 @@ class VpcLink(Resource):
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
         if "targets" in fields:
             super().update(desired, current, fields)
-        wait_until(self.ctx, lambda: self._available(current["id"]), what="the VPC link")
+        link_id = current["id"]
+        if current["status"] == "FAILED":
+            # Made while its NLB was still provisioning (an apply of an earlier version, or by
+            # hand): a failed link never recovers, and its name is free once it is gone.
+            self.ctx.say(f"the VPC link failed ({current.get('reason', '')}): making it again")
+            self.delete(current)
+            self.create(desired)
+            link_id = self._found()["id"]
+        wait_until(
+            self.ctx,
+            lambda: self._available(link_id),
+            what="the VPC link to become available",
+            usually="2-4 min",
+            timeout_seconds=20 * 60,
+        )
 
     def _available(self, link_id: str) -> bool:
-        status = self.client.get_vpc_link(vpcLinkId=link_id)["status"]
-        if status == "FAILED":
-            raise ProvisioningError("the VPC link failed: delete it, then apply")
-        return status == "AVAILABLE"
+        link = self.client.get_vpc_link(vpcLinkId=link_id)
+        if link["status"] == "FAILED":
+            raise ProvisioningError(
+                f"the VPC link failed ({link.get('statusMessage', 'no reason given')}): "
+                "apply again to make it anew"
+            )
+        return link["status"] == "AVAILABLE"
 
     def delete(self, current: dict) -> None:
         self.client.delete_vpc_link(vpcLinkId=current["id"])
         # The load balancer cannot be deleted while the link still uses it.
-        wait_until(self.ctx, lambda: self._found() is None, what="the VPC link to be deleted")
+        wait_until(
+            self.ctx,
+            lambda: self._found() is None,
+            what="the VPC link to be deleted",
+            usually="1-2 min",
+            timeout_seconds=20 * 60,
+        )
 
     def outputs(self, current: dict) -> dict:
         return {"id": current["id"]}
@@ -361,6 +389,15 @@ class UsagePlan(Resource):
         self.client.update_usage_plan(usagePlanId=current["id"], patchOperations=operations)
 
     def delete(self, current: dict) -> None:
+        # AWS refuses to delete a plan that still has API stages (aws/aws-sdk-js#3841).
+        if current["stages"]:
+            self.client.update_usage_plan(
+                usagePlanId=current["id"],
+                patchOperations=[
+                    {"op": "remove", "path": "/apiStages", "value": stage}
+                    for stage in current["stages"]
+                ],
+            )
         self.client.delete_usage_plan(usagePlanId=current["id"])
 
     def outputs(self, current: dict) -> dict:

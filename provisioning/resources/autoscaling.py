@@ -56,6 +56,8 @@ class GpuGroup(Resource):
         }
 
     def create(self, desired: dict) -> None:
+        if not self._gone():
+            self._wait_gone()  # a group of this name still being deleted keeps its name
         retrying(
             self.ctx,
             lambda: self.client.create_auto_scaling_group(
@@ -81,7 +83,16 @@ class GpuGroup(Resource):
     def delete(self, current: dict) -> None:
         self.client.delete_auto_scaling_group(AutoScalingGroupName=self.name, ForceDelete=True)
         # Its instances terminate first; the launch template and profile go after them.
-        wait_until(self.ctx, self._gone, what="the GPU instances to terminate")
+        self._wait_gone()
+
+    def _wait_gone(self) -> None:
+        wait_until(
+            self.ctx,
+            self._gone,
+            what="the GPU instances to terminate",
+            usually="a few minutes",
+            timeout_seconds=30 * 60,
+        )
 
     def _gone(self) -> bool:
         found = self.client.describe_auto_scaling_groups(AutoScalingGroupNames=[self.name])

@@ -54,6 +54,89 @@ BASE_NAMES = {
     "AlarmTopic": "central-llm-alarms",
 }
 
+# How long AWS lets each name be, so that a suffix AWS would refuse half-way through an apply
+# is refused on the form and in pre-flight instead. Per kind of name: (who refuses, maximum).
+_NAME_KINDS = {
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+    "S3 bucket": ("S3", 63),
+    # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
+    "DynamoDB table": ("DynamoDB", 255),
+    # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html
+    "SQS queue": ("SQS", 80),
+    # https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_CreateRepository.html
+    "ECR repository": ("ECR", 256),
+    # https://docs.aws.amazon.com/codebuild/latest/APIReference/API_CreateProject.html
+    "CodeBuild project": ("CodeBuild", 255),
+    # https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html (the instance
+    # profile named after the instance role may have 128)
+    "IAM role": ("IAM", 64),
+    # https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html (a name, not an ARN)
+    "Lambda function": ("Lambda", 64),
+    # https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_CreateCluster.html, and
+    # API_CreateService, API_RegisterTaskDefinition, API_CreateCapacityProvider beside it
+    "ECS cluster": ("ECS", 255),
+    "ECS service": ("ECS", 255),
+    "task definition family": ("ECS", 255),
+    "capacity provider": ("ECS", 255),
+    # https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogGroup.html
+    "log group": ("CloudWatch Logs", 512),
+    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateLaunchTemplate.html
+    "launch template": ("EC2", 128),
+    # https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_CreateAutoScalingGroup.html
+    "Auto Scaling group": ("Auto Scaling", 255),
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateLoadBalancer.html
+    # and API_CreateTargetGroup.html
+    "load balancer": ("ELB", 32),
+    "target group": ("ELB", 32),
+    # https://docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html
+    "SNS topic": ("SNS", 256),
+}
+# The kind of each name. API Gateway documents no maximum for its names (RestApi, VpcLink,
+# UsagePlan, ApiKey: CreateRestApi, CreateVpcLink, CreateUsagePlan, CreateApiKey), so they
+# are not listed.
+_NAME_KIND_OF = {
+    "AuditBucket": "S3 bucket",
+    "RawBucket": "S3 bucket",
+    "AuditTable": "DynamoDB table",
+    "DlqName": "SQS queue",
+    "LocalIngestQueue": "SQS queue",
+    "EcrRepository": "ECR repository",
+    "CodeBuildProject": "CodeBuild project",
+    "TaskRole": "IAM role",
+    "ExecutionRole": "IAM role",
+    "InstanceRole": "IAM role",
+    "LambdaRole": "IAM role",
+    "CodeBuildRole": "IAM role",
+    "LambdaFunction": "Lambda function",
+    "Cluster": "ECS cluster",
+    "Service": "ECS service",
+    "TaskFamily": "task definition family",
+    "LogGroup": "log group",
+    "LaunchTemplate": "launch template",
+    "AutoScalingGroup": "Auto Scaling group",
+    "CapacityProvider": "capacity provider",
+    "LoadBalancer": "load balancer",
+    "TargetGroup": "target group",
+    "AlarmTopic": "SNS topic",
+}
+# The documented maximum length of each name, by BASE_NAMES key.
+NAME_LIMITS: dict[str, int] = {key: _NAME_KINDS[kind][1] for key, kind in _NAME_KIND_OF.items()}
+# The longest suffix every name still fits with (16: the target group's).
+MAX_SUFFIX_LENGTH = min(limit - len(BASE_NAMES[key]) for key, limit in NAME_LIMITS.items())
+
+
+def names_too_long(suffix: str) -> list[str]:
+    """The names ``suffix`` would make longer than AWS allows, each as a readable problem."""
+    problems = []
+    for key, kind in _NAME_KIND_OF.items():
+        service, limit = _NAME_KINDS[kind]
+        name = BASE_NAMES[key] + suffix
+        if len(name) > limit:
+            problems.append(
+                f"{kind} name {name} is {len(name)} characters; {service} allows {limit}"
+            )
+    return problems
+
 
 class ProvisioningError(Exception):
     """A step could not be carried out; the message says why, for an operator."""
@@ -136,16 +219,19 @@ def is_read_only(operation: str) -> bool:
 class Context:
     """One engine run: the environment, the clients, outputs so far, and a count of AWS calls."""
 
+    # How runs wait when not told otherwise; devtools.aws_rules puts its virtual clock here.
+    default_sleep: Callable[[float], None] = time.sleep
+
     def __init__(
         self,
         spec: Spec,
         progress: Progress | None = None,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.spec = spec
         self.progress = progress or Progress()
-        self.sleep = sleep
+        self.sleep = sleep or Context.default_sleep
         self.step = ""
         self.outputs: dict[str, dict] = {}
         self.calls: Counter = Counter()
@@ -283,17 +369,34 @@ def wait_until(
     done: Callable[[], bool],
     *,
     what: str,
+    usually: str = "",
     poll_seconds: float = 15,
     timeout_seconds: float = 1800,
 ) -> None:
-    """Poll ``done()`` until true, telling the progress what is awaited."""
+    """Poll ``done()`` until true, saying what is awaited, for how long so far and how long it
+    usually takes (AWS's documented figure). At the timeout the run stops with an explanation;
+    what was done stays done, so a plain apply resumes from there."""
+    typical = f"usually {usually}" if usually else ""
     waited = 0.0
     while not done():
         if waited >= timeout_seconds:
-            raise ProvisioningError(f"still waiting for {what} after {waited:.0f}s")
-        ctx.say(f"waiting for {what}")
+            raise ProvisioningError(
+                f"gave up waiting for {what} after {duration(waited)}"
+                + (f" ({typical})" if typical else "")
+                + ": nothing is lost, apply again to resume from here"
+            )
+        ctx.say(f"waiting for {what}: {duration(waited)}" + (f"; {typical}" if typical else ""))
+        ctx.progress.checkpoint()
         ctx.sleep(poll_seconds)
         waited += poll_seconds
+
+
+def duration(seconds: float) -> str:
+    """``100`` as "1 min 40 s": how long a wait has lasted, for an operator."""
+    minutes, rest = divmod(round(seconds), 60)
+    if not minutes:
+        return f"{rest} s"
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
 
 
 def ignoring(call: Callable[[], T], *codes: str) -> T | None:
@@ -321,6 +424,10 @@ class Resource:
     depends_on: ClassVar[tuple[str, ...]] = ()
     holds_data: ClassVar[bool] = False  # destroy keeps it unless data deletion is confirmed
     managed: ClassVar[bool] = True  # False: used here but owned elsewhere, never deleted
+    kept_because: ClassVar[str] = "not created here"  # why destroy leaves it in place
+    # How long AWS may take to show a write in its reads, and what it documents as usual.
+    settle_seconds: ClassVar[float] = 120
+    settles_in: ClassVar[str] = "a few seconds"
     base_name: ClassVar[str] = ""  # a key of BASE_NAMES
 
     def __init__(self, ctx: Context) -> None:

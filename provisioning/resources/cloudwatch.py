@@ -4,6 +4,7 @@ the serving hosts' audit backlog."""
 from typing import ClassVar
 
 from provisioning.resources.base import Resource
+from provisioning.resources.ecs import task_count
 
 LOG_RETENTION_DAYS = 30
 TOPIC = "sns.alarm_topic"
@@ -118,6 +119,11 @@ class ServiceHealthAlarm(Alarm):
         return self.spec.alarm_min_running_tasks
 
     def desired(self) -> dict:
+        if not task_count(self.spec):
+            # Before the first rollout no task runs by design: an alarm now would page
+            # people, and show the environment unhealthy, from the day it is created. The
+            # rollout that goes live brings it into force (jobs._rollout).
+            return {**super().desired(), "ActionsEnabled": False}
         # Missing data here means no task reports at all: that is the failure to alarm on.
         return {**super().desired(), "TreatMissingData": "breaching"}
 

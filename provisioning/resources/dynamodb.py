@@ -14,6 +14,7 @@ from provisioning.resources.base import (
     error_code,
     ignoring,
     in_declared_order,
+    wait_until,
 )
 
 INDEX_NAMES = [index["IndexName"] for index in table.GLOBAL_SECONDARY_INDEXES]
@@ -48,8 +49,8 @@ class AuditTable(Resource):
 
     def read(self) -> dict | None:
         description = self._describe()
-        if description is None:
-            return None
+        if description is None or description["TableStatus"] == "DELETING":
+            return None  # gone, or going: apply makes it anew once it is gone
         present = {
             index["IndexName"]
             for index in description.get("GlobalSecondaryIndexes", [])
@@ -70,6 +71,7 @@ class AuditTable(Resource):
         return found.get("AttributeName") if on else None
 
     def create(self, desired: dict) -> None:
+        self._wait_deleted()  # a table deleted just now keeps its name until it is gone
         # CreateTable takes every GSI at once (nothing to backfill in an empty table).
         ignoring(
             lambda: self.client.create_table(**table.create_table_request(self.name)),
@@ -121,6 +123,16 @@ class AuditTable(Resource):
         else:
             raise ProvisioningError(f"the table stayed busy for {self.busy_attempts} attempts")
         self.wait_until_active()
+
+    def _wait_deleted(self) -> None:
+        wait_until(
+            self.ctx,
+            lambda: (self._describe() or {}).get("TableStatus") != "DELETING",
+            what="the table of this name to be deleted",
+            usually="seconds to minutes",
+            poll_seconds=self.poll_seconds,
+            timeout_seconds=30 * 60,
+        )
 
     def wait_until_active(self) -> None:
         """Poll until the table and all its indexes are ACTIVE."""

@@ -2,10 +2,14 @@
 
 from functools import partial
 
+from botocore.exceptions import ClientError
+
 from centralllm import aws
 from provisioning.resources.base import (
+    ProvisioningError,
     Resource,
     Spec,
+    error_code,
     ignoring,
     projected,
     retrying,
@@ -15,9 +19,15 @@ from provisioning.resources.base import (
 from provisioning.resources.elbv2 import VLLM_PORT
 
 TASK_DEFINITION = "inference/ecs-task-definition.json"
+
 # vLLM answers /health only once the model is loaded (minutes): until then the load balancer's
 # failing health checks must not make ECS replace the task (and the circuit breaker roll back).
 HEALTH_CHECK_GRACE_SECONDS = 600
+
+
+def _no_service_role(exc: ClientError) -> bool:
+    # The service-linked role was just made: IAM takes a moment to show it to ECS.
+    return error_code(exc) == "ClientException" and "Service Linked Role" in str(exc)
 
 
 class CapacityProvider(Resource):
@@ -25,7 +35,7 @@ class CapacityProvider(Resource):
     title = "ECS GPU capacity provider"
     service = "ecs"
     base_name = "CapacityProvider"
-    depends_on = ("autoscaling.gpu_group",)
+    depends_on = ("autoscaling.gpu_group", "iam.ecs_service_linked_role")
 
     def desired(self) -> dict:
         return {
@@ -36,15 +46,21 @@ class CapacityProvider(Resource):
             "termination_protection": "ENABLED",
         }
 
-    def read(self) -> dict | None:
+    def _found(self) -> dict | None:
+        """The provider of this name that is ACTIVE, being deleted or not (updateStatus says:
+        https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_CapacityProvider.html)."""
         found = self.client.describe_capacity_providers(capacityProviders=[self.name])
         active = [item for item in found["capacityProviders"] if item["status"] == "ACTIVE"]
-        if not active:
-            return None
-        provider = active[0]["autoScalingGroupProvider"]
+        return active[0] if active else None
+
+    def read(self) -> dict | None:
+        found = self._found()
+        if found is None or found.get("updateStatus", "").startswith("DELETE_"):
+            return None  # gone, or going: apply makes it anew once it is gone
+        provider = found["autoScalingGroupProvider"]
         scaling = provider.get("managedScaling", {})
         return {
-            "arn": active[0]["capacityProviderArn"],
+            "arn": found["capacityProviderArn"],
             "group": provider["autoScalingGroupArn"],
             "managed_scaling": {key: scaling.get(key) for key in ("status", "targetCapacity")},
             "termination_protection": provider.get("managedTerminationProtection", "DISABLED"),
@@ -57,12 +73,17 @@ class CapacityProvider(Resource):
         }
 
     def create(self, desired: dict) -> None:
-        self.client.create_capacity_provider(
+        self._wait_deleted()  # a destroy that just ended may still be deleting its namesake
+        create = partial(
+            self.client.create_capacity_provider,
             name=self.name,
             autoScalingGroupProvider={
                 "autoScalingGroupArn": desired["group"],
                 **self._settings(desired),
             },
+        )
+        retrying(
+            self.ctx, create, retry_if=_no_service_role, why="ECS does not see its new role yet"
         )
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
@@ -74,6 +95,27 @@ class CapacityProvider(Resource):
 
     def delete(self, current: dict) -> None:
         self.client.delete_capacity_provider(capacityProvider=self.name)
+        # Its Auto Scaling group, deleted next, is in use until the deletion completes.
+        self._wait_deleted()
+
+    def _wait_deleted(self) -> None:
+        def gone() -> bool:
+            found = self._found()
+            status = (found or {}).get("updateStatus", "")
+            if status == "DELETE_FAILED":
+                raise ProvisioningError(
+                    "ECS could not delete the capacity provider: "
+                    f"{found.get('updateStatusReason', 'no reason given')}"
+                )
+            return found is None or status == "DELETE_COMPLETE"
+
+        wait_until(
+            self.ctx,
+            gone,
+            what="the capacity provider to be deleted",
+            usually="1-2 min",
+            timeout_seconds=20 * 60,
+        )
 
     def outputs(self, current: dict) -> dict:
         return {"name": self.name, "arn": current["arn"]}
@@ -321,6 +363,10 @@ class Service(Resource):
             ],
             **extra,
         )
+        if not self._gone():
+            # A service of this name deleted by a destroy just now: ECS refuses the name
+            # ("not idempotent") until it has drained.
+            self._wait_drained()
         retrying(self.ctx, create, retry_if=role_not_ready, why="ECS's service role is not ready")
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
@@ -336,7 +382,16 @@ class Service(Resource):
     def delete(self, current: dict) -> None:
         self.client.delete_service(cluster=self.ctx.name("Cluster"), service=self.name, force=True)
         # The cluster cannot be deleted while the service is still draining its tasks.
-        wait_until(self.ctx, self._gone, what="the service to drain")
+        self._wait_drained()
+
+    def _wait_drained(self) -> None:
+        wait_until(
+            self.ctx,
+            self._gone,
+            what="the service to drain",
+            usually="a few minutes, as its tasks stop",
+            timeout_seconds=30 * 60,
+        )
 
     def _gone(self) -> bool:
         found = self.client.describe_services(

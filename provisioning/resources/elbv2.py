@@ -1,9 +1,14 @@
 """The internal Network Load Balancer in front of vLLM (API Gateway reaches it by VPC link)."""
 
-from provisioning.resources.base import Resource, ignoring
+from provisioning.resources.base import ProvisioningError, Resource, ignoring, wait_until
 
 VLLM_PORT = 8000
 LISTENER_PORT = 80
+# An NLB node sends only to targets in its own zone unless cross-zone load balancing is on: with
+# one task in one of the subnets, the VPC link's traffic through the other zone's node would
+# find no target. On, at the price of cross-zone data transfer.
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/network/network-load-balancers.html#cross-zone-load-balancing
+CROSS_ZONE = "load_balancing.cross_zone.enabled"
 
 
 class LoadBalancer(Resource):
@@ -18,6 +23,10 @@ class LoadBalancer(Resource):
             "type": "network",
             "scheme": "internal",
             "subnets": sorted(self.output("ec2.network")["subnet_ids"]),
+            "cross_zone": "true",
+            # A new NLB is "provisioning" for minutes, and a VPC link made against it then ends
+            # FAILED: the load balancer is ready only once active.
+            "state": "active",
         }
 
     def read(self) -> dict | None:
@@ -28,12 +37,19 @@ class LoadBalancer(Resource):
         if not found:
             return None
         balancer = found["LoadBalancers"][0]
+        attributes = self.client.describe_load_balancer_attributes(
+            LoadBalancerArn=balancer["LoadBalancerArn"]
+        )["Attributes"]
         return {
             "arn": balancer["LoadBalancerArn"],
             "dns": balancer["DNSName"],
             "type": balancer["Type"],
             "scheme": balancer["Scheme"],
             "subnets": sorted(zone["SubnetId"] for zone in balancer["AvailabilityZones"]),
+            "cross_zone": next(
+                (item["Value"] for item in attributes if item["Key"] == CROSS_ZONE), "false"
+            ),
+            "state": balancer.get("State", {}).get("Code", "active"),
         }
 
     def create(self, desired: dict) -> None:
@@ -45,9 +61,32 @@ class LoadBalancer(Resource):
         )
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
-        if set(fields) - {"subnets"}:
+        if set(fields) - {"subnets", "cross_zone", "state"}:
             super().update(desired, current, fields)
-        self.client.set_subnets(LoadBalancerArn=current["arn"], Subnets=desired["subnets"])
+        arn = current["arn"]
+        if "subnets" in fields:
+            self.client.set_subnets(LoadBalancerArn=arn, Subnets=desired["subnets"])
+        if "cross_zone" in fields:
+            self.client.modify_load_balancer_attributes(
+                LoadBalancerArn=arn, Attributes=[{"Key": CROSS_ZONE, "Value": "true"}]
+            )
+        wait_until(
+            self.ctx,
+            lambda: self._active(arn),
+            what="the NLB to become active",
+            usually="2-4 min",
+            timeout_seconds=20 * 60,
+        )
+
+    def _active(self, arn: str) -> bool:
+        [balancer] = self.client.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"]
+        state = balancer.get("State", {})
+        if state.get("Code") == "failed":
+            raise ProvisioningError(
+                f"the NLB failed to provision ({state.get('Reason', 'no reason given')}): "
+                "delete it, then apply"
+            )
+        return state.get("Code") == "active"
 
     def delete(self, current: dict) -> None:
         self.client.delete_load_balancer(LoadBalancerArn=current["arn"])

@@ -12,7 +12,9 @@ declared is added, anything else on it is left alone, and destroy leaves it in p
 import json
 from typing import ClassVar
 
-from provisioning.resources.base import ProvisioningError, Resource, Spec, ignoring
+from botocore.exceptions import ClientError
+
+from provisioning.resources.base import ProvisioningError, Resource, Spec, error_code, ignoring
 
 AWS_POLICY = "arn:aws:iam::aws:policy/"
 MANAGED_BY = "central-llm:managed-by"
@@ -354,3 +356,39 @@ class InstanceProfile(Resource):
 
     def outputs(self, current: dict) -> dict:
         return {"name": self.name, "arn": current["arn"]}
+
+
+class EcsServiceLinkedRole(Resource):
+    """The account's role for ECS itself. A fresh account has none until CreateCluster makes
+    it, and the capacity provider comes before the cluster: without the role AWS refuses it
+    ("ECS Service Linked Role does not exist", terraform-aws-modules/terraform-aws-ecs#26).
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html
+    """
+
+    key = "iam.ecs_service_linked_role"
+    title = "ECS service-linked role"
+    service = "iam"
+    managed = False  # every ECS cluster of the account uses it
+    kept_because = "the account's ECS clusters share it"
+    path = "/aws-service-role/ecs.amazonaws.com/"
+
+    def desired(self) -> dict:
+        return {}
+
+    def read(self) -> dict | None:
+        pages = self.client.get_paginator("list_roles").paginate(PathPrefix=self.path)
+        for page in pages:
+            for role in page["Roles"]:
+                return {"arn": role["Arn"]}
+        return None
+
+    def create(self, desired: dict) -> None:
+        try:
+            self.client.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+        except ClientError as exc:
+            # Made meanwhile (by a cluster of another workload): AWS says the name is taken.
+            if not (error_code(exc) == "InvalidInput" and "has been taken" in str(exc)):
+                raise
+
+    def outputs(self, current: dict) -> dict:
+        return {"arn": current["arn"]}

@@ -12,11 +12,13 @@ from centralllm.audit import items
 from llm_audit_ingest import bundle
 from provisioning.resources.base import (
     Context,
+    ProvisioningError,
     Resource,
     error_code,
     ignoring,
     retrying,
     role_not_ready,
+    wait_until,
 )
 
 STATEMENT_ID = "AllowS3Invoke"
@@ -104,6 +106,7 @@ class Function(Resource):
             retry_if=_not_ready,
             why="the new role is not usable by Lambda yet",
         )
+        self._wait_ready()
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
         if "code_sha256" in fields:
@@ -113,6 +116,7 @@ class Function(Resource):
                 retry_if=_not_ready,
                 why="the function is being updated",
             )
+            self._wait_ready()
         if set(fields) - {"code_sha256"}:
             retrying(
                 self.ctx,
@@ -120,6 +124,36 @@ class Function(Resource):
                 retry_if=_not_ready,
                 why="the function is being updated",
             )
+            self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """A new function is Pending and an updated one InProgress for a few seconds, and
+        refuses changes and invocations meanwhile (as the waiters function_active_v2 and
+        function_updated_v2 wait): https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html
+        """
+
+        def ready() -> bool:
+            found = self.client.get_function_configuration(FunctionName=self.name)
+            for state, failed, reason in (
+                ("State", "Failed", "StateReason"),
+                ("LastUpdateStatus", "Failed", "LastUpdateStatusReason"),
+            ):
+                if found.get(state) == failed:
+                    raise ProvisioningError(
+                        f"Lambda could not set up the function: {found.get(reason, failed)}"
+                    )
+            return found.get("State", "Active") == "Active" and found.get(
+                "LastUpdateStatus", "Successful"
+            ) in ("Successful",)
+
+        wait_until(
+            self.ctx,
+            ready,
+            what="the function to be ready",
+            usually="a few seconds",
+            poll_seconds=2,
+            timeout_seconds=5 * 60,
+        )
 
     def delete(self, current: dict) -> None:
         self.client.delete_function(FunctionName=self.name)

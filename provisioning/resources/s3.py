@@ -1,7 +1,15 @@
 """The audit buckets (encrypted, versioned, private, with lifecycle) and their notification."""
 
+from botocore.exceptions import ClientError
+
 from llm_audit_ingest import local as local_ingest
-from provisioning.resources.base import Resource, ignoring
+from provisioning.resources.base import (
+    ProvisioningError,
+    Resource,
+    error_code,
+    ignoring,
+    retrying,
+)
 
 PRIVATE = {
     "BlockPublicAcls": True,
@@ -33,6 +41,10 @@ class Bucket(Resource):
     service = "s3"
     holds_data = True
     lifecycle: list[dict]  # the lifecycle rules, from the environment's retention
+    # "You might have to wait a few minutes for the new or updated lifecycle configuration to
+    # fully propagate" (S3 user guide, how-to-set-lifecycle-configuration-intro).
+    settle_seconds = 15 * 60
+    settles_in = "a few minutes for S3 bucket settings"
 
     def desired(self) -> dict:
         return {
@@ -44,8 +56,14 @@ class Bucket(Resource):
 
     def read(self) -> dict | None:
         s3, bucket = self.client, self.name
-        if ignoring(lambda: s3.head_bucket(Bucket=bucket), "404", "NoSuchBucket") is None:
-            return None
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            if error_code(exc) in ("404", "NoSuchBucket"):
+                return None
+            if error_code(exc) == "403":
+                raise self._taken() from exc
+            raise
         encryption = ignoring(
             lambda: s3.get_bucket_encryption(Bucket=bucket),
             "ServerSideEncryptionConfigurationNotFoundError",
@@ -75,9 +93,21 @@ class Bucket(Resource):
         location = {}
         if self.spec.region != "us-east-1":
             location = {"CreateBucketConfiguration": {"LocationConstraint": self.spec.region}}
-        ignoring(
-            lambda: self.client.create_bucket(Bucket=self.name, **location),
-            "BucketAlreadyOwnedByYou",
+        try:
+            self.client.create_bucket(Bucket=self.name, **location)
+        except ClientError as exc:
+            if error_code(exc) == "BucketAlreadyExists":
+                raise self._taken() from exc
+            if error_code(exc) != "BucketAlreadyOwnedByYou":
+                raise
+
+    def _taken(self) -> ProvisioningError:
+        """Bucket names are global: the guide's own names belong to the account that followed
+        it first. S3 answers another account's bucket with a bare 403."""
+        return ProvisioningError(
+            f"the bucket name {self.name} is owned by another AWS account (S3 bucket names are "
+            "global), or these credentials may not read it: declare a name suffix for this "
+            f"environment, e.g. -{self.ctx.account_id[-6:]}"
         )
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
@@ -174,6 +204,8 @@ class AuditNotification(Resource):
     service = "s3"
     base_name = "AuditBucket"
     depends_on = ("s3.audit_bucket", "lambda.s3_permission", "sqs.local_ingest_queue")
+    settle_seconds = 5 * 60
+    settles_in = "seconds for S3 bucket settings"
 
     def desired(self) -> dict:
         if self.spec.is_local:
@@ -197,14 +229,25 @@ class AuditNotification(Resource):
         if self.spec.is_local:
             local_ingest.ensure_local_notification(self.name, self.ctx.name("LocalIngestQueue"))
             return
-        self.client.put_bucket_notification_configuration(
-            Bucket=self.name, NotificationConfiguration={_FUNCTIONS: desired[_FUNCTIONS]}
+        retrying(
+            self.ctx,
+            lambda: self.client.put_bucket_notification_configuration(
+                Bucket=self.name, NotificationConfiguration={_FUNCTIONS: desired[_FUNCTIONS]}
+            ),
+            retry_if=_destination_unsettled,
+            why="S3 cannot validate the Lambda destination until its invoke permission settles",
         )
 
     def delete(self, current: dict) -> None:
         self.client.put_bucket_notification_configuration(
             Bucket=self.name, NotificationConfiguration={}
         )
+
+
+def _destination_unsettled(exc: ClientError) -> bool:
+    # "Unable to validate the following destination configurations" right after the
+    # function's permission is added (hashicorp/terraform-provider-aws#19088).
+    return error_code(exc) == "InvalidArgument" and "Unable to validate" in str(exc)
 
 
 def _notification(event: str, prefix: str) -> dict:

@@ -95,6 +95,8 @@ GROUP_SETTINGS = {
 
 def test_a_new_group_protects_its_new_instances_from_scale_in(group):
     gpu_group, stubber = group
+    # No group of this name still being deleted (a destroy just before keeps the name).
+    stubber.add_response("describe_auto_scaling_groups", {"AutoScalingGroups": []})
     stubber.add_response("create_auto_scaling_group", {}, {**GROUP_SETTINGS, "DesiredCapacity": 0})
 
     gpu_group.create(gpu_group.desired())
@@ -175,6 +177,7 @@ SCALING = {"status": "ENABLED", "targetCapacity": 100}
 
 def test_a_new_capacity_provider_keeps_instances_with_tasks_from_scale_in(provider):
     capacity_provider, stubber = provider
+    stubber.add_response("describe_capacity_providers", {"capacityProviders": []})
     stubber.add_response(
         "create_capacity_provider",
         {"capacityProvider": described_provider("ENABLED")["capacityProviders"][0]},

@@ -152,11 +152,24 @@ def test_creating_the_lambda_waits_for_a_new_role_to_become_assumable(stubbed_la
     for message in (NOT_ASSUMABLE, NO_DLQ_PERMISSION):
         stubber.add_client_error("create_function", "InvalidParameterValueException", message, 400)
     stubber.add_response("create_function", {"FunctionName": "llm-audit-ingest-stub"})
+    # A new function is Pending until Lambda has set it up, and refuses changes meanwhile:
+    # https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html
+    function_state(stubber, State="Pending", LastUpdateStatus="InProgress")
+    function_state(stubber, State="Active", LastUpdateStatus="Successful")
 
     function.create(DESIRED_FUNCTION)
 
-    assert sleeps == [2, 4]
+    assert sleeps == [2, 4, 2]
     assert "not usable by Lambda yet" in function.ctx.progress.lines[0]
+    assert function.ctx.progress.lines[-1].startswith("waiting for the function to be ready: 0 s")
+
+
+def function_state(stubber, **states: str) -> None:
+    stubber.add_response(
+        "get_function_configuration",
+        {"FunctionName": "llm-audit-ingest-stub", **states},
+        {"FunctionName": "llm-audit-ingest-stub"},
+    )
 
 
 def test_other_invalid_parameters_fail_at_once(stubbed_lambda):
@@ -215,6 +228,8 @@ def test_against_real_aws_the_dead_letter_queue_is_compared_and_set(stubbed_lamb
             "DeadLetterConfig": {"TargetArn": DESIRED_FUNCTION["dead_letter_queue"]},
         },
     )
+    function_state(stubber, State="Active", LastUpdateStatus="InProgress")
+    function_state(stubber, State="Active", LastUpdateStatus="Successful")
     function.update(desired, current, list(fields))
 
 

@@ -1,0 +1,167 @@
+"""The whole life of an environment against AWS as documented (``devtools.aws_rules``): the
+local AWS with AWS's transitional states, lagging reads, refused first attempts and
+throttling put back. Each test asserts the rules it relies on fired, so it cannot pass by not
+meeting them; the rules cite their documentation (``aws_rules.RULES``)."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from centralllm import aws
+from devtools.aws_rules import RULES, AwsRules
+from provisioning import engine, runs
+from provisioning.jobs import execute
+from provisioning.models import Run
+from provisioning.resources.base import Context, ProvisioningError
+from provisioning.resources.iam import service_trust
+from provisioning.resources.s3 import AuditBucket, RawBucket
+from provisioning.tests.test_rollout import push_image
+
+# Transitions and lags the life of an environment meets, whatever the seed. (A new role is
+# refused for seconds only; by the time the engine uses one, minutes of other waits have
+# passed: test_the_rules_refuse_what_aws_refuses shows those rules on.)
+MET = {
+    "nlb_provisioning",
+    "vpc_link_pending",
+    "vpc_link_deleting",
+    "capacity_provider_deleting",
+    "asg_deleting",
+    "service_draining",
+    "s3_lifecycle_lag",
+    "s3_notification_lag",
+    "sqs_new_queue",
+    "iam_read_lag",
+    "lambda_states",
+    "table_transitions",
+    "throttling",
+}
+
+
+def run(environment, kind: str, **parameters) -> Run:
+    started = runs.start(environment, kind, actor=None, parameters=parameters, enqueue=False)
+    execute(started.pk)
+    started.refresh_from_db()
+    return started
+
+
+def said(run: Run) -> list[str]:
+    return list(run.events.values_list("text", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_local_environment_lives_from_nothing_to_destroyed_under_aws_as_documented(
+    environment,
+):
+    with AwsRules(environment.region, seed=19, throttle_rate=0.1) as rules:
+        applied = run(environment, "apply")
+        assert applied.status == "succeeded", applied.explanation
+        lines = said(applied)
+        # Waits say what they wait for, how long so far, and what AWS documents as usual.
+        assert any(
+            line.startswith("waiting for the NLB to become active: ") and "usually 2-4 min" in line
+            for line in lines
+        )
+        assert any(
+            line.startswith("waiting for the VPC link to become available") for line in lines
+        )
+        assert any("waiting for AWS to show the change" in line for line in lines)
+        # A fresh account: the role ECS needs is made before the capacity provider.
+        assert rules.calls["iam.CreateServiceLinkedRole"] == 1
+        assert rules.calls["ecs.CreateCapacityProvider"] == 1
+        # The fixed engine never makes a VPC link against a provisioning NLB.
+        assert rules.fired["vpc_link_needs_active_nlb"] == 0
+
+        planned = run(environment, "plan")
+        assert planned.status == "succeeded", planned.explanation
+        assert {change["action"] for change in planned.result["changes"]} == {engine.NONE}
+
+        push_image(environment, "0123abc")
+        rolled = run(environment, "rollout", source_version="0123abc")
+        assert rolled.status == "succeeded", rolled.explanation
+        validated = Run.objects.get(environment=environment, kind=Run.Kind.VALIDATE)
+        execute(validated.pk)
+        validated.refresh_from_db()
+        assert validated.status == "succeeded", validated.explanation
+
+        destroyed = run(
+            environment,
+            "destroy",
+            confirm=environment.name,
+            delete_data=True,
+            confirm_data=engine.data_confirmation(environment.name),
+        )
+        assert destroyed.status == "succeeded", destroyed.explanation
+        # Refused by AWS while its stage is attached: the engine removed the stage first.
+        assert rules.calls["apigateway.DeleteUsagePlan"] == 1
+        assert rules.fired["usage_plan_with_stages"] == 0
+        assert set(rules.fired) >= MET, sorted(MET - set(rules.fired))
+
+        # Nothing is left, even what was still being deleted when destroy returned.
+        rules.sleep(3600)
+        again = run(environment, "plan")
+    creates = {change["action"] for change in again.result["changes"]}
+    assert creates == {engine.CREATE, engine.NONE}
+    kept = {c["key"] for c in again.result["changes"] if c["action"] == engine.NONE}
+    assert kept == {"ec2.network", "iam.ecs_service_linked_role"}
+
+
+def test_every_rule_cites_its_source():
+    for name, source in RULES.items():
+        assert "https://" in source or "#" in source, name
+
+
+@pytest.mark.django_db
+def test_the_rules_refuse_what_aws_refuses(environment):
+    """Without the engine's care, the rules answer as AWS does: they are really on."""
+    spec = environment.spec()
+    with AwsRules(environment.region, seed=1, throttle_rate=0) as rules:
+        production = Context(replace(spec, suffix=""))
+        for bucket in (AuditBucket(production), RawBucket(production)):
+            with pytest.raises(ProvisioningError, match="owned by another AWS account"):
+                bucket.read()
+            with pytest.raises(ProvisioningError, match="declare a name suffix"):
+                bucket.create(bucket.desired())
+        apigateway = aws.client("apigateway", region_name=spec.region)
+        api = apigateway.create_rest_api(name=f"rules-{spec.suffix}")["id"]
+        root = apigateway.get_resources(restApiId=api)["items"][0]["id"]
+        apigateway.put_method(
+            restApiId=api, resourceId=root, httpMethod="GET", authorizationType="NONE"
+        )
+        apigateway.put_integration(restApiId=api, resourceId=root, httpMethod="GET", type="MOCK")
+        apigateway.create_deployment(restApiId=api, stageName="prod")
+        plan = apigateway.create_usage_plan(
+            name=f"rules-{spec.suffix}", apiStages=[{"apiId": api, "stage": "prod"}]
+        )
+        with pytest.raises(apigateway.exceptions.BadRequestException, match="API Stages"):
+            apigateway.delete_usage_plan(usagePlanId=plan["id"])
+        iam = aws.client("iam", region_name=spec.region)
+        role = iam.create_role(
+            RoleName=f"rules-role{spec.suffix}",
+            AssumeRolePolicyDocument=json.dumps(service_trust("lambda.amazonaws.com")),
+        )["Role"]
+        with pytest.raises(iam.exceptions.NoSuchEntityException):
+            iam.get_role(RoleName=role["RoleName"])
+        function = aws.client("lambda", region_name=spec.region)
+        with pytest.raises(function.exceptions.InvalidParameterValueException, match="assumed"):
+            function.create_function(
+                FunctionName=f"rules{spec.suffix}",
+                Runtime="python3.12",
+                Role=role["Arn"],
+                Handler="index.handler",
+                Code={"ZipFile": b"PK"},
+            )
+        ecs = aws.client("ecs", region_name=spec.region)
+        with pytest.raises(ecs.exceptions.ClientException, match="Service Linked Role"):
+            ecs.create_capacity_provider(
+                name=f"rules{spec.suffix}",
+                autoScalingGroupProvider={"autoScalingGroupArn": "arn:aws:autoscaling:x"},
+            )
+    refused = {
+        "foreign_bucket",
+        "usage_plan_with_stages",
+        "ecs_service_linked_role",
+        "iam_read_lag",
+        "iam_not_assumable",
+    }
+    assert refused <= set(rules.fired), sorted(refused - set(rules.fired))
