@@ -48,6 +48,11 @@ class Change:
     action: str
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     note: str = ""
+    expected_seconds: int = 0  # how long the change usually takes on AWS
+
+    @property
+    def expected(self) -> str:
+        return duration(self.expected_seconds) if self.expected_seconds else ""
 
     def __str__(self) -> str:
         if self.action == UPDATE:
@@ -158,12 +163,20 @@ def plan(target: Spec | Declared, progress: Progress | None = None) -> list[Chan
             if current is None:
                 blocked = _blocked(ctx, cls)
                 note = f"after {', '.join(blocked)}" if blocked else ""
-                changes.append(Change(cls.key, cls.title, CREATE, note=note))
+                expected = cls.typical_create_seconds
+                changes.append(
+                    Change(cls.key, cls.title, CREATE, note=note, expected_seconds=expected)
+                )
                 continue
             with _about(resource):
                 fields = diff(resource.desired(), current)
             changes.append(Change(cls.key, cls.title, UPDATE if fields else NONE, fields))
         return changes
+
+
+def expected_duration(changes: list[Change]) -> str:
+    """How long applying ``changes`` usually takes on AWS: the steps run one after another."""
+    return duration(sum(change.expected_seconds for change in changes))
 
 
 def drift(target: Spec | Declared, progress: Progress | None = None) -> list[Change]:

@@ -184,7 +184,13 @@ def _worker_name() -> str:
 
 def change_as_json(change: engine.Change) -> dict:
     fields = {name: [current, desired] for name, (current, desired) in change.fields.items()}
-    plain = {"key": change.key, "title": change.title, "action": change.action, "note": change.note}
+    plain = {
+        "key": change.key,
+        "title": change.title,
+        "action": change.action,
+        "note": change.note,
+        "expected": change.expected,
+    }
     return json.loads(json.dumps({**plain, "fields": fields}, default=str, sort_keys=True))
 
 
@@ -206,14 +212,21 @@ def declaration(spec: Spec) -> dict:
 
 def _plan(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
     checks = _preflight(run, spec)
-    changes = [change_as_json(change) for change in engine.plan(spec, progress)]
+    planned = engine.plan(spec, progress)
+    changes = [change_as_json(change) for change in planned]
     pending = _pending(changes)
     summary = (
         f"{len(pending)} of {len(changes)} resources to change: review, then confirm or discard."
         if pending
         else "No changes: the environment matches its declaration."
     )
-    return {"changes": changes, "declaration": declaration(spec), "preflight": checks}, summary
+    result = {
+        "changes": changes,
+        "declaration": declaration(spec),
+        "preflight": checks,
+        "expected_duration": engine.expected_duration(planned),
+    }
+    return result, summary
 
 
 def _drift(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:

@@ -7,7 +7,7 @@ from django.db import models
 from django.utils import timezone
 
 from centralllm.audit.redaction import RedactionRulesError, parse_rules
-from provisioning.resources.base import Spec
+from provisioning.resources.base import MAX_SUFFIX_LENGTH, Spec, names_too_long
 
 # The Spec's fields that an operator declares (the rest comes from the environment's history).
 DECLARED = [
@@ -147,6 +147,12 @@ class Environment(models.Model):
             errors["subnet_ids"] = "Every subnet id starts with 'subnet-'."
         if self.security_group_id and not self.security_group_id.startswith("sg-"):
             errors["security_group_id"] = "A security group id starts with 'sg-'."
+        too_long = names_too_long(self.suffix)
+        if too_long:
+            # AWS would refuse the name half-way through the first apply.
+            errors["suffix"] = (
+                f"A suffix may have at most {MAX_SUFFIX_LENGTH} characters: {'; '.join(too_long)}."
+            )
         previews, records = self.preview_retention_days, self.audit_retention_days
         if previews and records and previews >= records:
             errors["preview_retention_days"] = (

@@ -1,26 +1,68 @@
 """Pre-flight checks before a plan against real AWS: what would otherwise fail half-way
-through an apply (wrong credentials, a mistyped subnet, no GPU quota) is found first, each
-as a pass/fail line with a reason an operator can act on.
+through an apply or a rollout (wrong credentials, a bucket name another account owns, a
+mistyped subnet, instances with no way out, no GPU quota, no model token) is found first,
+each as a pass/fail line with a reason an operator can act on.
 
-Plain Python (no Django). Every call is a read (Describe/Get/List): the checks change nothing.
+Plain Python (no Django). Every call is a read (Describe/Get/List/Head): the checks change
+nothing.
 """
 
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import takewhile
+from typing import Any
+from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from provisioning.resources.base import Context, error_code
+from provisioning.resources.base import (
+    MAX_SUFFIX_LENGTH,
+    Context,
+    Spec,
+    error_code,
+    ignoring,
+    names_too_long,
+    suggested_suffix,
+)
 from provisioning.resources.elbv2 import VLLM_PORT
 
 ACCOUNT = "account"
+NAME_LENGTHS = "name lengths"
+BUCKETS = "bucket names"
 NETWORK = "network"
+NETWORK_PATH = "instance network path"
 SERVING_PORT = "serving port"
 ZONES = "availability zones"
 QUOTA = "vCPU quota"
+SERVICE_ROLE = "ECS service-linked role"
+MODEL_TOKEN = "model token"  # noqa: S105 - the name of a check, not a secret
+BUILD_SOURCE = "build source"
 IMAGE = "image"
+# The checks, in the order they run and are shown.
+CHECKS = (
+    ACCOUNT,
+    NAME_LENGTHS,
+    BUCKETS,
+    NETWORK,
+    NETWORK_PATH,
+    SERVING_PORT,
+    ZONES,
+    QUOTA,
+    SERVICE_ROLE,
+    MODEL_TOKEN,
+    BUILD_SOURCE,
+    IMAGE,
+)
+# ECS's service-linked role: CreateCluster makes it, but the capacity provider comes first.
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html
+ECS_SERVICE_ROLE = "AWSServiceRoleForECS"
+# Hugging Face publishers whose models are gated: downloads need a token of an account that
+# accepted the model's conditions (https://huggingface.co/docs/hub/models-gated).
+GATED_PUBLISHERS = ("mistralai/",)
+# CodeBuild source credentials that reach a private repository on GitHub.
+# https://docs.aws.amazon.com/codebuild/latest/userguide/access-tokens-github.html
+GITHUB_SERVERS = ("GITHUB", "GITHUB_ENTERPRISE")
 Cidr = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The EC2 "Running On-Demand ... instances" quotas (service code ec2), counted in vCPUs.
@@ -49,14 +91,19 @@ class Check:
 class _Network:
     """What the network check found, for the checks built on it."""
 
-    zones: dict[str, str] = field(default_factory=dict)  # subnet id -> zone, once all are found
+    subnets: dict[str, dict] = field(default_factory=dict)  # by id, once all are found
     subnet_cidrs: list[str] = field(default_factory=list)
     vpc: dict | None = None
     group: dict | None = None  # only if it is in the declared VPC
 
+    @property
+    def zones(self) -> dict[str, str]:
+        return {id_: subnet["AvailabilityZone"] for id_, subnet in self.subnets.items()}
+
 
 def run_checks(ctx: Context) -> list[Check]:
-    """The six checks in order, so a plan against real AWS starts only from known ground.
+    """The checks of ``CHECKS`` in order, so a plan against real AWS starts only from known
+    ground.
 
     Never raises for AWS errors: a failed call fails its check. A check that needs what an
     earlier one could not establish fails with what it waits on, without calling AWS. A local
@@ -68,32 +115,39 @@ def run_checks(ctx: Context) -> list[Check]:
     if not account.ok:
         # Anything else would be answered by another account, or by no credentials at all.
         waiting = f"waits on the {ACCOUNT} check"
-        later = (NETWORK, SERVING_PORT, ZONES, QUOTA, IMAGE)
-        return [account, *(Check(name, False, waiting) for name in later)]
+        return [account, *(Check(name, False, waiting) for name in CHECKS[1:])]
+    checks = [account, _name_lengths(ctx.spec), _guarded(BUCKETS, lambda: _buckets(ctx))]
     found = _Network()
-    network = _guarded(NETWORK, lambda: _network(ctx, found))
-    if found.vpc and found.group:
-        serving = _serving_port(ctx, found)
-    else:
-        reason = f"waits on the {NETWORK} check: the VPC or its security group is not known"
-        serving = Check(SERVING_PORT, False, reason)
-    if found.zones:
-        offered = _guarded(ZONES, lambda: _zones(ctx, found.zones))
-    else:
-        offered = Check(ZONES, False, f"waits on the {NETWORK} check: the subnets are not known")
-    return [
-        account,
-        network,
-        serving,
-        offered,
+    checks.append(_guarded(NETWORK, lambda: _network(ctx, found)))
+    subnets = "the subnets are not known"
+    checks += [
+        _after(NETWORK_PATH, found.subnets, subnets, lambda: _network_path(ctx, found.subnets)),
+        _after(
+            SERVING_PORT,
+            found.vpc and found.group,
+            "the VPC or its security group is not known",
+            lambda: _serving_port(ctx, found),
+        ),
+        _after(ZONES, found.subnets, subnets, lambda: _zones(ctx, found.zones)),
         _guarded(QUOTA, lambda: _quota(ctx)),
+        _guarded(SERVICE_ROLE, lambda: _service_role(ctx)),
+        _guarded(MODEL_TOKEN, lambda: _model_token(ctx)),
+        _guarded(BUILD_SOURCE, lambda: _build_source(ctx)),
         _guarded(IMAGE, lambda: _image(ctx)),
     ]
+    return checks
 
 
 def failures(checks: list[Check]) -> list[Check]:
     """The checks that stop a plan (warnings do not)."""
     return [check for check in checks if not check.ok]
+
+
+def _after(name: str, known: object, missing: str, check: Callable[[], Check]) -> Check:
+    """``check()`` once the network check has established what it needs (``known``)."""
+    if not known:
+        return Check(name, False, f"waits on the {NETWORK} check: {missing}")
+    return _guarded(name, check)
 
 
 def _guarded(name: str, check: Callable[[], Check]) -> Check:
@@ -119,6 +173,49 @@ def _account(ctx: Context) -> Check:
     return Check(ACCOUNT, True, f"{identity['Arn']} in account {account}")
 
 
+def _name_lengths(spec: Spec) -> Check:
+    """The form refuses such a suffix; an environment saved before it did is caught here."""
+    too_long = names_too_long(spec.suffix)
+    if too_long:
+        return Check(
+            NAME_LENGTHS,
+            False,
+            f"{'; '.join(too_long)}: choose a suffix of at most {MAX_SUFFIX_LENGTH} characters",
+        )
+    return Check(NAME_LENGTHS, True, f"every name fits AWS's limits with suffix {spec.suffix!r}")
+
+
+def _buckets(ctx: Context) -> Check:
+    """S3 bucket names are global: another account may own the guide's names. Settled here,
+    apply would otherwise stop at its first step with a bare "Forbidden"."""
+    spec, s3 = ctx.spec, ctx.client("s3")
+    found = [_bucket(s3, ctx.name(key), spec) for key in ("AuditBucket", "RawBucket")]
+    problems = [text for usable, text in found if not usable]
+    if problems:
+        suffix = suggested_suffix(spec.suffix, spec.account_id)
+        return Check(BUCKETS, False, f"{'; '.join(problems)}: choose a name suffix, e.g. {suffix}")
+    return Check(BUCKETS, True, "; ".join(text for _, text in found))
+
+
+def _bucket(s3: Any, bucket: str, spec: Spec) -> tuple[bool, str]:
+    """Whether the name is ours or free, and what was found. With the expected owner,
+    HeadBucket answers 200 only for our bucket, 404 for a free name and 403 for a bucket of
+    another account (botocore's error code "403"; also when these credentials lack
+    s3:ListBucket)."""
+    try:
+        head = s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=spec.account_id)
+    except ClientError as exc:
+        if error_code(exc) == "404":
+            return True, f"{bucket} is free"
+        if error_code(exc) == "403":
+            return False, f"{bucket} is owned by another account (S3 bucket names are global)"
+        raise
+    region = head.get("BucketRegion", spec.region)
+    if region != spec.region:  # its notifications could not reach this region's ingest Lambda
+        return False, f"{bucket} is this account's, but in {region}, not {spec.region}"
+    return True, f"{bucket} exists in this account"
+
+
 def _network(ctx: Context, network: _Network) -> Check:
     spec, ec2 = ctx.spec, ctx.client("ec2")
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [spec.vpc_id]}])["Vpcs"]
@@ -130,7 +227,7 @@ def _network(ctx: Context, network: _Network) -> Check:
     )["SecurityGroups"]
     found = {subnet["SubnetId"]: subnet for subnet in subnets}
     if all(subnet_id in found for subnet_id in spec.subnet_ids):
-        network.zones.update({id_: subnet["AvailabilityZone"] for id_, subnet in found.items()})
+        network.subnets.update(found)
     network.subnet_cidrs = [s["CidrBlock"] for s in subnets if s["VpcId"] == spec.vpc_id]
     network.vpc = vpcs[0] if vpcs else None
     network.group = next((g for g in groups if g["VpcId"] == spec.vpc_id), None)
@@ -152,6 +249,88 @@ def _network(ctx: Context, network: _Network) -> Check:
     return Check(
         NETWORK, True, f"{spec.vpc_id} with {len(found)} subnets and {groups[0]['GroupId']}"
     )
+
+
+def _network_path(ctx: Context, subnets: dict[str, dict]) -> Check:
+    """The GPU instances register with ECS, pull the image from ECR (its layers from S3),
+    send logs to CloudWatch Logs and download the model from Hugging Face: each subnet needs a
+    default route out, through a NAT gateway, or an internet gateway with public IPs on launch.
+    VPC endpoints reach the AWS services but never Hugging Face."""
+    tables = _route_tables(ctx.client("ec2"), subnets)
+    found: dict[str, list[str]] = {"out": [], "unchecked": [], "blocked": []}
+    for id_, subnet in subnets.items():
+        way, text = _way_out(id_, subnet, tables.get(id_, {}))
+        found[way].append(text)
+    if found["blocked"]:
+        return Check(
+            NETWORK_PATH,
+            False,
+            f"instances in {'; '.join(found['blocked'])} get no route to ECS, ECR or Hugging "
+            "Face (no NAT gateway, no internet gateway with public IPs): add a NAT gateway "
+            "route (0.0.0.0/0) to the subnet's route table; VPC endpoints alone do not reach "
+            "Hugging Face",
+        )
+    if found["unchecked"]:
+        return Check(
+            NETWORK_PATH,
+            True,
+            f"{'; '.join(found['unchecked'])}: not checked beyond it; the instances must reach "
+            "ECS, ECR, S3, CloudWatch Logs and Hugging Face that way",
+            warning=True,
+        )
+    return Check(NETWORK_PATH, True, "; ".join(found["out"]))
+
+
+def _route_tables(ec2: Any, subnets: dict[str, dict]) -> dict[str, dict]:
+    """Each subnet's route table: its own, or else its VPC's main one."""
+    own = ec2.describe_route_tables(
+        Filters=[{"Name": "association.subnet-id", "Values": list(subnets)}]
+    )["RouteTables"]
+    tables = {
+        association["SubnetId"]: table
+        for table in own
+        for association in table.get("Associations", [])
+        if association.get("SubnetId") in subnets
+    }
+    vpcs = sorted({subnet["VpcId"] for id_, subnet in subnets.items() if id_ not in tables})
+    if vpcs:
+        mains = ec2.describe_route_tables(
+            Filters=[
+                {"Name": "vpc-id", "Values": vpcs},
+                {"Name": "association.main", "Values": ["true"]},
+            ]
+        )["RouteTables"]
+        main = {table["VpcId"]: table for table in mains}
+        for id_, subnet in subnets.items():
+            if id_ not in tables and subnet["VpcId"] in main:
+                tables[id_] = main[subnet["VpcId"]]
+    return tables
+
+
+def _way_out(subnet_id: str, subnet: dict, table: dict) -> tuple[str, str]:
+    """("out", "unchecked" or "blocked", what was found) for one subnet's default route."""
+    route = next(
+        (
+            route
+            for route in table.get("Routes", [])
+            if route.get("DestinationCidrBlock") == "0.0.0.0/0"
+            and route.get("State") != "blackhole"  # its NAT gateway or instance is gone
+        ),
+        {},
+    )
+    gateway = route.get("GatewayId", "")
+    where = f"{subnet_id} ({table.get('RouteTableId', 'no route table')})"
+    if route.get("NatGatewayId"):
+        return "out", f"{subnet_id} through NAT gateway {route['NatGatewayId']}"
+    if gateway.startswith("igw-") and subnet.get("MapPublicIpOnLaunch"):
+        return "out", f"{subnet_id} through internet gateway {gateway} with public IPs"
+    if gateway.startswith("igw-"):
+        return "blocked", f"{where}: internet gateway {gateway}, but no public IPs on launch"
+    # A transit gateway or a NAT instance may lead out: what lies beyond is not visible here.
+    other = route.get("TransitGatewayId") or route.get("NetworkInterfaceId")
+    if other:
+        return "unchecked", f"{subnet_id} through {other}"
+    return "blocked", f"{where}: no default route"
 
 
 def _serving_port(ctx: Context, network: _Network) -> Check:
@@ -293,7 +472,10 @@ def _quota(ctx: Context) -> Check:
     if not types["InstanceTypes"]:
         return Check(QUOTA, False, f"EC2 does not know the instance type {instance_type}")
     vcpus = types["InstanceTypes"][0]["VCpuInfo"]["DefaultVCpus"]
-    needed = vcpus * max(ctx.spec.desired_count, 1)
+    # One task per one-GPU instance, and a rollout starts the new tasks beside the old ones
+    # (maximumPercent 200, minimumHealthyPercent 50): the Auto Scaling group's max_size.
+    instances = max(2 * ctx.spec.desired_count, 1)
+    needed = vcpus * instances
     quotas = ctx.client("service-quotas")
     try:
         value = quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"]
@@ -303,10 +485,89 @@ def _quota(ctx: Context) -> Check:
         found = quotas.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode=code)
         value = found["Quota"]["Value"]
     quota = int(value) if float(value).is_integer() else value
-    figures = f"needs {needed} vCPUs, quota is {quota} ({title}, {code})"
+    figures = (
+        f"needs {needed} vCPUs: {instances} instance{'s' if instances > 1 else ''} of "
+        f"{instance_type} during a rollout; quota is {quota} ({title}, {code})"
+    )
     if needed > value:
         return Check(QUOTA, False, f"{figures}: request an increase in Service Quotas")
     return Check(QUOTA, True, f"{figures}; instances already running count against it too")
+
+
+def _service_role(ctx: Context) -> Check:
+    role = ignoring(lambda: ctx.client("iam").get_role(RoleName=ECS_SERVICE_ROLE), "NoSuchEntity")
+    if role is None:
+        return Check(
+            SERVICE_ROLE,
+            True,
+            f"{ECS_SERVICE_ROLE} not yet created in this account: apply creates it first "
+            "(iam:CreateServiceLinkedRole)",
+            warning=True,
+        )
+    return Check(SERVICE_ROLE, True, f"{ECS_SERVICE_ROLE} exists")
+
+
+def _model_token(ctx: Context) -> Check:
+    """vLLM downloads the model when the task starts, with the token ECS reads from the
+    secret; describing the secret tells whether it is there without reading its value."""
+    spec = ctx.spec
+    arn = spec.hf_token_secret_arn
+    if not arn:
+        if spec.model_id.startswith(GATED_PUBLISHERS):
+            return Check(
+                MODEL_TOKEN,
+                False,
+                f"{spec.model_id} is a gated model: vLLM cannot download it without a Hugging "
+                "Face token; store it in Secrets Manager and set the environment's token secret",
+            )
+        return Check(MODEL_TOKEN, True, f"{spec.model_id} is downloaded without a token")
+    secrets = ctx.client("secretsmanager")
+    secret = ignoring(lambda: secrets.describe_secret(SecretId=arn), "ResourceNotFoundException")
+    if secret is None:
+        return Check(
+            MODEL_TOKEN,
+            False,
+            f"no secret {arn} in Secrets Manager ({spec.region}): store the Hugging Face token "
+            "there, or correct the environment's token secret",
+        )
+    if secret.get("DeletedDate"):
+        return Check(
+            MODEL_TOKEN,
+            False,
+            f"secret {arn} is scheduled for deletion: restore it, or store the token in another",
+        )
+    return Check(
+        MODEL_TOKEN,
+        True,
+        f"{spec.model_id} is downloaded with the token in {secret['Name']} (its Hugging Face "
+        "account must have accepted the model's conditions)",
+    )
+
+
+def _build_source(ctx: Context) -> Check:
+    """CodeBuild clones the repository with the account's GitHub credential of the region; a
+    public repository needs none."""
+    url = ctx.spec.source_repository
+    if urlparse(url).hostname != "github.com":
+        return Check(
+            BUILD_SOURCE,
+            True,
+            f"{url} is not on github.com, but the build project's source type is GITHUB",
+            warning=True,
+        )
+    credentials = ctx.client("codebuild").list_source_credentials()["sourceCredentialsInfos"]
+    github = [found for found in credentials if found["serverType"] in GITHUB_SERVERS]
+    if not github:
+        return Check(
+            BUILD_SOURCE,
+            True,
+            f"CodeBuild has no GitHub credential in {ctx.spec.region}: {url} builds only if it "
+            "is public; for a private repository import a token (aws codebuild "
+            "import-source-credentials) or connect GitHub with CodeConnections",
+            warning=True,
+        )
+    kinds = ", ".join(sorted({f"{item['serverType']} {item['authType']}" for item in github}))
+    return Check(BUILD_SOURCE, True, f"CodeBuild clones {url} with the account's {kinds}")
 
 
 def _image(ctx: Context) -> Check:

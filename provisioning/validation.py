@@ -71,6 +71,8 @@ class Validation:
             return getattr(self, f"_{key}")()
         except (BotoCoreError, ClientError) as exc:
             return Outcome(FAIL, f"AWS answered {_error(exc)}")
+        except _Unusable as exc:
+            return Outcome(FAIL, str(exc))
 
     # 1 ------------------------------------------------------------------------------------
     def _completion(self) -> Outcome:
@@ -112,20 +114,39 @@ class Validation:
         return Outcome(PASS, f"request {request_id} answered in {elapsed:.0f} ms: {text[:80]!r}")
 
     def _stage_url(self) -> str:
-        apis = self.ctx.client("apigateway").get_rest_apis(limit=500)["items"]
-        api = next((item for item in apis if item["name"] == self.ctx.name("RestApi")), None)
+        api = _named(self.ctx, "get_rest_apis", self.ctx.name("RestApi"))
         if api is None:
             raise _Missing(f"no REST API {self.ctx.name('RestApi')}")
         region = self.ctx.spec.region
         return f"https://{api['id']}.execute-api.{region}.amazonaws.com/prod"
 
     def _api_key_value(self) -> str:
-        found = self.ctx.client("apigateway").get_api_keys(
-            nameQuery=self.ctx.name("ApiKey"), includeValues=True
-        )["items"]
-        if not found:
-            raise _Missing(f"no API key {self.ctx.name('ApiKey')}")
-        return found[0]["value"]
+        """This environment's key, and only if the gateway would accept it: enabled and on
+        this environment's usage plan."""
+        name, plan_name = self.ctx.name("ApiKey"), self.ctx.name("UsagePlan")
+        # nameQuery is a prefix: central-llm-generic-key also finds ...-generic-key-staging.
+        key = _named(self.ctx, "get_api_keys", name, nameQuery=name, includeValues=True)
+        if key is None:
+            raise _Missing(f"no API key {name}")
+        if not key.get("enabled"):
+            raise _Unusable(
+                f"API key {name} ({key['id']}) is disabled: the gateway refuses it; apply the "
+                "environment to enable it again"
+            )
+        plan = _named(self.ctx, "get_usage_plans", plan_name)
+        if plan is None:
+            raise _Missing(f"no usage plan {plan_name}")
+        apigateway = self.ctx.client("apigateway")
+        try:
+            apigateway.get_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"])
+        except ClientError as exc:
+            if error_code(exc) != "NotFoundException":
+                raise
+            raise _Unusable(
+                f"API key {name} ({key['id']}) is not on usage plan {plan_name} ({plan['id']}): "
+                "the gateway refuses it; apply the environment to put it back"
+            ) from None
+        return key["value"]
 
     # 2 ------------------------------------------------------------------------------------
     def _audit_object(self) -> Outcome:
@@ -153,20 +174,23 @@ class Validation:
         since = int((self.sent_at - timedelta(minutes=1)).timestamp() * 1000)
 
         def found() -> Outcome | None:
+            # A page can be empty while later ones hold events: follow nextToken to the end.
+            # https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_FilterLogEvents.html
+            pages = logs.get_paginator("filter_log_events").paginate(
+                logGroupName=group, startTime=since, filterPattern=f'"{self.request_id}"'
+            )
+            events = (event for page in pages for event in page["events"])
             try:
-                events = logs.filter_log_events(
-                    logGroupName=group, startTime=since, filterPattern=f'"{self.request_id}"'
-                )["events"]
+                event = next((e for e in events if self.request_id in e["message"]), None)
             except ClientError as exc:
                 if error_code(exc) == "ResourceNotFoundException":
                     return None
                 raise
-            for event in events:
-                if self.request_id in event["message"]:
-                    at = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
-                    where = f"{group} {event['logStreamName']} at {at:%H:%M:%S}"
-                    return Outcome(PASS, f"{where}: {event['message'][:160]}")
-            return None
+            if event is None:
+                return None
+            at = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
+            where = f"{group} {event['logStreamName']} at {at:%H:%M:%S}"
+            return Outcome(PASS, f"{where}: {event['message'][:160]}")
 
         return self._poll(found, f"no line naming {self.request_id} in {group}")
 
@@ -217,6 +241,16 @@ class Validation:
                 return Outcome(FAIL, f"{missing} after {self.wait_seconds:.0f}s")
             self.ctx.progress.checkpoint()
             self.ctx.sleep(self.poll_seconds)
+
+
+def _named(ctx: Context, operation: str, name: str, **params: object) -> dict | None:
+    """The first item called ``name`` of an API Gateway listing, through all its pages."""
+    pages = ctx.client("apigateway").get_paginator(operation).paginate(**params)
+    return next((item for page in pages for item in page["items"] if item["name"] == name), None)
+
+
+class _Unusable(Exception):
+    """What the check needs is there but cannot serve; the message says why, for an operator."""
 
 
 class _Missing(ClientError):

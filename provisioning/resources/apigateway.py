@@ -44,6 +44,7 @@ class VpcLink(Resource):
     service = "apigateway"
     base_name = "VpcLink"
     depends_on = ("elbv2.load_balancer",)
+    typical_create_seconds = 180  # "typically takes 2-4 minutes"
 
     def desired(self) -> dict:
         # Creating a VPC link takes minutes and the API cannot use it before: a link still

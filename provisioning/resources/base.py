@@ -138,6 +138,13 @@ def names_too_long(suffix: str) -> list[str]:
     return problems
 
 
+def suggested_suffix(suffix: str, account_id: str) -> str:
+    """A suffix for names another account holds (S3 bucket names are global): the account
+    id's last six digits, after the current suffix while every name still fits."""
+    digits = f"-{account_id[-6:]}"
+    return suffix + digits if not names_too_long(suffix + digits) else digits
+
+
 class ProvisioningError(Exception):
     """A step could not be carried out; the message says why, for an operator."""
 
@@ -428,6 +435,8 @@ class Resource:
     # How long AWS may take to show a write in its reads, and what it documents as usual.
     settle_seconds: ClassVar[float] = 120
     settles_in: ClassVar[str] = "a few seconds"
+    # How long creating it usually takes on AWS (its documented waits), for the plan.
+    typical_create_seconds: ClassVar[int] = 2
     base_name: ClassVar[str] = ""  # a key of BASE_NAMES
 
     def __init__(self, ctx: Context) -> None:

@@ -36,6 +36,7 @@ class CapacityProvider(Resource):
     service = "ecs"
     base_name = "CapacityProvider"
     depends_on = ("autoscaling.gpu_group", "iam.ecs_service_linked_role")
+    typical_create_seconds = 10  # the account's new service-linked role reaching ECS
 
     def desired(self) -> dict:
         return {

@@ -17,6 +17,7 @@ class LoadBalancer(Resource):
     service = "elbv2"
     base_name = "LoadBalancer"
     depends_on = ("ec2.network",)
+    typical_create_seconds = 180  # "provisioning", then "active": 2-4 min
 
     def desired(self) -> dict:
         return {

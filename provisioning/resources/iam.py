@@ -59,6 +59,7 @@ def allow(actions: list[str], resources: list[str]) -> dict:
 
 class Role(Resource):
     service = "iam"
+    typical_create_seconds = 5  # IAM is eventually consistent: seconds before it shows
     principal: ClassVar[str] = ""
     trust_file: ClassVar[str] = ""
     managed_policies: ClassVar[tuple[str, ...]] = ()

@@ -48,6 +48,7 @@ class Function(Resource):
     service = "lambda"
     base_name = "LambdaFunction"
     depends_on = ("iam.lambda_role", "sqs.dlq", "dynamodb.audit_table")
+    typical_create_seconds = 15  # Pending, then Active; and the new role's propagation
 
     @cached_property
     def code(self) -> bytes:

@@ -9,6 +9,7 @@ from provisioning.resources.base import (
     error_code,
     ignoring,
     retrying,
+    suggested_suffix,
 )
 
 PRIVATE = {
@@ -45,6 +46,7 @@ class Bucket(Resource):
     # fully propagate" (S3 user guide, how-to-set-lifecycle-configuration-intro).
     settle_seconds = 15 * 60
     settles_in = "a few minutes for S3 bucket settings"
+    typical_create_seconds = 60  # until the new lifecycle configuration shows
 
     def desired(self) -> dict:
         return {
@@ -107,7 +109,7 @@ class Bucket(Resource):
         return ProvisioningError(
             f"the bucket name {self.name} is owned by another AWS account (S3 bucket names are "
             "global), or these credentials may not read it: declare a name suffix for this "
-            f"environment, e.g. -{self.ctx.account_id[-6:]}"
+            f"environment, e.g. {suggested_suffix(self.spec.suffix, self.ctx.account_id)}"
         )
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
@@ -206,6 +208,7 @@ class AuditNotification(Resource):
     depends_on = ("s3.audit_bucket", "lambda.s3_permission", "sqs.local_ingest_queue")
     settle_seconds = 5 * 60
     settles_in = "seconds for S3 bucket settings"
+    typical_create_seconds = 15  # until S3 shows the new configuration
 
     def desired(self) -> dict:
         if self.spec.is_local:

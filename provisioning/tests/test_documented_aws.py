@@ -16,6 +16,7 @@ from provisioning.models import Run
 from provisioning.resources.base import Context, ProvisioningError
 from provisioning.resources.iam import service_trust
 from provisioning.resources.s3 import AuditBucket, RawBucket
+from provisioning.tests.test_engine import actions, real_aws_environment
 from provisioning.tests.test_rollout import push_image
 
 # Transitions and lags the life of an environment meets, whatever the seed. (A new role is
@@ -49,11 +50,20 @@ def said(run: Run) -> list[str]:
     return list(run.events.values_list("text", flat=True))
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_a_local_environment_lives_from_nothing_to_destroyed_under_aws_as_documented(
     environment,
 ):
     with AwsRules(environment.region, seed=19, throttle_rate=0.1) as rules:
+        fresh = run(environment, "plan")
+        # The plan says how long the first apply usually takes on AWS, step by step.
+        expected = {change["key"]: change["expected"] for change in fresh.result["changes"]}
+        assert expected["elbv2.load_balancer"] == expected["apigateway.vpc_link"] == "3 min"
+        assert (
+            fresh.result["expected_duration"].endswith(" s")
+            or "min" in fresh.result["expected_duration"]
+        )
         applied = run(environment, "apply")
         assert applied.status == "succeeded", applied.explanation
         lines = said(applied)
@@ -165,3 +175,45 @@ def test_the_rules_refuse_what_aws_refuses(environment):
         "iam_not_assumable",
     }
     assert refused <= set(rules.fired), sorted(refused - set(rules.fired))
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_real_aws_environment_converges_under_aws_as_documented_where_the_stand_in_allows():
+    """Declared for real AWS: the S3 -> Lambda path (validated by S3 against the function's
+    new permission), the declared network, the alarm silent before the first rollout."""
+    environment = real_aws_environment()
+    suffix = environment.suffix
+    with AwsRules(environment.region, seed=7) as rules:
+        result = engine.apply(environment)
+        assert set(actions(engine.plan(environment)).values()) == {engine.NONE}
+        # On a first apply the VPC link's minutes pass between the permission and the
+        # notification; made one after the other, S3 refuses the notification until the
+        # permission settles, and the engine retries it.
+        function, bucket = f"llm-audit-ingest{environment.suffix}", f"central-llm-audit{suffix}"
+        aws.client("lambda").remove_permission(FunctionName=function, StatementId="AllowS3Invoke")
+        aws.client("s3").put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={}
+        )
+        rules.sleep(60)
+        puts = rules.calls["s3.PutBucketNotificationConfiguration"]
+        again = engine.apply(environment)
+        assert again.outcomes["lambda.s3_permission"] == "created"
+        assert rules.fired["s3_lambda_validation"] >= 1
+        assert rules.calls["s3.PutBucketNotificationConfiguration"] >= puts + 2
+        alarm = aws.client("cloudwatch").describe_alarms(
+            AlarmNames=[f"central-llm-service-running-tasks{environment.suffix}"]
+        )["MetricAlarms"][0]
+        # No task runs before the first rollout: nobody is paged for it from day 0.
+        assert alarm["ActionsEnabled"] is False
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+        destroyed = engine.destroy(
+            environment,
+            confirm=environment.name,
+            delete_data=True,
+            confirm_data=engine.data_confirmation(environment.name),
+        )
+        assert "deleted" in destroyed.outcomes.values()
+    assert result.outcomes["lambda.function"] == "created"
+    assert {"nlb_provisioning", "vpc_link_pending", "lambda_states"} <= set(rules.fired)

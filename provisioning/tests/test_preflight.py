@@ -1,41 +1,46 @@
 """The pre-flight checks against real AWS's documented answers (botocore's Stubber): moto has
 no Service Quotas, offers every instance type everywhere and leaves a default security group
-without the rules AWS gives it, so it cannot show a failure."""
+without the rules AWS gives it, so it cannot show a failure. Where moto answers as AWS does
+(buckets, subnets and route tables, roles, secrets), the checks also run against it, at the
+end of this file."""
 
+import dataclasses
 import json
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from botocore.exceptions import NoCredentialsError
 from botocore.stub import Stubber
 
+from centralllm import aws as aws_clients
 from provisioning import preflight
 from provisioning.models import Environment
 from provisioning.preflight import Check
-from provisioning.resources.base import ROOT, Context
+from provisioning.resources.base import ROOT, Context, names_too_long
 
 # A region no other test uses, so the stubbed clients are ours alone.
 REGION = "sa-east-1"
 ACCOUNT = "123456789012"
-SERVICES = ("sts", "ec2", "service-quotas", "ecr")
-REPOSITORY = "mistral8b-vllm-stub"
+SERVICES = ("sts", "ec2", "service-quotas", "ecr", "s3", "iam", "secretsmanager", "codebuild")
 SUBNETS = {"subnet-a": f"{REGION}a", "subnet-b": f"{REGION}b"}
+TOKEN_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:hf-token-AbCdEf"
 
 
 class Stubbed:
-    """A real-AWS context whose four clients Stubbers answer, and the operations called."""
+    """A real-AWS context whose clients Stubbers answer, and the operations called."""
 
     def __init__(self, **declared: object) -> None:
         environment = Environment(
             name="stub",
-            suffix="-stub",
             is_local=False,
             region=REGION,
             account_id=ACCOUNT,
             vpc_id="vpc-1",
             subnet_ids="subnet-a,subnet-b",
             security_group_id="sg-1",
-            **declared,
+            **{"suffix": "-stub", "hf_token_secret_arn": TOKEN_ARN, **declared},
         )
         self.ctx = Context(environment.spec())
         self.operations: list[str] = []
@@ -84,7 +89,9 @@ def aws():
         for stubber in stubbed.stubbers.values():
             stubber.assert_no_pending_responses()
         # Every call a read: a mutating one would also have found no stubbed answer.
-        assert all(name.startswith(("Describe", "Get", "List")) for name in stubbed.operations)
+        assert all(
+            name.startswith(("Describe", "Get", "List", "Head")) for name in stubbed.operations
+        )
         # The checks turn botocore errors into failed lines, the Stubber's own among them: an
         # unexpected call or unexpected parameters would otherwise pass as a plain failure.
         assert not [c for c in stubbed.checks if "Error getting response stub" in c.reason]
@@ -116,12 +123,26 @@ FROM_THE_VPC = [
 ]
 
 
+# A private subnet's way out, as DescribeRouteTables reports it.
+THROUGH_NAT = {
+    "DestinationCidrBlock": "0.0.0.0/0",
+    "NatGatewayId": "nat-0a1b2c3d4e5f60718",
+    "Origin": "CreateRoute",
+    "State": "active",
+}
+
+
 def answer_network(
     aws: Stubbed,
     subnets: dict[str, str] = SUBNETS,
     group_vpc: str = "vpc-1",
     rules: list[dict] = FROM_THE_VPC,
+    public_ips: bool = False,
+    default_route: dict | None = THROUGH_NAT,
+    main_table: bool = False,
 ) -> None:
+    """The VPC, subnets and group; then, when every subnet is found, their route table (see
+    ``answer_routes``)."""
     ec2 = aws["ec2"]
     ec2.add_response(
         "describe_vpcs",
@@ -165,6 +186,7 @@ def answer_network(
                     "CidrBlock": f"10.0.{index}.0/24",
                     "State": "available",
                     "AvailableIpAddressCount": 250,
+                    "MapPublicIpOnLaunch": public_ips,
                     "OwnerId": ACCOUNT,
                 }
                 for index, (subnet, zone) in enumerate(subnets.items())
@@ -191,6 +213,57 @@ def answer_network(
         },
         {"Filters": [{"Name": "group-id", "Values": ["sg-1"]}]},
     )
+    if set(subnets) == set(SUBNETS):
+        answer_routes(aws, default_route, main=main_table)
+
+
+def route_table(table_id: str, default_route: dict | None, *, main: bool = False) -> dict:
+    """A route table as DescribeRouteTables reports it: associated with both subnets, or the
+    VPC's main one."""
+    if main:
+        associations = [{"Main": True, "RouteTableAssociationId": "rtbassoc-main"}]
+    else:
+        associations = [
+            {"Main": False, "RouteTableAssociationId": f"rtbassoc-{id_}", "SubnetId": id_}
+            for id_ in SUBNETS
+        ]
+    local = {
+        "DestinationCidrBlock": "10.0.0.0/16",
+        "GatewayId": "local",
+        "Origin": "CreateRouteTable",
+        "State": "active",
+    }
+    return {
+        "RouteTableId": table_id,
+        "VpcId": "vpc-1",
+        "OwnerId": ACCOUNT,
+        "Associations": [
+            {**association, "RouteTableId": table_id, "AssociationState": {"State": "associated"}}
+            for association in associations
+        ],
+        "Routes": [local, *([default_route] if default_route else [])],
+    }
+
+
+def answer_routes(aws: Stubbed, default_route: dict | None, *, main: bool = False) -> None:
+    """The subnets' own route table; or (``main``) none of their own, then the VPC's main."""
+    own = [] if main else [route_table("rtb-private", default_route)]
+    aws["ec2"].add_response(
+        "describe_route_tables",
+        {"RouteTables": own},
+        {"Filters": [{"Name": "association.subnet-id", "Values": list(SUBNETS)}]},
+    )
+    if main:
+        aws["ec2"].add_response(
+            "describe_route_tables",
+            {"RouteTables": [route_table("rtb-main", default_route, main=True)]},
+            {
+                "Filters": [
+                    {"Name": "vpc-id", "Values": ["vpc-1"]},
+                    {"Name": "association.main", "Values": ["true"]},
+                ]
+            },
+        )
 
 
 def answer_offerings(aws: Stubbed, offered: list[str], instance_type: str = "g5.2xlarge") -> None:
@@ -268,13 +341,14 @@ def answer_quota(
 
 
 def answer_image(aws: Stubbed) -> None:
+    repository = aws.ctx.name("EcrRepository")
     aws["ecr"].add_response(
         "describe_images",
         {
             "imageDetails": [
                 {
                     "registryId": ACCOUNT,
-                    "repositoryName": REPOSITORY,
+                    "repositoryName": repository,
                     "imageDigest": "sha256:" + "0" * 64,
                     "imageTags": ["latest"],
                     "imageSizeInBytes": 9_000_000_000,
@@ -282,16 +356,116 @@ def answer_image(aws: Stubbed) -> None:
                 }
             ]
         },
-        {"repositoryName": REPOSITORY, "imageIds": [{"imageTag": "latest"}]},
+        {"repositoryName": repository, "imageIds": [{"imageTag": "latest"}]},
     )
 
 
-def answer_all(aws: Stubbed) -> None:
-    answer_account(aws)
-    answer_network(aws)
-    answer_offerings(aws, list(SUBNETS.values()))
-    answer_quota(aws)
-    answer_image(aws)
+def answer_buckets(aws: Stubbed, audit: int = 404, raw: int = 404, region: str = REGION) -> None:
+    """HeadBucket of the audit and raw buckets: 200 with the bucket's region, or the bare
+    status botocore reports as the error code (404 free, 403 another account's)."""
+    suffix = aws.ctx.spec.suffix
+    for bucket, status in (
+        (f"central-llm-audit{suffix}", audit),
+        (f"central-llm-audit-raw{suffix}", raw),
+    ):
+        asked = {"Bucket": bucket, "ExpectedBucketOwner": ACCOUNT}
+        if status == 200:
+            aws["s3"].add_response("head_bucket", {"BucketRegion": region}, asked)
+        else:
+            aws["s3"].add_client_error(
+                "head_bucket",
+                service_error_code=str(status),
+                service_message="Forbidden" if status == 403 else "Not Found",
+                http_status_code=status,
+                expected_params=asked,
+            )
+
+
+def answer_service_role(aws: Stubbed, *, present: bool = True) -> None:
+    """GetRole of ECS's service-linked role; a fresh account has none until CreateCluster or
+    CreateServiceLinkedRole makes it
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html)."""
+    asked = {"RoleName": "AWSServiceRoleForECS"}
+    if not present:
+        aws["iam"].add_client_error(
+            "get_role",
+            service_error_code="NoSuchEntity",
+            service_message="The role with name AWSServiceRoleForECS cannot be found.",
+            http_status_code=404,
+            expected_params=asked,
+        )
+        return
+    aws["iam"].add_response(
+        "get_role",
+        {
+            "Role": {
+                "Path": "/aws-service-role/ecs.amazonaws.com/",
+                "RoleName": "AWSServiceRoleForECS",
+                "RoleId": "AROASAMPLEROLEID0001",
+                "Arn": f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ecs.amazonaws.com/"
+                "AWSServiceRoleForECS",
+                "CreateDate": datetime(2024, 1, 1, tzinfo=UTC),
+            }
+        },
+        asked,
+    )
+
+
+def answer_token(aws: Stubbed, **found: object) -> None:
+    """DescribeSecret of the Hugging Face token's secret."""
+    aws["secretsmanager"].add_response(
+        "describe_secret",
+        {"ARN": TOKEN_ARN, "Name": "hf-token", "CreatedDate": datetime(2024, 1, 1, tzinfo=UTC)}
+        | found,
+        {"SecretId": TOKEN_ARN},
+    )
+
+
+def answer_source(aws: Stubbed, *servers: str) -> None:
+    """ListSourceCredentials: the account's imported credentials in the region."""
+    aws["codebuild"].add_response(
+        "list_source_credentials",
+        {
+            "sourceCredentialsInfos": [
+                {
+                    "arn": f"arn:aws:codebuild:{REGION}:{ACCOUNT}:token/{server.lower()}",
+                    "serverType": server,
+                    "authType": "PERSONAL_ACCESS_TOKEN",
+                }
+                for server in servers
+            ]
+        },
+        {},
+    )
+
+
+def answer_account_wide(aws: Stubbed) -> None:
+    """What the network tests leave as it should be: buckets free, the service-linked role,
+    the token's secret, a GitHub credential in CodeBuild."""
+    answer_buckets(aws)
+    answer_service_role(aws)
+    answer_token(aws)
+    answer_source(aws, "GITHUB")
+
+
+def answer_all(aws: Stubbed, **instead: Callable[[], None]) -> None:
+    """Every answer of a pre-flight that passes; ``instead`` replaces a part by name, e.g.
+    ``buckets=lambda: answer_buckets(stubbed, audit=403)``. Each client's answers keep the
+    order its calls come in."""
+    parts = {
+        "account": lambda: answer_account(aws),
+        "buckets": lambda: answer_buckets(aws),
+        "network": lambda: answer_network(aws),
+        "offerings": lambda: answer_offerings(aws, list(SUBNETS.values())),
+        "quota": lambda: answer_quota(aws),
+        "service_role": lambda: answer_service_role(aws),
+        "token": lambda: answer_token(aws),
+        "source": lambda: answer_source(aws, "GITHUB"),
+        "image": lambda: answer_image(aws),
+    }
+    assert set(instead) <= set(parts), instead
+    for answer in {**parts, **instead}.values():
+        answer()
 
 
 def by_name(checks: list[Check]) -> dict[str, Check]:
@@ -306,25 +480,53 @@ def test_everything_in_place_passes(aws):
 
     assert [check.name for check in checks] == [
         "account",
+        "name lengths",
+        "bucket names",
         "network",
+        "instance network path",
         "serving port",
         "availability zones",
         "vCPU quota",
+        "ECS service-linked role",
+        "model token",
+        "build source",
         "image",
     ]
+    assert [check.name for check in checks] == list(preflight.CHECKS)
     assert all(check.ok and not check.warning for check in checks), checks
     assert preflight.failures(checks) == []
-    assert "needs 8 vCPUs, quota is 64" in by_name(checks)["vCPU quota"].reason
     assert stubbed.operations == [
         "GetCallerIdentity",
+        "HeadBucket",
+        "HeadBucket",
         "DescribeVpcs",
         "DescribeSubnets",
         "DescribeSecurityGroups",
+        "DescribeRouteTables",
         "DescribeInstanceTypeOfferings",
         "DescribeInstanceTypes",
         "GetServiceQuota",
+        "GetRole",
+        "DescribeSecret",
+        "ListSourceCredentials",
         "DescribeImages",
     ]
+    found = {check.name: check.reason for check in checks}
+    assert found["bucket names"] == (
+        "central-llm-audit-stub is free; central-llm-audit-raw-stub is free"
+    )
+    assert found["instance network path"] == (
+        "subnet-a through NAT gateway nat-0a1b2c3d4e5f60718; "
+        "subnet-b through NAT gateway nat-0a1b2c3d4e5f60718"
+    )
+    assert found["ECS service-linked role"] == "AWSServiceRoleForECS exists"
+    assert found["model token"].startswith(
+        "mistralai/Ministral-8B-Instruct-2410 is downloaded with the token in hf-token"
+    )
+    assert found["build source"] == (
+        "CodeBuild clones https://github.com/central-llm/central-llm-service.git with the "
+        "account's GITHUB PERSONAL_ACCESS_TOKEN"
+    )
 
 
 def test_credentials_for_another_account_fail_and_nothing_else_is_asked(aws):
@@ -336,7 +538,8 @@ def test_credentials_for_another_account_fail_and_nothing_else_is_asked(aws):
     account = checks[0]
     assert not account.ok
     assert "999999999999" in account.reason and ACCOUNT in account.reason
-    assert [check.reason for check in checks[1:]] == ["waits on the account check"] * 5
+    assert [check.reason for check in checks[1:]] == ["waits on the account check"] * 11
+    assert [check.name for check in checks] == list(preflight.CHECKS)
     assert preflight.failures(checks) == checks
 
 
@@ -351,12 +554,13 @@ def test_missing_credentials_are_a_failed_check_not_an_exception(aws, monkeypatc
     checks = stubbed.run()
 
     assert checks[0] == Check("account", False, "Unable to locate credentials")
-    assert len(preflight.failures(checks)) == 6
+    assert len(preflight.failures(checks)) == len(preflight.CHECKS)
 
 
 def test_a_missing_subnet_is_named_and_the_zone_check_waits_on_it(aws):
     stubbed = aws()
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     answer_network(stubbed, subnets={"subnet-a": f"{REGION}a"})
     answer_quota(stubbed)
     answer_image(stubbed)
@@ -365,15 +569,18 @@ def test_a_missing_subnet_is_named_and_the_zone_check_waits_on_it(aws):
 
     assert not checks["network"].ok
     assert "subnet-b" in checks["network"].reason and "subnet-a" not in checks["network"].reason
-    assert not checks["availability zones"].ok
-    assert checks["availability zones"].reason.startswith("waits on the network check")
+    for waiting in ("availability zones", "instance network path"):
+        assert not checks[waiting].ok
+        assert checks[waiting].reason == "waits on the network check: the subnets are not known"
     assert "DescribeInstanceTypeOfferings" not in stubbed.operations
+    assert "DescribeRouteTables" not in stubbed.operations
     assert checks["vCPU quota"].ok and checks["image"].ok
 
 
 def test_a_security_group_of_another_vpc_fails(aws):
     stubbed = aws()
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     answer_network(stubbed, group_vpc="vpc-2")
     answer_offerings(stubbed, list(SUBNETS.values()))
     answer_quota(stubbed)
@@ -389,6 +596,7 @@ def test_a_security_group_of_another_vpc_fails(aws):
 def test_a_zone_without_the_instance_type_is_named(aws):
     stubbed = aws()
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     answer_network(stubbed)
     answer_offerings(stubbed, [f"{REGION}a"])
     answer_quota(stubbed)
@@ -403,6 +611,7 @@ def test_a_zone_without_the_instance_type_is_named(aws):
 def test_no_zone_offering_the_instance_type_fails(aws):
     stubbed = aws()
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     answer_network(stubbed)
     answer_offerings(stubbed, [])
     answer_quota(stubbed)
@@ -416,9 +625,12 @@ def test_no_zone_offering_the_instance_type_fails(aws):
     assert preflight.failures(checks) == [zones]
 
 
-def test_a_quota_too_small_for_the_desired_count_fails_with_the_figures(aws):
+def test_a_quota_too_small_for_a_rollout_fails_with_the_figures(aws):
+    """A rollout runs the new task beside the old one, one task per instance (issue 19, item
+    7): three tasks need six instances for a while."""
     stubbed = aws(desired_count=3)
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     answer_network(stubbed)
     answer_offerings(stubbed, list(SUBNETS.values()))
     answer_quota(stubbed, vcpus=8, quota=16.0)
@@ -428,7 +640,10 @@ def test_a_quota_too_small_for_the_desired_count_fails_with_the_figures(aws):
     quota = by_name(checks)["vCPU quota"]
 
     assert not quota.ok
-    assert "needs 24 vCPUs, quota is 16" in quota.reason
+    assert quota.reason.startswith(
+        "needs 48 vCPUs: 6 instances of g5.2xlarge during a rollout; quota is 16 "
+        "(Running On-Demand G and VT instances, L-DB2E81BA): request an increase"
+    )
     assert preflight.failures(checks) == [quota]
 
 
@@ -439,6 +654,7 @@ def test_a_quota_too_small_for_the_desired_count_fails_with_the_figures(aws):
 def test_each_family_is_measured_against_its_own_quota(aws, instance_type, code):
     stubbed = aws(instance_type=instance_type, desired_count=0)
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     answer_network(stubbed)
     answer_offerings(stubbed, list(SUBNETS.values()), instance_type)
     answer_quota(stubbed, vcpus=96, quota=96.0, instance_type=instance_type, code=code)
@@ -446,12 +662,14 @@ def test_each_family_is_measured_against_its_own_quota(aws, instance_type, code)
 
     quota = by_name(stubbed.run())["vCPU quota"]
 
-    assert quota.ok and "needs 96 vCPUs, quota is 96" in quota.reason  # at least one instance
+    # At least one instance, even with no task declared.
+    assert quota.ok and f"needs 96 vCPUs: 1 instance of {instance_type}" in quota.reason
 
 
 def test_an_account_without_its_own_quota_value_gets_the_default(aws):
     stubbed = aws()
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     answer_network(stubbed)
     answer_offerings(stubbed, list(SUBNETS.values()))
     answer_quota(stubbed, quota=0.0, applied=False)
@@ -460,7 +678,7 @@ def test_an_account_without_its_own_quota_value_gets_the_default(aws):
     quota = by_name(stubbed.run())["vCPU quota"]
 
     assert not quota.ok
-    assert "needs 8 vCPUs, quota is 0" in quota.reason
+    assert "needs 16 vCPUs: 2 instances of g5.2xlarge during a rollout; quota is 0" in quota.reason
     assert "GetAWSDefaultServiceQuota" in stubbed.operations
 
 
@@ -474,6 +692,7 @@ def test_an_account_without_its_own_quota_value_gets_the_default(aws):
 def test_a_missing_image_is_a_warning_not_a_failure(aws, code, message, said):
     stubbed = aws()
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     answer_network(stubbed)
     answer_offerings(stubbed, list(SUBNETS.values()))
     answer_quota(stubbed)
@@ -493,6 +712,7 @@ def test_a_missing_image_is_a_warning_not_a_failure(aws, code, message, said):
 def test_access_denied_fails_its_own_check_and_the_others_still_run(aws):
     stubbed = aws()
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     answer_network(stubbed)
     answer_offerings(stubbed, list(SUBNETS.values()))
     answer_quota(stubbed)
@@ -511,12 +731,13 @@ def test_access_denied_fails_its_own_check_and_the_others_still_run(aws):
             "AccessDeniedException: User is not authorized to perform: ecr:DescribeImages",
         )
     ]
-    assert len(checks) == 6
+    assert len(checks) == len(preflight.CHECKS)
 
 
 def test_access_denied_on_the_network_fails_it_and_the_zone_check_waits(aws):
     stubbed = aws()
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     stubbed["ec2"].add_client_error(
         "describe_vpcs",
         service_error_code="UnauthorizedOperation",
@@ -532,6 +753,7 @@ def test_access_denied_on_the_network_fails_it_and_the_zone_check_waits(aws):
     )
     assert not checks["availability zones"].ok
     assert not checks["serving port"].ok
+    assert not checks["instance network path"].ok
     assert checks["vCPU quota"].ok and checks["image"].ok
 
 
@@ -554,6 +776,7 @@ def rule(*, ports: tuple[int, int] | None = (8000, 8000), **sources: list[dict])
 
 def serving_port(stubbed: Stubbed, rules: list[dict]) -> Check:
     answer_account(stubbed)
+    answer_account_wide(stubbed)
     answer_network(stubbed, rules=rules)
     answer_offerings(stubbed, list(SUBNETS.values()))
     answer_quota(stubbed)
@@ -650,3 +873,549 @@ def test_the_serving_port_is_the_task_definitions_host_port():
     task = json.loads((ROOT / "inference/ecs-task-definition.json").read_text())
     [mapping] = task["containerDefinitions"][0]["portMappings"]
     assert mapping["hostPort"] == mapping["containerPort"] == preflight.VLLM_PORT
+
+
+# Bucket names ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("suffix", "proposed"),
+    [
+        ("", "-789012"),  # the guide's production names
+        ("-stub", "-stub-789012"),
+        ("-abcdefghijk", "-789012"),  # the current suffix and the digits would be too long
+    ],
+)
+def test_a_bucket_name_another_account_owns_fails_and_a_suffix_is_proposed(aws, suffix, proposed):
+    """Bucket names are unique across all accounts of a partition
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html); HeadBucket
+    answers a bare 403 for a bucket one may not read
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html): issue 19, item 4."""
+    stubbed = aws(suffix=suffix)
+    answer_all(stubbed, buckets=lambda: answer_buckets(stubbed, audit=403))
+
+    checks = stubbed.run()
+
+    assert preflight.failures(checks) == [
+        Check(
+            "bucket names",
+            False,
+            f"central-llm-audit{suffix} is owned by another account (S3 bucket names are "
+            f"global): choose a name suffix, e.g. {proposed}",
+        )
+    ]
+    assert names_too_long(proposed) == []
+
+
+def test_our_own_buckets_pass(aws):
+    """HeadBucket answers 200 with the bucket's region for a bucket of the expected owner
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html)."""
+    stubbed = aws()
+    answer_all(stubbed, buckets=lambda: answer_buckets(stubbed, audit=200, raw=200))
+
+    assert by_name(stubbed.run())["bucket names"] == Check(
+        "bucket names",
+        True,
+        "central-llm-audit-stub exists in this account; "
+        "central-llm-audit-raw-stub exists in this account",
+    )
+
+
+def test_our_bucket_in_another_region_fails(aws):
+    """HeadBucket reports the bucket's region (BucketRegion, x-amz-bucket-region); S3 event
+    notifications reach a Lambda function of the bucket's own region only
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/how-to-enable-disable-notification-intro.html)."""
+    stubbed = aws()
+    answer_all(stubbed, buckets=lambda: answer_buckets(stubbed, 200, 200, region="us-east-1"))
+
+    buckets = by_name(stubbed.run())["bucket names"]
+
+    assert not buckets.ok
+    assert buckets.reason == (
+        f"central-llm-audit-stub is this account's, but in us-east-1, not {REGION}; "
+        f"central-llm-audit-raw-stub is this account's, but in us-east-1, not {REGION}: "
+        "choose a name suffix, e.g. -stub-789012"
+    )
+
+
+# Name lengths ---------------------------------------------------------------------------
+def test_a_suffix_saved_before_the_limit_was_checked_fails_the_name_lengths(aws):
+    """ELB names stop at 32 characters (https://docs.aws.amazon.com/elasticloadbalancing/
+    latest/APIReference/API_CreateLoadBalancer.html): issue 19, item 11. The form refuses such
+    a suffix now (test_names.py); an environment saved before is caught here."""
+    stubbed = aws()
+    long_suffix = "-" + "x" * 19
+    stubbed.ctx.spec = dataclasses.replace(stubbed.ctx.spec, suffix=long_suffix)
+    answer_all(stubbed)
+
+    checks = stubbed.run()
+
+    assert preflight.failures(checks) == [
+        Check(
+            "name lengths",
+            False,
+            f"load balancer name central-llm-nlb{long_suffix} is 35 characters; ELB allows 32; "
+            f"target group name central-llm-vllm{long_suffix} is 36 characters; ELB allows 32: "
+            "choose a suffix of at most 16 characters",
+        )
+    ]
+
+
+# ECS service-linked role ----------------------------------------------------------------
+def test_a_fresh_account_without_the_ecs_service_linked_role_is_a_warning(aws):
+    """CreateCluster creates the role, but the capacity provider comes first: "ECS Service
+    Linked Role does not exist" (terraform-aws-modules/terraform-aws-ecs#26; issue 19, item
+    2; https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html).
+    """
+    stubbed = aws()
+    answer_all(stubbed, service_role=lambda: answer_service_role(stubbed, present=False))
+
+    checks = stubbed.run()
+
+    assert preflight.failures(checks) == []
+    assert by_name(checks)["ECS service-linked role"] == Check(
+        "ECS service-linked role",
+        True,
+        "AWSServiceRoleForECS not yet created in this account: apply creates it first "
+        "(iam:CreateServiceLinkedRole)",
+        warning=True,
+    )
+
+
+# Model token ----------------------------------------------------------------------------
+def test_the_gated_model_without_a_token_fails_without_asking_aws(aws):
+    """Ministral-8B is gated on Hugging Face: downloads need a token of an account that
+    accepted its conditions (https://huggingface.co/docs/hub/models-gated)."""
+    stubbed = aws(hf_token_secret_arn="")
+    answer_all(stubbed, token=lambda: None)
+
+    checks = stubbed.run()
+
+    assert preflight.failures(checks) == [
+        Check(
+            "model token",
+            False,
+            "mistralai/Ministral-8B-Instruct-2410 is a gated model: vLLM cannot download it "
+            "without a Hugging Face token; store it in Secrets Manager and set the "
+            "environment's token secret",
+        )
+    ]
+    assert "DescribeSecret" not in stubbed.operations
+
+
+def test_a_public_model_needs_no_token(aws):
+    stubbed = aws(hf_token_secret_arn="", model_id="Qwen/Qwen2.5-0.5B-Instruct")
+    answer_all(stubbed, token=lambda: None)
+
+    token = by_name(stubbed.run())["model token"]
+
+    assert token == Check(
+        "model token", True, "Qwen/Qwen2.5-0.5B-Instruct is downloaded without a token"
+    )
+
+
+def test_a_token_secret_that_is_missing_fails_naming_it(aws):
+    """DescribeSecret answers ResourceNotFoundException for an unknown secret
+    (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_DescribeSecret.html)."""
+    stubbed = aws()
+
+    def missing() -> None:
+        stubbed["secretsmanager"].add_client_error(
+            "describe_secret",
+            service_error_code="ResourceNotFoundException",
+            service_message="Secrets Manager can't find the specified secret.",
+            http_status_code=400,
+            expected_params={"SecretId": TOKEN_ARN},
+        )
+
+    answer_all(stubbed, token=missing)
+
+    assert by_name(stubbed.run())["model token"] == Check(
+        "model token",
+        False,
+        f"no secret {TOKEN_ARN} in Secrets Manager ({REGION}): store the Hugging Face token "
+        "there, or correct the environment's token secret",
+    )
+
+
+def test_a_token_secret_scheduled_for_deletion_fails(aws):
+    """DescribeSecret reports a secret scheduled for deletion with its DeletedDate; it cannot
+    be read until restored
+    (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_DescribeSecret.html)."""
+    stubbed = aws()
+    deleted = datetime(2026, 3, 1, tzinfo=UTC)
+    answer_all(stubbed, token=lambda: answer_token(stubbed, DeletedDate=deleted))
+
+    assert by_name(stubbed.run())["model token"] == Check(
+        "model token",
+        False,
+        f"secret {TOKEN_ARN} is scheduled for deletion: restore it, or store the token in another",
+    )
+
+
+# Build source ---------------------------------------------------------------------------
+@pytest.mark.parametrize("servers", [(), ("BITBUCKET",)])
+def test_no_github_credential_in_codebuild_is_a_warning(aws, servers):
+    """CodeBuild reaches a private GitHub repository only with a credential imported for the
+    region (https://docs.aws.amazon.com/codebuild/latest/userguide/access-tokens-github.html);
+    a public one builds without."""
+    stubbed = aws()
+    answer_all(stubbed, source=lambda: answer_source(stubbed, *servers))
+
+    checks = stubbed.run()
+
+    assert preflight.failures(checks) == []
+    source = by_name(checks)["build source"]
+    assert source.ok and source.warning
+    assert source.reason.startswith(
+        f"CodeBuild has no GitHub credential in {REGION}: "
+        "https://github.com/central-llm/central-llm-service.git builds only if it is public"
+    )
+
+
+def test_a_github_enterprise_credential_is_enough(aws):
+    """A credential of server type GITHUB or GITHUB_ENTERPRISE
+    (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_SourceCredentialsInfo.html)."""
+    stubbed = aws()
+    answer_all(stubbed, source=lambda: answer_source(stubbed, "GITHUB_ENTERPRISE"))
+
+    source = by_name(stubbed.run())["build source"]
+
+    assert source.ok and not source.warning
+
+
+def test_a_repository_off_github_is_a_warning(aws):
+    """The build project's source type is GITHUB (provisioning/resources/codebuild.py), which
+    reads github.com only (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_ProjectSource.html)."""
+    stubbed = aws(source_repository="https://gitlab.com/central-llm/central-llm-service.git")
+    answer_all(stubbed, source=lambda: None)
+
+    source = by_name(stubbed.run())["build source"]
+
+    assert source.ok and source.warning
+    assert "is not on github.com, but the build project's source type is GITHUB" in source.reason
+    assert "ListSourceCredentials" not in stubbed.operations
+
+
+# Instance network path ------------------------------------------------------------------
+INTERNET_GATEWAY = {
+    "DestinationCidrBlock": "0.0.0.0/0",
+    "GatewayId": "igw-0a1b2c3d",
+    "Origin": "CreateRoute",
+    "State": "active",
+}
+
+
+def network_path(stubbed: Stubbed, *, public_ips: bool, route: dict | None, main: bool) -> Check:
+    """The check with ``route`` as the subnets' default route, in a table of their own or
+    (``main``) in the VPC's main table."""
+    answer_all(
+        stubbed,
+        network=lambda: answer_network(
+            stubbed, public_ips=public_ips, default_route=route, main_table=main
+        ),
+    )
+    return by_name(stubbed.run())["instance network path"]
+
+
+@pytest.mark.parametrize("main", [False, True])
+def test_subnets_with_a_nat_gateway_route_pass(aws, main):
+    """A private subnet reaches the internet through a NAT gateway route
+    (https://docs.aws.amazon.com/vpc/latest/userguide/vpc-nat-gateway.html); a subnet with no
+    table of its own uses the VPC's main route table
+    (https://docs.aws.amazon.com/vpc/latest/userguide/RouteTables.html)."""
+    check = network_path(aws(), public_ips=False, route=THROUGH_NAT, main=main)
+
+    assert check.ok and not check.warning
+    assert check.reason.startswith("subnet-a through NAT gateway nat-0a1b2c3d4e5f60718")
+
+
+def test_public_subnets_with_an_internet_gateway_route_pass(aws):
+    """An internet gateway route and public IPs on launch
+    (https://docs.aws.amazon.com/vpc/latest/userguide/VPC_Internet_Gateway.html)."""
+    check = network_path(aws(), public_ips=True, route=INTERNET_GATEWAY, main=True)
+
+    assert check == Check(
+        "instance network path",
+        True,
+        "subnet-a through internet gateway igw-0a1b2c3d with public IPs; "
+        "subnet-b through internet gateway igw-0a1b2c3d with public IPs",
+    )
+
+
+@pytest.mark.parametrize(
+    ("public_ips", "route", "main", "found"),
+    [
+        # Private subnets of a VPC whose main table has only the local route (or VPC
+        # endpoints, which never reach Hugging Face).
+        (False, None, True, "subnet-a (rtb-main): no default route"),
+        (
+            False,
+            INTERNET_GATEWAY,
+            False,
+            "subnet-a (rtb-private): internet gateway igw-0a1b2c3d, but no public IPs on launch",
+        ),
+        # The NAT gateway was deleted: AWS keeps the route as a blackhole.
+        (
+            False,
+            {**THROUGH_NAT, "State": "blackhole"},
+            False,
+            "subnet-a (rtb-private): no default route",
+        ),
+    ],
+)
+def test_subnets_without_a_way_out_fail_and_name_the_fix(aws, public_ips, route, main, found):
+    """The instances must reach ECS, ECR (image layers in S3), CloudWatch Logs and Hugging
+    Face: a private subnet needs a NAT gateway, a public one an internet gateway and public
+    IPs (https://docs.aws.amazon.com/vpc/latest/userguide/vpc-nat-gateway.html,
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/launch_container_instance.html)."""
+    check = network_path(aws(), public_ips=public_ips, route=route, main=main)
+
+    assert not check.ok
+    assert check.reason.startswith(f"instances in {found}; subnet-b (")
+    assert check.reason.endswith(
+        "get no route to ECS, ECR or Hugging Face (no NAT gateway, no internet gateway with "
+        "public IPs): add a NAT gateway route (0.0.0.0/0) to the subnet's route table; VPC "
+        "endpoints alone do not reach Hugging Face"
+    )
+
+
+def test_a_transit_gateway_route_is_a_warning_not_checked_beyond(aws):
+    """A transit gateway may lead to a central egress VPC, which this account cannot see
+    (https://docs.aws.amazon.com/vpc/latest/tgw/what-is-transit-gateway.html)."""
+    route = {
+        "DestinationCidrBlock": "0.0.0.0/0",
+        "TransitGatewayId": "tgw-0a1b2c3d4e5f60718",
+        "Origin": "CreateRoute",
+        "State": "active",
+    }
+
+    check = network_path(aws(), public_ips=False, route=route, main=False)
+
+    assert check.ok and check.warning
+    assert check.reason.startswith(
+        "subnet-a through tgw-0a1b2c3d4e5f60718; subnet-b through tgw-0a1b2c3d4e5f60718: "
+        "not checked beyond it"
+    )
+
+
+# Against the moto server ------------------------------------------------------------------
+MOTO_REGION = "ap-southeast-3"  # no other test file uses it: clients are shared process-wide
+MOTO_SERVICES = ("sts", "s3", "ec2", "iam", "secretsmanager", "ecr")
+
+
+class MotoAccount:
+    """A fresh account of its own on the moto server (moto answers as the account named in
+    the x-moto-account-id header): no bucket, no service-linked role, nothing but what the
+    test makes, whatever other tests did. CodeBuild's source credentials and Service Quotas,
+    which moto lacks, are answered by Stubbers as AWS would."""
+
+    def __init__(self) -> None:
+        self.id = str(uuid.uuid4().int)[:12]
+        self.clients = {
+            name: aws_clients.client(name, region_name=MOTO_REGION) for name in MOTO_SERVICES
+        }
+        for client in self.clients.values():
+            client.meta.events.register("before-sign", self._as_account, unique_id="preflight")
+        self.codebuild = Stubber(aws_clients.client("codebuild", region_name=MOTO_REGION))
+        self.quotas = Stubber(aws_clients.client("service-quotas", region_name=MOTO_REGION))
+        self.codebuild.activate()
+        self.quotas.activate()
+
+    def _as_account(self, request, **kwargs) -> None:
+        request.headers["x-moto-account-id"] = self.id
+
+    def close(self) -> None:
+        self.codebuild.deactivate()
+        self.quotas.deactivate()
+        for client in self.clients.values():
+            client.meta.events.unregister("before-sign", unique_id="preflight")
+
+    def environment(self, *, public_ips: bool = False, **declared: object) -> Context:
+        """A real-AWS environment in this account: its own VPC (whose main route table has
+        only the local route, as AWS makes it), two subnets, the instances' group with vLLM's
+        port open to the VPC, and the model token's secret."""
+        ec2 = self.clients["ec2"]
+        vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+        subnets = []
+        for index, zone in enumerate("ab"):
+            subnet = ec2.create_subnet(
+                VpcId=vpc, CidrBlock=f"10.1.{index}.0/24", AvailabilityZone=f"{MOTO_REGION}{zone}"
+            )["Subnet"]["SubnetId"]
+            ec2.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": public_ips})
+            subnets.append(subnet)
+        group = ec2.create_security_group(
+            GroupName="central-llm", Description="Central LLM service", VpcId=vpc
+        )["GroupId"]
+        ec2.authorize_security_group_ingress(
+            GroupId=group,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 8000,
+                    "ToPort": 8000,
+                    "IpRanges": [{"CidrIp": "10.1.0.0/16"}],
+                }
+            ],
+        )
+        suffix = f"-m{uuid.uuid4().hex[:8]}"
+        token = self.clients["secretsmanager"].create_secret(
+            Name=f"hf-token{suffix}", SecretString="hf_not_a_real_token"
+        )["ARN"]
+        environment = Environment(
+            name="moto",
+            suffix=suffix,
+            is_local=False,
+            region=MOTO_REGION,
+            account_id=self.id,
+            vpc_id=vpc,
+            subnet_ids=",".join(subnets),
+            security_group_id=group,
+            **{"hf_token_secret_arn": token, **declared},
+        )
+        return Context(environment.spec())
+
+    def run(self, ctx: Context) -> dict[str, Check]:
+        self.codebuild.add_response("list_source_credentials", {"sourceCredentialsInfos": []})
+        self.quotas.add_response(
+            "get_service_quota",
+            {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-DB2E81BA", "Value": 64.0}},
+        )
+        return by_name(preflight.run_checks(ctx))
+
+
+@pytest.fixture
+def moto_account():
+    account = MotoAccount()
+    yield account
+    account.close()
+    account.codebuild.assert_no_pending_responses()
+    account.quotas.assert_no_pending_responses()
+
+
+def test_on_moto_a_fresh_account_warns_of_the_role_and_fails_a_subnet_without_a_way_out(
+    moto_account,
+):
+    """A new VPC's main route table has only the local route, and a fresh account has no ECS
+    service-linked role (https://docs.aws.amazon.com/vpc/latest/userguide/RouteTables.html,
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html)."""
+    ctx = moto_account.environment()
+    subnets = ctx.spec.subnet_ids
+
+    checks = moto_account.run(ctx)
+
+    assert checks["account"].ok, checks["account"]
+    suffix = ctx.spec.suffix
+    assert checks["bucket names"] == Check(
+        "bucket names",
+        True,
+        f"central-llm-audit{suffix} is free; central-llm-audit-raw{suffix} is free",
+    )
+    assert checks["ECS service-linked role"].ok and checks["ECS service-linked role"].warning
+    path = checks["instance network path"]
+    assert not path.ok
+    assert path.reason.startswith(f"instances in {subnets[0]} (rtb-")
+    assert f"; {subnets[1]} (rtb-" in path.reason and ": no default route" in path.reason
+    assert checks["model token"].ok, checks["model token"]
+    assert checks["vCPU quota"].reason.startswith(
+        "needs 16 vCPUs: 2 instances of g5.2xlarge during a rollout; quota is 64"
+    )
+    ctx.close()
+
+
+def test_on_moto_our_bucket_the_role_and_a_nat_route_pass(moto_account):
+    """Moto answers HeadBucket, GetRole and DescribeRouteTables as AWS documents them
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html,
+    https://docs.aws.amazon.com/vpc/latest/userguide/vpc-nat-gateway.html)."""
+    ctx = moto_account.environment()
+    ec2, suffix = moto_account.clients["ec2"], ctx.spec.suffix
+    moto_account.clients["s3"].create_bucket(
+        Bucket=f"central-llm-audit{suffix}",
+        CreateBucketConfiguration={"LocationConstraint": MOTO_REGION},
+    )
+    # As AWS names it (moto's CreateServiceLinkedRole names it AWSServiceRoleForecs).
+    moto_account.clients["iam"].create_role(
+        RoleName="AWSServiceRoleForECS",
+        Path="/aws-service-role/ecs.amazonaws.com/",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ecs.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+    # A public subnet holds the NAT gateway; the instances' subnets route through it.
+    public = ec2.create_subnet(VpcId=ctx.spec.vpc_id, CidrBlock="10.1.9.0/24")["Subnet"]
+    address = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=public["SubnetId"], AllocationId=address)
+    nat_id = nat["NatGateway"]["NatGatewayId"]
+    table = ec2.create_route_table(VpcId=ctx.spec.vpc_id)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat_id)
+    for subnet in ctx.spec.subnet_ids:
+        ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+
+    checks = moto_account.run(ctx)
+
+    assert checks["bucket names"] == Check(
+        "bucket names",
+        True,
+        f"central-llm-audit{suffix} exists in this account; central-llm-audit-raw{suffix} is free",
+    )
+    assert checks["ECS service-linked role"] == Check(
+        "ECS service-linked role", True, "AWSServiceRoleForECS exists"
+    )
+    first, second = ctx.spec.subnet_ids
+    assert checks["instance network path"] == Check(
+        "instance network path",
+        True,
+        f"{first} through NAT gateway {nat_id}; {second} through NAT gateway {nat_id}",
+    )
+    ctx.close()
+
+
+def test_on_moto_public_subnets_need_public_ips_beside_the_internet_gateway(moto_account):
+    """A subnet with an internet gateway route reaches the internet only from instances with
+    a public IP (https://docs.aws.amazon.com/vpc/latest/userguide/VPC_Internet_Gateway.html)."""
+    public = moto_account.environment(public_ips=True)
+    private = moto_account.environment(public_ips=False)
+    ec2 = moto_account.clients["ec2"]
+    for ctx in (public, private):
+        gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=ctx.spec.vpc_id)
+        main = ec2.describe_route_tables(
+            Filters=[
+                {"Name": "vpc-id", "Values": [ctx.spec.vpc_id]},
+                {"Name": "association.main", "Values": ["true"]},
+            ]
+        )["RouteTables"][0]["RouteTableId"]
+        ec2.create_route(RouteTableId=main, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
+
+    through_gateway = moto_account.run(public)["instance network path"]
+    without_ips = moto_account.run(private)["instance network path"]
+
+    assert through_gateway.ok and "through internet gateway igw-" in through_gateway.reason
+    assert not without_ips.ok
+    assert "but no public IPs on launch" in without_ips.reason
+    public.close()
+    private.close()
+
+
+def test_on_moto_a_token_secret_that_does_not_exist_fails_naming_it(moto_account):
+    """DescribeSecret: ResourceNotFoundException
+    (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_DescribeSecret.html)."""
+    arn = f"arn:aws:secretsmanager:{MOTO_REGION}:{moto_account.id}:secret:hf-gone-AbCdEf"
+    ctx = moto_account.environment(hf_token_secret_arn=arn)
+
+    token = moto_account.run(ctx)["model token"]
+
+    assert token == Check(
+        "model token",
+        False,
+        f"no secret {arn} in Secrets Manager ({MOTO_REGION}): store the Hugging Face token "
+        "there, or correct the environment's token secret",
+    )
+    ctx.close()

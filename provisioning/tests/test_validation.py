@@ -1,15 +1,21 @@
 """The guide's validation checklist as a run: each check with its evidence."""
 
+import io
+import json
 import threading
+import urllib.request
+from datetime import UTC, datetime
 
 import pytest
+from botocore.stub import Stubber
 
 from devtools import services, vllm_local
 from inference.tests.test_vllm_local import serve_tiny_model
 from llm_audit_ingest import local as local_ingest
-from provisioning import engine, runs
+from provisioning import engine, runs, validation
 from provisioning.jobs import execute
 from provisioning.models import Environment, Run
+from provisioning.resources.base import Context
 
 
 def validate(environment) -> Run:
@@ -108,3 +114,230 @@ def test_all_five_checks_pass_against_a_real_vllm_then_fail_when_it_stops(
     assert (
         outcomes(stopped)["audit_object"] == "skipped: did not run: there is no request to follow"
     )
+
+
+# Real AWS's answers, through botocore's Stubber: moto's get_api_keys matches names exactly
+# and its log pages are never empty, so neither shows what follows.
+REGION = "ap-southeast-4"  # no other test file uses it: clients are shared process-wide
+SENT_AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+REQUEST_ID = "6f1c2a9e-7d3b-4e8a-9c1f-2b5d8e0a4c71"
+KEY_NAME, PLAN_NAME = "central-llm-generic-key-prod", "central-llm-usage-plan-prod"
+
+
+@pytest.fixture
+def on_aws():
+    """A Validation of a real-AWS environment whose API Gateway and Logs clients Stubbers
+    answer; sleeps are recorded, not slept."""
+    spec = Environment(
+        name="prod",
+        suffix="-prod",
+        is_local=False,
+        region=REGION,
+        account_id="123456789012",
+        vpc_id="vpc-1",
+        subnet_ids="subnet-1",
+        security_group_id="sg-1",
+    ).spec()
+    sleeps: list[float] = []
+    ctx = Context(spec, sleep=sleeps.append)
+    stubbers = {service: Stubber(ctx.client(service)) for service in ("apigateway", "logs")}
+    for stubber in stubbers.values():
+        stubber.activate()
+    yield (
+        validation.Validation(ctx, model_url=None, wait_seconds=60, poll_seconds=5),
+        stubbers,
+        sleeps,
+    )
+    for stubber in stubbers.values():
+        stubber.deactivate()
+    ctx.close()
+    for stubber in stubbers.values():
+        stubber.assert_no_pending_responses()
+
+
+def api_key(name: str, key_id: str, *, enabled: bool = True) -> dict:
+    """An item of GetApiKeys with includeValues
+    (https://docs.aws.amazon.com/apigateway/latest/api/API_GetApiKeys.html)."""
+    return {
+        "id": key_id,
+        "value": f"value-of-{key_id}",
+        "name": name,
+        "enabled": enabled,
+        "createdDate": SENT_AT,
+        "lastUpdatedDate": SENT_AT,
+        "stageKeys": [],
+    }
+
+
+def answer_api_and_keys(stubbers: dict, *pages: list[dict]) -> None:
+    gateway = stubbers["apigateway"]
+    gateway.add_response(
+        "get_rest_apis",
+        {
+            "items": [
+                {
+                    "id": "a1b2c3d4e5",
+                    "name": "central-llm-rest-api-prod",
+                    "createdDate": SENT_AT,
+                    "apiKeySource": "HEADER",
+                    "endpointConfiguration": {"types": ["REGIONAL"]},
+                }
+            ]
+        },
+        {},
+    )
+    asked = {"nameQuery": KEY_NAME, "includeValues": True}
+    for number, items in enumerate(pages):
+        answer = {"items": items}
+        if number < len(pages) - 1:
+            answer["position"] = f"page-{number + 1}"
+        gateway.add_response(
+            "get_api_keys", answer, asked | ({"position": f"page-{number}"} if number else {})
+        )
+
+
+def answer_plan(stubbers: dict) -> None:
+    """GetUsagePlans (https://docs.aws.amazon.com/apigateway/latest/api/API_GetUsagePlans.html)."""
+    stubbers["apigateway"].add_response(
+        "get_usage_plans",
+        {
+            "items": [
+                {
+                    "id": "plan-other",
+                    "name": "central-llm-usage-plan-prod-eu",
+                    "apiStages": [{"apiId": "zz9y8x7w6v", "stage": "prod"}],
+                },
+                {
+                    "id": "plan-prod",
+                    "name": PLAN_NAME,
+                    "apiStages": [{"apiId": "a1b2c3d4e5", "stage": "prod"}],
+                    "throttle": {"burstLimit": 50, "rateLimit": 100.0},
+                    "quota": {"limit": 100000, "offset": 0, "period": "MONTH"},
+                },
+            ]
+        },
+        {},
+    )
+
+
+class Answer(io.BytesIO):
+    """What urlopen returns: the body, and the headers the serving middleware sets."""
+
+    headers = {"x-request-id": REQUEST_ID}
+
+
+def test_the_key_named_exactly_is_used_not_a_prefix_match_listed_first(on_aws, monkeypatch):
+    """AWS's get_api_keys(nameQuery=) matches prefixes and pages with ``position`` (issue 19,
+    item 8; https://docs.aws.amazon.com/apigateway/latest/api/API_GetApiKeys.html): another
+    environment's key comes first, ours on the second page."""
+    check, stubbers, _ = on_aws
+    answer_api_and_keys(
+        stubbers,
+        [api_key(f"{KEY_NAME}-eu", "key-prod-eu")],
+        [api_key(KEY_NAME, "key-prod")],
+    )
+    answer_plan(stubbers)
+    stubbers["apigateway"].add_response(
+        "get_usage_plan_key",
+        {"id": "key-prod", "type": "API_KEY", "value": "value-of-key-prod", "name": KEY_NAME},
+        {"usagePlanId": "plan-prod", "keyId": "key-prod"},
+    )
+    sent = []
+
+    def urlopen(request, timeout):
+        sent.append((request.full_url, request.get_header("X-api-key")))
+        return Answer(json.dumps({"choices": [{"message": {"content": "OK."}}]}).encode())
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+    outcome = check.check("completion")
+
+    assert outcome.status == "pass", outcome
+    assert sent == [
+        (
+            f"https://a1b2c3d4e5.execute-api.{REGION}.amazonaws.com/prod/v1/chat/completions",
+            "value-of-key-prod",
+        )
+    ]
+
+
+def test_a_disabled_key_fails_with_what_to_do(on_aws):
+    """``enabled``: "Specifies whether the API Key can be used by callers"
+    (https://docs.aws.amazon.com/apigateway/latest/api/API_ApiKey.html)."""
+    check, stubbers, _ = on_aws
+    answer_api_and_keys(stubbers, [api_key(KEY_NAME, "key-prod", enabled=False)])
+
+    outcome = check.check("completion")
+
+    assert outcome == validation.Outcome(
+        "fail",
+        f"API key {KEY_NAME} (key-prod) is disabled: the gateway refuses it; apply the "
+        "environment to enable it again",
+    )
+
+
+def test_a_key_not_on_the_environments_plan_fails_with_what_to_do(on_aws):
+    """A key opens a stage only through a usage plan that holds it
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-usage-plans.html);
+    GetUsagePlanKey answers NotFoundException for a key not on the plan
+    (https://docs.aws.amazon.com/apigateway/latest/api/API_GetUsagePlanKey.html)."""
+    check, stubbers, _ = on_aws
+    answer_api_and_keys(stubbers, [api_key(KEY_NAME, "key-prod")])
+    answer_plan(stubbers)
+    stubbers["apigateway"].add_client_error(
+        "get_usage_plan_key",
+        service_error_code="NotFoundException",
+        service_message="Invalid Usage Plan Key identifier specified",
+        http_status_code=404,
+        expected_params={"usagePlanId": "plan-prod", "keyId": "key-prod"},
+    )
+
+    outcome = check.check("completion")
+
+    assert outcome == validation.Outcome(
+        "fail",
+        f"API key {KEY_NAME} (key-prod) is not on usage plan {PLAN_NAME} (plan-prod): the "
+        "gateway refuses it; apply the environment to put it back",
+    )
+
+
+def log_page(asked: dict, events: list[dict], next_token: str = "") -> tuple[dict, dict]:
+    answer = {"events": events, "searchedLogStreams": []}
+    if next_token:
+        answer["nextToken"] = next_token
+    return answer, asked
+
+
+def test_an_empty_log_page_with_a_token_is_followed_on_every_poll(on_aws):
+    """FilterLogEvents "can return empty results while there are more log events available
+    through the token" (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/
+    API_FilterLogEvents.html): the first poll reads two pages and finds nothing yet, the
+    second finds the line on its second page."""
+    check, stubbers, sleeps = on_aws
+    check.request_id, check.sent_at = REQUEST_ID, SENT_AT
+    asked = {
+        "logGroupName": "/aws/lambda/llm-audit-ingest-prod",
+        "startTime": int(SENT_AT.timestamp() * 1000) - 60_000,
+        "filterPattern": f'"{REQUEST_ID}"',
+    }
+    line = {
+        "logStreamName": "2026/03/02/[$LATEST]0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "timestamp": int(SENT_AT.timestamp() * 1000) + 2_000,
+        "message": f'{{"event": "audit_ingested", "id": "{REQUEST_ID}"}}',
+        "ingestionTime": int(SENT_AT.timestamp() * 1000) + 2_500,
+        "eventId": "38123456789012345678901234567890123456789012345678901234",
+    }
+    logs = stubbers["logs"]
+    for poll in ("first", "second"):
+        logs.add_response("filter_log_events", *log_page(asked, [], f"{poll}-token"))
+        events = [line] if poll == "second" else []
+        logs.add_response(
+            "filter_log_events", *log_page({**asked, "nextToken": f"{poll}-token"}, events)
+        )
+
+    outcome = check.check("ingest_log")
+
+    assert outcome.status == "pass", outcome
+    assert outcome.evidence.startswith("/aws/lambda/llm-audit-ingest-prod 2026/03/02/")
+    assert "10:00:02" in outcome.evidence and "audit_ingested" in outcome.evidence
+    assert sleeps == [5]  # one wait between the two polls

@@ -42,7 +42,7 @@ def test_a_failed_link_is_deleted_and_made_again(link):
     """A link made while its NLB was provisioning ends FAILED for good ("NLB is not in active
     state", aws-cloudformation/cloudformation-coverage-roadmap#1951): an apply replaces it
     instead of failing at it until someone deletes it by hand."""
-    vpc_link, stubber, sleeps = link
+    vpc_link, stubber, _ = link
     reason = "NLB is not in active state. If you recently created this NLB, please wait"
     failed = listed("FAILED")
     failed["items"][0]["statusMessage"] = reason
