@@ -10,7 +10,7 @@ import pytest
 
 from centralllm import aws
 from devtools.aws_rules import RULES, AwsRules
-from provisioning import engine, runs
+from provisioning import engine, preflight, runs
 from provisioning.jobs import execute
 from provisioning.models import Run
 from provisioning.resources.base import Context, ProvisioningError
@@ -116,6 +116,14 @@ def test_a_local_environment_lives_from_nothing_to_destroyed_under_aws_as_docume
     assert kept == {"ec2.network", "iam.ecs_service_linked_role"}
 
 
+def preflight_of(spec) -> dict[str, preflight.Check]:
+    ctx = Context(spec)
+    try:
+        return {check.name: check for check in preflight.run_checks(ctx)}
+    finally:
+        ctx.close()
+
+
 def test_every_rule_cites_its_source():
     for name, source in RULES.items():
         assert "https://" in source or "#" in source, name
@@ -185,7 +193,19 @@ def test_a_real_aws_environment_converges_under_aws_as_documented_where_the_stan
     environment = real_aws_environment()
     suffix = environment.suffix
     with AwsRules(environment.region, seed=7) as rules:
+        before = preflight_of(environment.spec())
+        assert "is free" in before["bucket names"].reason and before["bucket names"].ok
+        # A fresh account has no ECS service-linked role: apply makes it first.
+        assert before["ECS service-linked role"].warning
+        assert not before["model token"].ok and "gated" in before["model token"].reason
+        taken = preflight_of(replace(environment.spec(), suffix=""))["bucket names"]
+        assert not taken.ok
+        assert "owned by another account" in taken.reason and "-789012" in taken.reason
+
         result = engine.apply(environment)
+        after = preflight_of(environment.spec())
+        assert "exists in this account" in after["bucket names"].reason
+        assert not after["ECS service-linked role"].warning
         assert set(actions(engine.plan(environment)).values()) == {engine.NONE}
         # On a first apply the VPC link's minutes pass between the permission and the
         # notification; made one after the other, S3 refuses the notification until the
