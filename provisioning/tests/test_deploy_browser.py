@@ -56,6 +56,10 @@ def test_an_operator_creates_staging_plans_confirms_and_watches_the_apply(
     page.get_by_role("button", name="Plan").click()
     expect(page.locator("[data-status]")).to_have_text("succeeded", timeout=60_000)
     expect(page.locator("table.diff")).to_contain_text("S3 audit bucket")
+    # How long the first apply usually takes on AWS, from the documented waits.
+    expect(page.locator("p.expected")).to_contain_text("this apply usually takes about")
+    nlb = page.locator("table.diff tr", has_text="Network Load Balancer")
+    expect(nlb.locator("td").last).to_have_text("3 min")
     page.screenshot(path="var/run-plan.png", full_page=True)
     page.get_by_role("button", name="Confirm and apply").click()
 
