@@ -22,7 +22,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,7 +176,6 @@ class AwsRules:
         self.throttle_rate = throttle_rate
         self.foreign_buckets = set(foreign_buckets)
         self.now = 0.0
-        self.slept = 0.0
         self.fired: Counter = Counter()
         self.calls: Counter = Counter()
         self.settles: dict[tuple[str, str], float] = {}  # (what, id) -> when it settles
@@ -200,7 +198,6 @@ class AwsRules:
         """A run waits: virtual time passes (and ``scale`` of it for real)."""
         with self._lock:
             self.now += seconds
-            self.slept += seconds
         if self.scale:
             time.sleep(seconds * self.scale)
 
@@ -229,6 +226,7 @@ class AwsRules:
             action()
 
     def deferred_ids(self) -> set[str]:
+        """What AWS is still deleting (the deletion happens once its time has passed)."""
         return {ident for _at, ident, _action in self.deferred}
 
     def raw(self, service: str) -> Any:
@@ -538,9 +536,9 @@ class AwsRules:
                 group["Status"] = "Delete in progress"
 
     def _before_autoscaling__CreateAutoScalingGroup(self, params: dict) -> Answer | None:
-        profile = params.get("LaunchTemplate", {}).get("LaunchTemplateName", "")
+        template_name = params.get("LaunchTemplate", {}).get("LaunchTemplateName", "")
         template = self.raw("ec2").describe_launch_template_versions(
-            LaunchTemplateName=profile, Versions=["$Latest"]
+            LaunchTemplateName=template_name, Versions=["$Latest"]
         )["LaunchTemplateVersions"]
         arn = (
             template[0]["LaunchTemplateData"].get("IamInstanceProfile", {}).get("Arn", "")
@@ -831,9 +829,3 @@ def _throttling_response(protocol: str) -> AWSResponse:
 
 
 SERVICES = sorted(set(engine.SERVICES) | {"service-quotas", "secretsmanager"})
-
-
-@contextmanager
-def documented_aws(region: str, **options: Any) -> Iterator[AwsRules]:
-    with AwsRules(region, **options) as rules:
-        yield rules

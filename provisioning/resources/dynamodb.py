@@ -11,6 +11,7 @@ from centralllm.audit import items, table
 from provisioning.resources.base import (
     ProvisioningError,
     Resource,
+    duration,
     error_code,
     ignoring,
     in_declared_order,
@@ -151,8 +152,15 @@ class AuditTable(Resource):
             if not busy:
                 return
             if waited >= self.timeout_seconds:
-                raise ProvisioningError(f"not ACTIVE after {waited:.0f}s: {', '.join(busy)}")
-            self.ctx.say("waiting for " + ", ".join(busy))
+                raise ProvisioningError(
+                    f"gave up waiting for the table ({', '.join(busy)}) after "
+                    f"{duration(waited)}: nothing is lost, apply again to resume from here"
+                )
+            self.ctx.say(
+                f"waiting for {', '.join(busy)}: {duration(waited)}; usually under a minute, "
+                "hours while an index backfills a large table"
+            )
+            self.ctx.progress.checkpoint()
             self.ctx.sleep(self.poll_seconds)
             waited += self.poll_seconds
 

@@ -5,12 +5,13 @@ meeting them; the rules cite their documentation (``aws_rules.RULES``)."""
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
 from centralllm import aws
 from devtools.aws_rules import RULES, AwsRules
-from provisioning import engine, preflight, runs
+from provisioning import engine, preflight, runs, validation
 from provisioning.jobs import execute
 from provisioning.models import Run
 from provisioning.resources.base import Context, ProvisioningError
@@ -237,3 +238,29 @@ def test_a_real_aws_environment_converges_under_aws_as_documented_where_the_stan
         assert "deleted" in destroyed.outcomes.values()
     assert result.outcomes["lambda.function"] == "created"
     assert {"nlb_provisioning", "vpc_link_pending", "lambda_states"} <= set(rules.fired)
+
+
+@pytest.mark.django_db
+def test_the_ingest_log_check_reads_past_an_empty_first_page(environment):
+    """FilterLogEvents "can return empty results while there are more log events available
+    through the token" (its API reference): the validation's log check follows the token."""
+    spec = environment.spec()
+    group = f"/aws/lambda/llm-audit-ingest{spec.suffix}"
+    logs = aws.client("logs", region_name=spec.region)
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="2026/12/04/[$LATEST]1")
+    sent_at = datetime.now(UTC)
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="2026/12/04/[$LATEST]1",
+        logEvents=[{"timestamp": int(sent_at.timestamp() * 1000), "message": "ingested r-19"}],
+    )
+    with AwsRules(spec.region, throttle_rate=0) as rules:
+        ctx = Context(spec)
+        check = validation.Validation(ctx, model_url=None, wait_seconds=0)
+        check.request_id, check.sent_at = "r-19", sent_at
+        outcome = check.check("ingest_log")
+        ctx.close()
+    assert outcome.status == validation.PASS, outcome
+    assert rules.fired["empty_page"] == 1
+    logs.delete_log_group(logGroupName=group)
