@@ -52,7 +52,7 @@ def read_counters(spool_dir: Path) -> dict[str, int]:
         counters = json.loads((spool_dir / COUNTERS_FILE).read_bytes())
     except (OSError, ValueError):
         counters = {}
-    return {name: int(counters.get(name, 0)) for name in ("delivered", "failures")}
+    return {name: int(counters.get(name, 0)) for name in ("delivered", "failures", "quarantined")}
 
 
 class AuditCollector:
@@ -86,6 +86,12 @@ class AuditCollector:
             "llm_audit_delivery_failures",
             "Audit records whose delivery failed and waits for a retry",
             counters["failures"],
+        )
+        yield CounterMetricFamily(
+            "llm_audit_quarantined_records",
+            "Audit records that could not be built or encoded, set aside in the spool's "
+            "quarantine with their reason instead of holding up the others",
+            counters["quarantined"],
         )
         yield CounterMetricFamily(
             "llm_audit_lost_records",

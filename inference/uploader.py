@@ -9,7 +9,10 @@ second. A record is two PUTs in order: the raw bodies to ``raw_key``, then the r
 ``record_key`` (the record triggers the ingest, so what it points at must exist already).
 A file is deleted once every record in it is stored. When a PUT fails, the records not yet
 handed out wait for the next pass, the file is rewritten with the records not stored (none
-stored is put again), and the uploader backs off exponentially.
+stored is put again), and the uploader backs off exponentially. A record that cannot be
+built or encoded is no S3 failure and retrying cannot help it: it is set aside in the spool's
+``quarantine/`` directory with its reason (a ``.reason`` file beside it), counted, and never
+holds up the records behind it.
 
 Every ``--metrics-seconds`` it prints one CloudWatch embedded-metric line to stdout: the
 backlog, and what was delivered and what failed since the line before (``inference.metrics``).
@@ -46,6 +49,10 @@ POLL_SECONDS = 0.05
 # Records handed to the threads per thread before the oldest file must be settled: enough
 # to keep every thread busy, few enough that a failure leaves little work to skip.
 QUEUED_PER_THREAD = 4
+
+
+QUARANTINE_DIR = "quarantine"
+STORED, QUARANTINED = "stored", "quarantined"
 
 
 class _Skipped(Exception):
@@ -156,7 +163,10 @@ class Uploader:
             if error is not None:
                 rest.append(entry)
                 self.counters["failures"] += not isinstance(error, _Skipped)
-        self.counters["delivered"] += len(entries) - len(rest)
+            elif future.result() == QUARANTINED:
+                self.counters["quarantined"] += 1
+            else:
+                self.counters["delivered"] += 1
         if len(rest) == len(entries):
             return len(entries)  # nothing stored: the file stays as it is
         try:
@@ -168,26 +178,37 @@ class Uploader:
             log.exception("could not update spool file %s; its records may be put twice", path)
         return len(entries)
 
-    def _deliver_one(self, encoded: bytes, failed: threading.Event) -> None:
+    def _deliver_one(self, encoded: bytes, failed: threading.Event) -> str:
         if failed.is_set():
             raise _Skipped
         try:
             record, raw = records.documents(encoded, self.deployment)
-        except Exception:
-            log.exception("unreadable spool entry kept aside")
-            name = f"{new_spool_name(time.time(), 1)}.unreadable"
-            write_spool_file(self.spool_dir, name, encoded)
-            return
+            # Raw bodies first: the record triggers the ingest, which may read them.
+            puts = [
+                (self.raw_bucket, contract.raw_key(record), contract.dumps(raw)),
+                (self.audit_bucket, contract.record_key(record), contract.dumps(record)),
+            ]
+        except Exception as exc:
+            # Retrying cannot help a record that cannot be built or encoded, and it must not
+            # hold up the records behind it: set aside with its reason, for an operator.
+            self._quarantine(encoded, exc)
+            return QUARANTINED
         try:
-            self._put(self.raw_bucket, contract.raw_key(record), raw)
-            self._put(self.audit_bucket, contract.record_key(record), record)
+            for bucket, key, body in puts:
+                self._s3.put(bucket, key, body, "application/json")
         except Exception as exc:
             self._error = exc
             failed.set()
             raise
+        return STORED
 
-    def _put(self, bucket: str, key: str, document: dict) -> None:
-        self._s3.put(bucket, key, contract.dumps(document), "application/json")
+    def _quarantine(self, encoded: bytes, exc: Exception) -> None:
+        log.error("audit record quarantined (%s: %s)", type(exc).__name__, exc)
+        quarantine = self.spool_dir / QUARANTINE_DIR
+        quarantine.mkdir(exist_ok=True)
+        name = new_spool_name(time.time(), 1)
+        write_spool_file(quarantine, f"{name}.reason", f"{type(exc).__name__}: {exc}\n".encode())
+        write_spool_file(quarantine, name, encoded)
 
     def _save_counters(self) -> None:
         if self.counters == self._saved:
@@ -213,6 +234,7 @@ class Uploader:
                 "SpoolOldestUnsentSeconds": (round(oldest, 3), "Seconds"),
                 "DeliveredRecords": (since["delivered"], "Count"),
                 "DeliveryFailures": (since["failures"], "Count"),
+                "QuarantinedRecords": (since["quarantined"], "Count"),
             },
             event="audit_backlog",
         )

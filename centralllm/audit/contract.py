@@ -268,7 +268,30 @@ def build_record(
 
 
 def dumps(record: dict) -> bytes:
+    try:
+        return _dumps(record)
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON's "\ud800" escape: valid JSON, but no UTF-8) would leave the
+        # record unstorable, and any caller can send one: replaced, the record still goes.
+        return _dumps(encodable(record))
+
+
+def _dumps(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(value: Any) -> Any:
+    """``value`` with every lone surrogate, in keys and values, replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {encodable(key): encodable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [encodable(item) for item in value]
+    return value
 
 
 _TYPE_NAMES = {
@@ -308,6 +331,8 @@ def validate_record(data: Any) -> dict:
             data = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidRecord(f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidRecord("nested too deeply to be an audit record") from None
     if not isinstance(data, dict):
         raise InvalidRecord(f"the record must be a JSON object, got {type(data).__name__}")
     if "schemaVersion" not in data:
@@ -350,6 +375,11 @@ def validate_record(data: Any) -> dict:
     for name in ("latencyMs", "ttftMs"):
         if data[name] is not None and not 0 <= data[name] < math.inf:
             raise InvalidRecord(f"{name} must be a finite number of at least 0, got {data[name]}")
+    if data["rawKey"] != raw_key(data):
+        # The explorer serves the raw bodies from here: never another request's.
+        raise InvalidRecord(
+            f"rawKey {data['rawKey'][:80]!r} is not this record's: {raw_key(data)!r}"
+        )
 
     record = {name: data[name] for name in FIELDS}
     record["deployment"] = {name: data["deployment"][name] for name in DEPLOYMENT_FIELDS}

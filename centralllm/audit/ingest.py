@@ -156,8 +156,9 @@ def ingest_object(bucket: str, key: str, *, table: str | None = None) -> dict:
 def handle_s3_event(event: dict) -> dict:
     """Ingest every object an S3 notification names.
 
-    A bad object does not stop the others: they are all tried, then one exception names
-    every failure, so Lambda retries the event (the good ones are no-ops the second time).
+    A bad object does not stop the others, whatever goes wrong with it: they are all tried,
+    then one exception names every failure, so Lambda retries the event (the good ones are
+    no-ops the second time) and it reaches the dead-letter queue in the end.
     """
     if event.get("Event") == "s3:TestEvent":
         log_json(event="s3_test_event_ignored", bucket=event.get("Bucket"))
@@ -176,6 +177,11 @@ def handle_s3_event(event: dict) -> dict:
             kind = "audit_conflict" if isinstance(exc, RecordConflict) else "audit_rejected"
             log_json(event=kind, level="error", bucket=bucket, key=key, error=str(exc))
             failures.append(str(exc))
+            continue
+        except Exception as exc:
+            error = f"s3://{bucket}/{key}: {type(exc).__name__}: {exc}"
+            log_json(event="audit_failed", level="error", bucket=bucket, key=key, error=error)
+            failures.append(error)
             continue
         log_json(**outcome)
         summary["ingested" if outcome["event"] == "audit_ingested" else "duplicates"] += 1

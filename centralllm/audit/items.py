@@ -91,25 +91,36 @@ def latency_sort_prefix(latency_ms: float) -> str:
     return f"{min(round(latency_ms), 10**LATENCY_DIGITS - 1):0{LATENCY_DIGITS}d}"
 
 
-def _preview(text: str | None, limit: int) -> tuple[str | None, bool]:
-    if text is None or len(text) <= limit:
-        return text, False
-    return text[:limit], True
+def _cut(text: str | None, limit: int) -> str | None:
+    return None if text is None else text[:limit]
 
 
-def _redacted(texts: list[str | None]) -> tuple[list[str | None], dict[str, int]]:
-    """The texts with the environment's redaction rules applied, and the matches per rule."""
+# Redaction reads this far past the preview's end: a secret that starts inside the preview
+# and ends after it is still matched whole, so no part of it is left.
+REDACTION_MARGIN = 512
+
+
+def _previews(
+    texts: list[str | None], limit: int
+) -> tuple[list[tuple[str | None, bool]], dict[str, int]]:
+    """Each text cut to ``limit`` characters (and whether it was cut), with the environment's
+    redaction rules applied; and the matches per rule. Only the preview and its margin are
+    redacted: what is cut off is never stored in the item, and a megabyte of text a caller
+    crafted costs no more than a preview."""
     rules, total = rules_from_env(), {}
-    if not rules:
-        return texts, total
-    redacted = []
+    previews = []
     for text in texts:
-        if text is not None:
-            text, counts = redact(text, rules)
+        if text is None:
+            previews.append((None, False))
+            continue
+        window = text[: limit + REDACTION_MARGIN]
+        if rules:
+            window, counts = redact(window, rules)
             for name, count in counts.items():
                 total[name] = total.get(name, 0) + count
-        redacted.append(text)
-    return redacted, total
+        cut = len(window) > limit or len(text) > limit + REDACTION_MARGIN
+        previews.append((window[:limit], cut))
+    return previews, total
 
 
 def item_from_record(record: dict, *, key: str | None = None) -> dict:
@@ -121,9 +132,8 @@ def item_from_record(record: dict, *, key: str | None = None) -> dict:
     """
     request_id, created_at = record["requestId"], record["createdAt"]
     limit = max_preview_chars()
-    (prompt, completion), redactions = _redacted([record["prompt"], record["completion"]])
-    prompt, prompt_truncated = _preview(prompt, limit)
-    completion, completion_truncated = _preview(completion, limit)
+    previews, redactions = _previews([record["prompt"], record["completion"]], limit)
+    (prompt, prompt_truncated), (completion, completion_truncated) = previews
     usage = record["usage"] or {}
     error = record["error"] or {}
     item = {
@@ -152,7 +162,7 @@ def item_from_record(record: dict, *, key: str | None = None) -> dict:
         "completionTokens": usage.get("completionTokens"),
         "totalTokens": usage.get("totalTokens"),
         "errorType": error.get("type"),
-        "errorMessage": _preview(error.get("message"), limit)[0],
+        "errorMessage": _cut(error.get("message"), limit),
         "deployment": {k: v for k, v in record["deployment"].items() if v is not None},
         "promptPreview": prompt,
         "promptTruncated": prompt_truncated,

@@ -129,9 +129,14 @@ def _completion(model: str) -> bytes:
 
 
 def spool_chats(
-    spool_dir: Path, request_ids: list[str], created_at: float, headers: dict[str, str]
+    spool_dir: Path,
+    request_ids: list[str],
+    created_at: float,
+    headers: dict[str, str],
+    bodies: dict[str, bytes] | None = None,
 ) -> None:
-    """One spool file with a plain chat completion per request id, as the middleware writes."""
+    """One spool file with a plain chat completion per request id, as the middleware writes;
+    ``bodies`` gives some of them another request body."""
     chat = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "ping"}]})
     entries = []
     for request_id in request_ids:
@@ -150,7 +155,8 @@ def spool_chats(
             "requestTruncated": False,
             "responseTruncated": False,
         }
-        entries.append(records.encode_exchange(meta, chat.encode(), _completion(MODEL)))
+        body = (bodies or {}).get(request_id, chat.encode())
+        entries.append(records.encode_exchange(meta, body, _completion(MODEL)))
     name = writer.new_spool_name(created_at, len(entries))
     writer.write_spool_file(spool_dir, name, b"".join(entries))
 

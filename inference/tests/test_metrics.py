@@ -97,12 +97,13 @@ def test_the_uploader_reports_the_backlog_as_embedded_metrics(
                 {"Name": "SpoolOldestUnsentSeconds", "Unit": "Seconds"},
                 {"Name": "DeliveredRecords", "Unit": "Count"},
                 {"Name": "DeliveryFailures", "Unit": "Count"},
+                {"Name": "QuarantinedRecords", "Unit": "Count"},
             ],
         }
     ]
     assert first["Environment"] == "staging"
-    counts = ("SpoolRecords", "DeliveredRecords", "DeliveryFailures")
-    assert [first[name] for name in counts] == [2, 3, 0]
+    counts = ("SpoolRecords", "DeliveredRecords", "DeliveryFailures", "QuarantinedRecords")
+    assert [first[name] for name in counts] == [2, 3, 0, 0]
     assert 30 <= first["SpoolOldestUnsentSeconds"] < 40
     # Counts are what happened since the line before: CloudWatch adds them up.
     assert (second["SpoolRecords"], second["DeliveredRecords"]) == (2, 0)

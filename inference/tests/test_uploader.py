@@ -12,7 +12,7 @@ from devtools.testing import unique
 from inference.s3 import PutClient, S3Error
 from inference.tests import fake_vllm
 from inference.tests.conftest import HEADERS, new_uploader
-from inference.writer import spooled_request_ids
+from inference.writer import SPOOL_SUFFIX, spooled_request_ids
 
 
 def test_a_partly_delivered_file_keeps_only_the_records_not_stored(tmp_path, buckets, monkeypatch):
@@ -30,7 +30,7 @@ def test_a_partly_delivered_file_keeps_only_the_records_not_stored(tmp_path, buc
     monkeypatch.setattr(uploader._s3, "put", second_record_fails)
     assert not uploader.deliver()
     assert spooled_request_ids(spool) == ["second", "third"]
-    assert uploader.counters == {"delivered": 1, "failures": 1}
+    assert uploader.counters == {"delivered": 1, "failures": 1, "quarantined": 0}
 
     monkeypatch.setattr(uploader._s3, "put", put)
     time.sleep(0.1)  # the backoff
@@ -38,6 +38,51 @@ def test_a_partly_delivered_file_keeps_only_the_records_not_stored(tmp_path, buc
     assert not spooled_request_ids(spool)
     delivered = sorted(key.rsplit("/", 1)[1] for key in buckets.records())
     assert delivered == ["first.json", "second.json", "third.json"]
+
+
+def test_a_lone_surrogate_in_a_body_neither_stops_delivery_nor_loses_its_record(tmp_path, buckets):
+    """JSON's "\\ud800" escape parses into a lone surrogate, which UTF-8 cannot encode: once
+    taken for an S3 failure and retried before every other record for ever (issue 20)."""
+    spool = tmp_path / "spool"
+    uploader = new_uploader(buckets, spool)
+    hostile = (
+        b'{"model": "ministral-8b-instruct", "unknown": "\\ud800", '
+        b'"messages": [{"role": "user", "content": "hide \\udfff me"}]}'
+    )
+    fake_vllm.spool_chats(
+        spool, ["before", "hostile", "after"], time.time(), HEADERS, bodies={"hostile": hostile}
+    )
+
+    assert uploader.deliver()
+    assert not spooled_request_ids(spool)
+    assert uploader.counters == {"delivered": 3, "failures": 0, "quarantined": 0}
+    [key] = [key for key in buckets.records() if key.endswith("/hostile.json")]
+    record = buckets.read(buckets.audit, key)
+    assert record["prompt"] == "user: hide \ufffd me"
+    raw = buckets.read(buckets.raw, record["rawKey"])
+    assert raw["request"]["body"]["unknown"] == "\ufffd"
+
+
+def test_a_record_that_cannot_be_built_is_quarantined_alone_with_its_reason(tmp_path, buckets):
+    spool = tmp_path / "spool"
+    uploader = new_uploader(buckets, spool)
+    fake_vllm.spool_chats(spool, ["first", "broken", "third"], time.time(), HEADERS)
+    [path] = spool.glob(f"*{SPOOL_SUFFIX}")
+    # A header without its status, as no middleware writes it: not S3's fault, never retried.
+    data = path.read_bytes()
+    broken = data.index(b'"requestId": "broken"')
+    status = data.index(b'"status": 200, ', broken)
+    path.write_bytes(data[:status] + data[status + len(b'"status": 200, ') :])
+
+    assert uploader.deliver()
+    assert not spooled_request_ids(spool)
+    assert uploader.counters == {"delivered": 2, "failures": 0, "quarantined": 1}
+    delivered = sorted(key.rsplit("/", 1)[1] for key in buckets.records())
+    assert delivered == ["first.json", "third.json"]
+    [reason] = (spool / "quarantine").glob("*.reason")
+    assert reason.read_text() == "KeyError: 'status'\n"
+    [entry] = [p for p in (spool / "quarantine").iterdir() if p.suffix != ".reason"]
+    assert b'"requestId": "broken"' in entry.read_bytes()
 
 
 def _moto_checks_signatures(after: float) -> None:

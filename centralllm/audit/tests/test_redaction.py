@@ -96,11 +96,37 @@ def test_no_rules_no_redaction(monkeypatch):
         ('[{"name": "a b", "pattern": "x"}]', "rule name 'a b'"),
         ('[{"name": "email", "pattern": "x"}]', "is a built-in rule's"),
         ('["card", "card"]', "rule 'card' is listed twice"),
+        # Patterns that backtrack exponentially on text a caller crafts (issue 20, item 3).
+        ('[{"name": "t", "pattern": "(a+)+$"}]', "has a repetition inside a repetition"),
+        ('[{"name": "t", "pattern": "(a|aa)+b"}]', "has alternatives inside a repetition"),
+        ('[{"name": "t", "pattern": "(\\\\w+)\\\\1"}]', "has a backreference"),
     ],
 )
 def test_bad_rule_sets_say_what_is_wrong(text, message):
     with pytest.raises(RedactionRulesError, match=re.escape(message)):
         parse_rules(text)
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"TCK-\d+", r"(?:[a-z]++\.)+com", r"(?:foo|bar)++", r"[ab]+", r"(?>a+)+b"]
+)
+def test_patterns_that_cannot_get_stuck_are_accepted(pattern):
+    [rule] = parse_rules(json.dumps([{"name": "t", "pattern": pattern}]))
+    assert rule.patterns[0].pattern == pattern
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 100_000,  # once 10 s for the email rule: every start scanned to the end
+        "key" + " " * 15_000,  # once 6 s for the api_key rule: the spaces split two ways
+        "key" * 33_000 + "1",  # a digit looked for after every "key"
+        "a@" + "b." * 50_000,
+    ],
+)
+def test_the_built_in_rules_leave_hostile_text_as_it_is(text):
+    """The text of the issue's measurements; their time is in bench/redaction.py."""
+    assert redacted(text) == (text, {})
 
 
 def test_a_bad_rule_set_in_the_environment_is_named(monkeypatch):

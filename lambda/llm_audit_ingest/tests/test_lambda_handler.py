@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from centralllm import aws
+from centralllm.audit import ingest
 from centralllm.audit.contract import InvalidRecord, dumps, validate_record
 from centralllm.audit.ingest import IngestError
 from centralllm.audit.items import get_item
@@ -104,6 +105,22 @@ def test_a_long_prompt_is_cut_to_the_preview_limit(audit_bucket, audit_table, mo
     assert item["completionTruncated"] is False
 
 
+def test_only_the_preview_is_redacted_and_a_secret_across_its_end_goes_whole(
+    audit_bucket, audit_table, monkeypatch
+):
+    monkeypatch.setenv("MAX_PREVIEW_CHARS", "100")
+    monkeypatch.setenv("REDACTION_RULES", '["email"]')
+    # A megabyte crafted for the rules costs a preview: only its window is looked at.
+    prompt = "x" * 90 + " ann.smith@example.com " + "a" * 1_000_000 + " bob@example.com"
+    record = make_record(prompt=prompt)
+    lambda_handler(s3_event(audit_bucket, put_record(audit_bucket, record)), None)
+
+    item = get_item(record["requestId"])
+    assert item["promptPreview"] == "x" * 90 + " [redacted"
+    assert item["promptTruncated"] is True
+    assert item["redactions"] == {"email": 1}
+
+
 def test_the_default_preview_limit_is_2048(audit_bucket, audit_table):
     record = make_record(prompt="x" * 5000)
     lambda_handler(s3_event(audit_bucket, put_record(audit_bucket, record)), None)
@@ -176,6 +193,44 @@ def test_one_bad_object_does_not_stop_the_others(audit_bucket, audit_table):
     with pytest.raises(IngestError, match=r"logs/missing\.json"):
         lambda_handler(event, None)
     assert get_item(good["requestId"]) is not None
+
+
+def test_deep_nesting_is_rejected_alone(audit_bucket, audit_table):
+    """JSON nested deeper than Python's recursion limit once raised RecursionError, which
+    stopped the rest of the event (issue 20, item 7)."""
+    deep = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    put_body(audit_bucket, "logs/2026/11/27/deep.json", deep)
+    good = make_record()
+    event = s3_event(audit_bucket, "logs/2026/11/27/deep.json")
+    event["Records"] += s3_event(audit_bucket, put_record(audit_bucket, good))["Records"]
+
+    with pytest.raises(IngestError, match=r"deep\.json: invalid audit record: nested too deeply"):
+        lambda_handler(event, None)
+    assert get_item(good["requestId"]) is not None
+
+
+def test_an_unexpected_error_rejects_its_record_alone(audit_bucket, audit_table, monkeypatch):
+    good, bad = make_record(), make_record()
+    ingest_record = ingest.ingest_record
+
+    def bug_for_one(record: dict, **kwargs) -> bool:
+        if record["requestId"] == bad["requestId"]:
+            raise ZeroDivisionError("a bug")
+        return ingest_record(record, **kwargs)
+
+    monkeypatch.setattr(ingest, "ingest_record", bug_for_one)
+    event = s3_event(audit_bucket, put_record(audit_bucket, bad))
+    event["Records"] += s3_event(audit_bucket, put_record(audit_bucket, good))["Records"]
+    with pytest.raises(IngestError, match="ZeroDivisionError: a bug"):
+        lambda_handler(event, None)
+    assert get_item(good["requestId"]) is not None
+
+
+def test_a_raw_key_that_is_not_the_records_own_is_refused():
+    record = make_record()
+    other = {**record, "rawKey": "raw/2026/11/27/someone-else.json"}
+    with pytest.raises(InvalidRecord, match=r"rawKey 'raw/2026/11/27/someone-else\.json' is not"):
+        validate_record(other)
 
 
 def test_invalid_record_messages_read_well():
