@@ -24,6 +24,8 @@ def edit(client, **changes):
         ('["email", "phone"]', "unknown rule &#x27;phone&#x27;"),
         ('[{"name": "ticket", "pattern": "TCK-("}]', "bad pattern &#x27;TCK-(&#x27;"),
         ('["email"', "not valid JSON"),
+        # Exponential on text a caller crafts: refused on save, with the reason.
+        ('[{"name": "t", "pattern": "(a+)+$"}]', "has a repetition inside a repetition"),
     ],
 )
 def test_the_form_refuses_a_bad_rule_set(client, operator, rules, message):
