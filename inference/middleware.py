@@ -8,11 +8,17 @@ Loaded by ``vllm serve ... --middleware inference.middleware.AuditMiddleware``
   longer than ``contract.HEADER_LIMITS`` allows gets a 400 as well (``header_too_long``); its
   record holds the value cut to the limit, so that the record stays valid.
   ``EXEMPT_PATHS`` (health, metrics, model list) pass untouched.
-- Every message is forwarded the moment the app sends it (a tee, never a buffer); the
-  middleware keeps references to the bodies, up to ``AUDIT_MAX_BODY_BYTES`` per direction,
-  and timestamps. Everything else happens off the event loop: the writer thread spools the
-  captured bytes to disk, and a separate uploader process parses them into the record
-  (prompt, completion, usage, SSE chunks) and puts it to S3 (see ``writer``).
+- The request body is read whole before the app sees it (vLLM reads it whole anyway), so
+  the record holds the whole prompt: a body larger than ``AUDIT_MAX_BODY_BYTES`` is refused
+  with a 413 in OpenAI's error format (``request_too_large``) and that refusal is audited,
+  rather than served with a record that could not show what was asked (a padding field
+  first would push the prompt out of a partial capture). The model's context (128k tokens,
+  about half a megabyte of text) fits well within the default of 1 MiB.
+- Every response message is forwarded the moment the app sends it (a tee, never a buffer);
+  the middleware keeps references to the response body, up to ``AUDIT_MAX_BODY_BYTES``
+  (the record then says it was cut), and timestamps. Everything else happens off the event
+  loop: the writer thread spools the captured bytes to disk, and a separate uploader process
+  parses them into the record (prompt, completion, usage, SSE chunks) and puts it to S3.
 - The request id is the gateway's (``x-request-id``) when it sends a usable one, else a
   new one. It is the record's S3 key, is returned in ``x-request-id`` and is
   passed on to vLLM in ``x-request-id`` (vLLM's own request id, so its logs match).
@@ -51,7 +57,7 @@ _HEADERS_READ = frozenset(
 )
 
 
-def _rejection(header: str, code: str, message: str) -> bytes:
+def _rejection(header: str | None, code: str, message: str) -> bytes:
     error = {"message": message, "type": "invalid_request_error", "param": header, "code": code}
     return json.dumps({"error": error}).encode()
 
@@ -107,11 +113,16 @@ class AuditMiddleware:
         # vLLM takes x-request-id as its own request id: its logs then match the record.
         scope = {**scope, "headers": [*_without_request_id(scope["headers"]), request_id_header]}
 
-        async def receive_tee() -> Message:
+        replayed = False
+
+        async def receive_after_read() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                body = exchange.request_bytes()
+                return {"type": "http.request", "body": body, "more_body": False}
             message = await receive()
-            if message["type"] == "http.request":
-                exchange.add_request_body(message.get("body", b""))
-            elif message["type"] == "http.disconnect":
+            if message["type"] == "http.disconnect":
                 exchange.disconnected()
             return message
 
@@ -131,11 +142,11 @@ class AuditMiddleware:
                 raise
 
         try:
-            rejection = exchange.rejection()
+            rejection = exchange.rejection() or await exchange.read_request(receive)
             if rejection:
-                await _reject(send_tee, rejection)
+                await _reject(send_tee, *rejection)
             else:
-                await self.app(scope, receive_tee, send_tee)
+                await self.app(scope, receive_after_read, send_tee)
         except asyncio.CancelledError:
             exchange.disconnected()
             raise
@@ -152,9 +163,9 @@ def _without_request_id(headers) -> list:
     return [header for header in headers if header[0] != REQUEST_ID_HEADER]
 
 
-async def _reject(send: Send, body: bytes) -> None:
+async def _reject(send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -165,6 +176,7 @@ class AuditedExchange:
         "cancelled",
         "complete",
         "created_at",
+        "declared_size",
         "exception",
         "finished_at",
         "first_body_at",
@@ -189,6 +201,7 @@ class AuditedExchange:
         self.method = scope["method"]
         self.path = scope["path"]
         self.headers = {name: value for name, value in scope["headers"] if name in _HEADERS_READ}
+        self.declared_size = _content_length(scope["headers"])
         self.request_id = self._gateway_request_id() or contract.new_request_id()
         self.request_body: list[bytes] = []
         self.request_size = 0
@@ -207,15 +220,35 @@ class AuditedExchange:
         value = self.headers.get(REQUEST_ID_HEADER, b"").strip().decode("latin-1")
         return value if contract.is_valid_request_id(value) else None
 
-    def rejection(self) -> bytes | None:
-        """The 400 body for a required header that is missing or one that is too long."""
+    def rejection(self) -> tuple[int, bytes] | None:
+        """The 400 for a required header that is missing or one that is too long."""
         for name, body in _MISSING.items():
             if not self.headers.get(name, b"").strip():
-                return body
+                return 400, body
         # Decoded as the record will have them (see encoded), measured as the contract does.
         values = {name.decode(): value.decode("latin-1") for name, value in self.headers.items()}
         too_long = contract.overlong_header(values)
-        return _TOO_LONG[too_long] if too_long else None
+        return (400, _TOO_LONG[too_long]) if too_long else None
+
+    async def read_request(self, receive: Receive) -> tuple[int, bytes] | None:
+        """Read the request body whole; the 413 when it is larger than the capture limit
+        (said by its Content-Length before anything is read, or found while reading)."""
+        if self.declared_size > self.max_body_bytes:
+            self.request_size = self.declared_size
+            return 413, _too_large(self.declared_size, self.max_body_bytes)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected()
+                return None
+            self.add_request_body(message.get("body", b""))
+            if self.request_size > self.max_body_bytes:
+                return 413, _too_large(None, self.max_body_bytes)
+            if not message.get("more_body", False):
+                return None
+
+    def request_bytes(self) -> bytes:
+        return b"".join(self.request_body)
 
     # Bookkeeping on the event loop: references and timestamps only.
 
@@ -292,6 +325,24 @@ class AuditedExchange:
             if name.lower() == b"content-type":
                 return value.decode("latin-1").lower()
         return ""
+
+
+def _content_length(headers: list) -> int:
+    """The Content-Length a request declares; 0 when it declares none (chunked) or nonsense."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def _too_large(size: int | None, limit: int) -> bytes:
+    of = f" of {size} bytes" if size is not None else ""
+    return _rejection(
+        None,
+        "request_too_large",
+        f"The request body{of} is larger than {limit} bytes, the most the audit records whole: "
+        "send a shorter request.",
+    )
 
 
 def _recorded(name: bytes, value: bytes) -> str:

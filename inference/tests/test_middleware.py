@@ -194,16 +194,44 @@ def test_lifespan_reaches_the_app(writer):
     assert fake_vllm.LIFESPAN == ["lifespan.startup", "lifespan.shutdown"]
 
 
-def test_captured_bodies_are_cut_at_the_limit(writer, buckets, monkeypatch):
-    monkeypatch.setenv("AUDIT_MAX_BODY_BYTES", "64")
-    body = json.dumps({**CHAT, "padding": "x" * 500}).encode()
+def test_a_response_is_cut_at_the_limit_and_says_so(writer, buckets, monkeypatch):
+    body = json.dumps(CHAT).encode()
+    monkeypatch.setenv("AUDIT_MAX_BODY_BYTES", str(len(body)))
     with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
         response = httpx.post(f"{url}/v1/chat/completions", content=body, headers=HEADERS)
     request_id = response.headers["x-request-id"]
     assert fake_vllm.SEEN[request_id]["body_sha256"] == hashlib.sha256(body).hexdigest()
 
-    raw = buckets.read(buckets.raw, buckets.record(request_id)["rawKey"])
-    assert raw["request"]["truncated"] is True
-    assert raw["request"]["body"] == body[:64].decode()
+    record = buckets.record(request_id)
+    assert record["prompt"] == "user: ping"
+    raw = buckets.read(buckets.raw, record["rawKey"])
+    assert raw["request"]["truncated"] is False
     assert raw["response"]["truncated"] is True
-    assert raw["response"]["body"] == response.content[:64].decode()
+    assert raw["response"]["body"] == response.content[: len(body)].decode()
+
+
+def test_a_request_over_the_capture_limit_is_refused_and_audited(writer, buckets, monkeypatch):
+    """A padding field first, the prompt after it: once served, with a record holding no
+    prompt and a raw object without it (issue 20, item 2). Refused now, declared or not."""
+    monkeypatch.setenv("AUDIT_MAX_BODY_BYTES", "1024")
+    body = json.dumps({"padding": "x" * 2000, **CHAT}).encode()
+    url_path = "/v1/chat/completions"
+    with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
+        declared = httpx.post(f"{url}{url_path}", content=body, headers=HEADERS)
+        chunked = httpx.post(
+            f"{url}{url_path}", content=iter([body[:600], body[600:]]), headers=HEADERS
+        )
+    assert "content-length" not in chunked.request.headers
+    for response in (declared, chunked):
+        assert response.status_code == 413
+        error = response.json()["error"]
+        assert (error["type"], error["code"]) == ("invalid_request_error", "request_too_large")
+        assert "larger than 1024 bytes, the most the audit records whole" in error["message"]
+        request_id = response.headers["x-request-id"]
+        assert request_id not in fake_vllm.SEEN  # the model never saw it
+        record = buckets.record(request_id)
+        assert (record["status"], record["outcome"]) == (413, "client_error")
+        assert "larger than 1024 bytes" in record["error"]["message"]
+        raw = buckets.read(buckets.raw, record["rawKey"])
+        assert raw["request"]["truncated"] is True
+    assert f"of {len(body)} bytes" in declared.json()["error"]["message"]
