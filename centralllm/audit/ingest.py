@@ -25,7 +25,7 @@ from centralllm.audit.items import (
     item_from_record,
     serialize,
 )
-from centralllm.audit.rollups import rollup_updates
+from centralllm.audit.rollups import FULL, ROLLUP_ORDER, more_crowded, rollup_updates
 
 # Concurrent transactions on one rollup item cancel each other (TransactionConflict); they
 # are retried here a few times before the whole event goes back to Lambda's retries.
@@ -45,13 +45,19 @@ class RecordConflict(IngestError):
     """A record whose request id was ingested before with other content."""
 
 
-def write_actions(record: dict, *, table: str, key: str | None = None) -> list[dict]:
+ROLLUPS_FROM = 2  # the index of the first rollup action: the guard and the item come first
+
+
+def write_actions(
+    record: dict, *, table: str, key: str | None = None, crowded: dict[str, str] | None = None
+) -> list[dict]:
     """The TransactWriteItems actions that ingest ``record``: its guard, its item and its
-    rollups. ``key`` is the S3 key the record was read from."""
+    rollups. ``key`` is the S3 key the record was read from; ``crowded`` cuts the breakdowns
+    of rollup items DynamoDB refused for their size (``rollups.rollup_updates``)."""
     return [
         _put_new(table, guard_item(record)),
         _put_new(table, item_from_record(record, key=key)),
-        *rollup_updates(record, table=table),
+        *rollup_updates(record, table=table, crowded=crowded),
     ]
 
 
@@ -72,15 +78,21 @@ def ingest_record(record: dict, *, table: str | None = None, key: str | None = N
     DynamoDB refuses the record's shape (a key too large, say).
     """
     table = table or table_name()
-    actions = write_actions(record, table=table, key=key)
+    crowded: dict[str, str] = {}
     client = aws.client("dynamodb")
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
+            actions = write_actions(record, table=table, key=key, crowded=crowded)
             client.transact_write_items(TransactItems=actions)
             return True
         except ClientError as exc:
             code = exc.response["Error"]["Code"]
             codes = _cancellation_codes(exc) if code == "TransactionCanceledException" else []
+            if _crowd(crowded, codes):
+                log_json(event="rollup_crowded", requestId=record["requestId"], cut=crowded)
+                continue
             if code == "ValidationException" or "ValidationError" in codes:
                 raise IngestError(
                     f"request {record['requestId'][:80]!r}: DynamoDB refused the record: "
@@ -93,10 +105,27 @@ def ingest_record(record: dict, *, table: str | None = None, key: str | None = N
                 return False
             if codes[1:2] == ["ConditionalCheckFailed"]:
                 return False  # ingested before request ids had guards
-            if "TransactionConflict" not in codes or attempt == CONFLICT_ATTEMPTS:
+            if "TransactionConflict" not in codes or attempt >= CONFLICT_ATTEMPTS:
                 raise
             time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not crypto
-    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _crowd(crowded: dict[str, str], codes: list[str]) -> bool:
+    """Cut the breakdowns of the rollups DynamoDB refused (an item over 400 KB: a caller
+    sent thousands of distinct users); False when the refusal is not only theirs, or they
+    have nothing left to cut. A record is never refused for its rollups."""
+    refused = [index for index, code in enumerate(codes) if code == "ValidationError"]
+    if not refused or min(refused) < ROLLUPS_FROM:
+        return False
+    cuts = {}
+    for index in refused:
+        dimension = ROLLUP_ORDER[index - ROLLUPS_FROM]
+        cut = more_crowded(crowded.get(dimension, FULL))
+        if cut is None:
+            return False
+        cuts[dimension] = cut
+    crowded.update(cuts)
+    return True
 
 
 def _check_same(record: dict, table: str) -> None:

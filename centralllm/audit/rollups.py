@@ -98,11 +98,21 @@ def dimension_values(record: dict) -> dict[str, str | None]:
     }
 
 
-def rollup_updates(record: dict, *, table: str) -> list[dict]:
+# How a rollup item that DynamoDB refuses for its size (400 KB: a caller can send any number
+# of distinct users or request types) still counts a record: its breakdowns folded into one
+# OTHER value, then left out. The record is never refused for its rollups.
+FULL, FOLDED, BARE = "full", "folded", "bare"
+OTHER = "(other)"
+
+
+def rollup_updates(
+    record: dict, *, table: str, crowded: Mapping[str, str] | None = None
+) -> list[dict]:
     """TransactWriteItems ``Update`` actions adding one validated record to its rollups.
 
     Five distinct items per record (one per dimension, and the API key's quota period),
-    never the same item twice.
+    never the same item twice, in ``ROLLUP_ORDER``. ``crowded`` says, per dimension, how
+    far to cut its breakdowns (``FOLDED``, ``BARE``) for an item DynamoDB found too large.
     """
     usage = record["usage"] or {}
     increments = {
@@ -116,52 +126,67 @@ def rollup_updates(record: dict, *, table: str) -> list[dict]:
         f"{HISTOGRAM_PREFIX}{latency_bucket(record['latencyMs'])}": 1,
     }
     shard = shard_of(record["requestId"], ROLLUP_SHARDS)
-    hour = hour_of(record["createdAt"])
+    created = datetime.fromisoformat(record["createdAt"].replace("Z", "+00:00"))
+    # The key's quota period is what the keys page reads, with the newest record counted.
+    period = {"lastAt": record["createdAt"]}
+    keys = {
+        **{
+            dimension: (value, hour_of(record["createdAt"]), {})
+            for dimension, value in dimension_values(record).items()
+        },
+        PERIOD_DIMENSION: (record["apiKeyId"], period_of(created, quota_period()), period),
+    }
     updates = []
-    for dimension, value in dimension_values(record).items():
-        counted = {
-            **increments,
-            **{
-                breakdown_attribute(name, record[name]): 1 for name in BREAKDOWNS.get(dimension, ())
-            },
-        }
+    for dimension in ROLLUP_ORDER:
+        value, sort_key, extra = keys[dimension]
+        level = (crowded or {}).get(dimension, FULL)
+        counted = {**increments, **_breakdowns(record, dimension, level)}
         names = {f"#n{i}": name for i, name in enumerate(counted)}
         values = {f":v{i}": {"N": str(amount)} for i, amount in enumerate(counted.values())}
         adds = ", ".join(f"#n{i} :v{i}" for i in range(len(counted)))
+        sets = ["#dim = :dim", "#val = :val", *(f"#{name} = :{name}" for name in extra)]
         updates.append(
             {
                 "Update": {
                     "TableName": table,
                     "Key": {
                         "id": {"S": rollup_id(dimension, value, shard)},
-                        "createdAt": {"S": hour},
+                        "createdAt": {"S": sort_key},
                     },
-                    "UpdateExpression": f"SET #dim = :dim, #val = :val ADD {adds}",
-                    "ExpressionAttributeNames": {**names, "#dim": "dimension", "#val": "value"},
+                    "UpdateExpression": f"SET {', '.join(sets)} ADD {adds}",
+                    "ExpressionAttributeNames": {
+                        **names,
+                        "#dim": "dimension",
+                        "#val": "value",
+                        **{f"#{name}": name for name in extra},
+                    },
                     "ExpressionAttributeValues": {
                         **values,
                         ":dim": {"S": dimension},
                         ":val": {"S": value or MISSING},
+                        **{f":{name}": {"S": text} for name, text in extra.items()},
                     },
                 }
             }
         )
-    # The key's quota period: what the keys page reads; copied from the key's hourly update.
-    hourly = updates[DIMENSIONS.index("apiKey")]["Update"]
-    created = datetime.fromisoformat(record["createdAt"].replace("Z", "+00:00"))
-    period = {**hourly, "ExpressionAttributeValues": dict(hourly["ExpressionAttributeValues"])}
-    period["Key"] = {
-        "id": {"S": rollup_id(PERIOD_DIMENSION, record["apiKeyId"], shard)},
-        "createdAt": {"S": period_of(created, quota_period())},
-    }
-    period["ExpressionAttributeValues"][":dim"] = {"S": PERIOD_DIMENSION}
-    period["ExpressionAttributeValues"][":last"] = {"S": record["createdAt"]}
-    period["ExpressionAttributeNames"] = {**hourly["ExpressionAttributeNames"], "#last": "lastAt"}
-    period["UpdateExpression"] = hourly["UpdateExpression"].replace(
-        "SET ", "SET #last = :last, ", 1
-    )
-    updates.append({"Update": period})
     return updates
+
+
+ROLLUP_ORDER = (*DIMENSIONS, PERIOD_DIMENSION)
+
+
+def _breakdowns(record: dict, dimension: str, level: str) -> dict[str, int]:
+    if level == BARE:
+        return {}
+    return {
+        breakdown_attribute(name, OTHER if level == FOLDED else record[name]): 1
+        for name in BREAKDOWNS.get(dimension, ())
+    }
+
+
+def more_crowded(level: str) -> str | None:
+    """The next cut for a rollup item DynamoDB refused at ``level``; None after the last."""
+    return {FULL: FOLDED, FOLDED: BARE}.get(level)
 
 
 def quota_period() -> str:

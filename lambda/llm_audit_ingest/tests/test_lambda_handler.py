@@ -1,5 +1,6 @@
 import importlib
 import json
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +11,8 @@ from centralllm.audit.contract import InvalidRecord, dumps, validate_record
 from centralllm.audit.ingest import IngestError
 from centralllm.audit.items import get_item
 from centralllm.audit.redaction import RedactionRulesError
-from centralllm.audit.rollups import read_rollups, summarize
+from centralllm.audit.rollups import read_rollups, rollup_id, summarize
+from centralllm.audit.table import ROLLUP_SHARDS, shard_of
 from centralllm.audit.tests.conftest import make_record, put_body, put_record, s3_event
 from llm_audit_ingest import handler
 from llm_audit_ingest.handler import lambda_handler
@@ -224,6 +226,39 @@ def test_an_unexpected_error_rejects_its_record_alone(audit_bucket, audit_table,
     with pytest.raises(IngestError, match="ZeroDivisionError: a bug"):
         lambda_handler(event, None)
     assert get_item(good["requestId"]) is not None
+
+
+def fill_nearly_full(table: str, item_id: str, hour: str, room: int) -> None:
+    """The rollup item ``item_id`` at ``hour`` as a caller with thousands of distinct users
+    would leave it: ``room`` bytes under DynamoDB's 400 KB item limit (as DynamoDB counts)."""
+    client = aws.client("dynamodb")
+    size = 400 * 1024
+    while True:  # the largest item DynamoDB takes, to within 64 bytes
+        item = {"id": {"S": item_id}, "createdAt": {"S": hour}, "pad": {"S": "u" * size}}
+        try:
+            client.put_item(TableName=table, Item=item)
+            break
+        except client.exceptions.ClientError:
+            size -= 64
+    item["pad"] = {"S": "u" * (size - room)}
+    client.put_item(TableName=table, Item=item)
+
+
+def test_a_rollup_item_too_large_to_grow_never_refuses_the_record(audit_bucket, audit_table):
+    """Every distinct user became an attribute of the project's hourly rollup, in the record's
+    own transaction: once the item neared 400 KB, the project's records were refused there
+    (issue 20, item 4). Now the breakdown is folded into "(other)" and the record goes."""
+    project = f"crowded-{uuid.uuid4().hex[:8]}"
+    record = make_record(project=project, user="u" * 256)
+    shard = shard_of(record["requestId"], ROLLUP_SHARDS)
+    fill_nearly_full(audit_table, rollup_id("project", project, shard), "2026-11-27T05", 300)
+
+    lambda_handler(s3_event(audit_bucket, put_record(audit_bucket, record)), None)
+
+    assert get_item(record["requestId"]) is not None
+    totals = project_total(project)
+    assert totals["requests"] == 1
+    assert totals["breakdowns"]["user"] == {"(other)": 1}
 
 
 def test_a_raw_key_that_is_not_the_records_own_is_refused():
