@@ -67,4 +67,5 @@ CATALOGUE = [
     cloudwatch.LambdaErrorsAlarm,
     cloudwatch.DlqDepthAlarm,
     cloudwatch.AuditBacklogAlarm,
+    cloudwatch.AuditQuarantineAlarm,
 ]

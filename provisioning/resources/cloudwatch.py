@@ -181,3 +181,24 @@ class AuditBacklogAlarm(Alarm):
 
     def threshold(self) -> int:
         return self.spec.alarm_spool_oldest_seconds
+
+
+class AuditQuarantineAlarm(Alarm):
+    """Audit records a serving host set aside because they could not be built or encoded
+    (the uploader's quarantine, inference/README.md): each is a request the trail lacks until
+    an operator looks at its reason."""
+
+    key = "cloudwatch.audit_quarantine_alarm"
+    title = "alarm: audit records quarantined on the serving hosts"
+    alarm_name = "llm-audit-quarantine"
+    depends_on = ("logs.service_log_group", TOPIC)
+    namespace = "CentralLLM/Audit"
+    metric = "QuarantinedRecords"
+    statistic = "Sum"
+    comparison = "GreaterThanOrEqualToThreshold"
+
+    def dimensions(self) -> list[dict]:
+        return [{"Name": "Environment", "Value": self.spec.name}]
+
+    def threshold(self) -> int:
+        return 1
