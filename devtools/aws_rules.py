@@ -716,14 +716,10 @@ class AwsRules:
         return self._lambda_busy(params)
 
     def _before_lambda__UpdateFunctionConfiguration(self, params: dict) -> Answer | None:
-        return self._lambda_busy(params) or (
-            Answer.error(
-                "InvalidParameterValueException",
-                "The role defined for the function cannot be assumed by Lambda.",
-            )
-            if "Role" in params and self._not_assumable(params["Role"])
-            else None
-        )
+        busy = self._lambda_busy(params)
+        if busy is None and "Role" in params:
+            return self._before_lambda__CreateFunction(params)  # the same check of its role
+        return busy
 
     def _after_lambda__UpdateFunctionCode(self, params: dict, parsed: dict) -> None:
         self._settle_later("lambda_updating", params["FunctionName"])

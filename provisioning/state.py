@@ -15,9 +15,13 @@ from django.utils import timezone
 
 from provisioning import engine
 from provisioning.models import Environment, Run, RunStep
+from provisioning.resources import CATALOGUE
 from provisioning.resources.base import Context
 from provisioning.resources.cloudwatch import Alarm
 from provisioning.resources.sns import AlarmTopic
+
+# Every alarm of the catalogue, however its class is derived.
+ALARMS = [cls for cls in CATALOGUE if issubclass(cls, Alarm)]
 
 SEEN_BY = (Run.Kind.PLAN, Run.Kind.DRIFT, Run.Kind.APPLY)
 _RESOURCE_STATE = {engine.CREATE: "missing", engine.UPDATE: "drifted", engine.NONE: "present"}
@@ -181,7 +185,7 @@ def _service(ctx: Context) -> dict:
 
 
 def _alarms(ctx: Context) -> dict:
-    names = [cls.alarm_name + ctx.spec.suffix for cls in Alarm.__subclasses__()]
+    names = [cls.alarm_name + ctx.spec.suffix for cls in ALARMS]
     found = ctx.client("cloudwatch").describe_alarms(AlarmNames=names)["MetricAlarms"]
     return {
         "list": [

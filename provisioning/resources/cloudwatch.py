@@ -162,43 +162,42 @@ class DlqDepthAlarm(Alarm):
         return self.spec.alarm_dlq_messages
 
 
-class AuditBacklogAlarm(Alarm):
-    """The oldest audit record still waiting on a serving host: records that do not leave
-    (S3 unreachable, a stuck uploader) alarm long before the spool disk fills. The uploader
-    reports it as an embedded-metric log line (inference/README.md)."""
+class ServingHostAlarm(Alarm):
+    """An alarm on a figure the serving hosts' uploader reports as an embedded-metric log line
+    (inference/README.md), per environment."""
 
-    key = "cloudwatch.audit_backlog_alarm"
-    title = "alarm: audit records waiting on the serving hosts"
-    alarm_name = "llm-audit-spool-backlog"
     depends_on = ("logs.service_log_group", TOPIC)
     namespace = "CentralLLM/Audit"
-    metric = "SpoolOldestUnsentSeconds"
-    statistic = "Maximum"
     comparison = "GreaterThanOrEqualToThreshold"
 
     def dimensions(self) -> list[dict]:
         return [{"Name": "Environment", "Value": self.spec.name}]
+
+
+class AuditBacklogAlarm(ServingHostAlarm):
+    """The oldest audit record still waiting on a serving host: records that do not leave
+    (S3 unreachable, a stuck uploader) alarm long before the spool disk fills."""
+
+    key = "cloudwatch.audit_backlog_alarm"
+    title = "alarm: audit records waiting on the serving hosts"
+    alarm_name = "llm-audit-spool-backlog"
+    metric = "SpoolOldestUnsentSeconds"
+    statistic = "Maximum"
 
     def threshold(self) -> int:
         return self.spec.alarm_spool_oldest_seconds
 
 
-class AuditQuarantineAlarm(Alarm):
+class AuditQuarantineAlarm(ServingHostAlarm):
     """Audit records a serving host set aside because they could not be built or encoded
-    (the uploader's quarantine, inference/README.md): each is a request the trail lacks until
-    an operator looks at its reason."""
+    (the uploader's quarantine): each is a request the trail lacks until an operator looks at
+    its reason."""
 
     key = "cloudwatch.audit_quarantine_alarm"
     title = "alarm: audit records quarantined on the serving hosts"
     alarm_name = "llm-audit-quarantine"
-    depends_on = ("logs.service_log_group", TOPIC)
-    namespace = "CentralLLM/Audit"
     metric = "QuarantinedRecords"
     statistic = "Sum"
-    comparison = "GreaterThanOrEqualToThreshold"
-
-    def dimensions(self) -> list[dict]:
-        return [{"Name": "Environment", "Value": self.spec.name}]
 
     def threshold(self) -> int:
         return 1
