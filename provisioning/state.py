@@ -156,9 +156,15 @@ def _guarded(read) -> dict:
 
 
 def _service(ctx: Context) -> dict:
-    found = ctx.client("ecs").describe_services(
-        cluster=ctx.name("Cluster"), services=[ctx.name("Service")]
-    )["services"]
+    try:
+        found = ctx.client("ecs").describe_services(
+            cluster=ctx.name("Cluster"), services=[ctx.name("Service")]
+        )["services"]
+    except ClientError as exc:
+        # Before the first apply there is no cluster: nothing is wrong, nothing runs yet.
+        if exc.response["Error"].get("Code") != "ClusterNotFoundException":
+            raise
+        found = []
     service = next((s for s in found if s.get("status") == "ACTIVE"), None)
     if service is None:
         return {"exists": False}

@@ -2,6 +2,7 @@ import pytest
 from django.urls import reverse
 
 from console.models import Action
+from provisioning import state
 from provisioning.models import Environment, Run
 
 pytestmark = pytest.mark.django_db
@@ -115,3 +116,14 @@ def test_admins_browse_the_action_log(client, operator, admin_user):
 
     assert "environment.update" in page and "otto" in page
     assert "&#x27;quota_limit&#x27;: 100000" in page and "&#x27;quota_limit&#x27;: 7" in page
+
+
+def test_an_environment_never_applied_shows_no_service_and_no_aws_error(client, viewer):
+    """ECS answers ClusterNotFoundException before the first apply: once shown raw on the
+    page, now the plain "No ECS service yet"."""
+    environment = Environment.objects.create(name="fresh", suffix="-fresh0", is_local=True)
+    live = state.read_live(environment)
+    assert live["service"] == {"exists": False}
+    client.force_login(viewer)
+    page = client.get(reverse("provisioning:environment", args=["fresh"])).content
+    assert b"ClusterNotFoundException" not in page
