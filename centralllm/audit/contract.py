@@ -38,6 +38,15 @@ API_KEY_ID_HEADER = "x-api-key-id"
 # API Gateway's own request id (an integration mapping from context.requestId, which replaces
 # any value a client sent); it names the record.
 REQUEST_ID_HEADER = "x-request-id"
+# A value only the gateway knows, set by the integration on every request it passes on: the
+# serving middleware trusts x-request-id and x-api-key-id only when it comes with them. The
+# engine keeps it in Secrets Manager; ECS hands it to the task in this environment variable.
+GATEWAY_SECRET_HEADER = "x-llm-gateway-secret"  # noqa: S105 (a name, not a secret)
+GATEWAY_SECRET_ENV = "AUDIT_GATEWAY_SECRET"  # noqa: S105
+# In the audit bucket, outside logs/ (no ingest): which projects each API key may file under,
+# published by the console, re-read by every serving host (``ATTRIBUTION_SECONDS``).
+ATTRIBUTION_KEY = "config/attribution.json"
+ATTRIBUTION_SECONDS = 30
 
 # The most UTF-8 bytes each header may hold, and the record field it becomes. They keep every
 # key built from them (``user#<user>``, ``rollup#user.7#<user>``, ``project#<project>``)
@@ -61,6 +70,15 @@ def overlong_header(values: Mapping[str, str | None]) -> str | None:
 
 
 OUTCOMES = ("ok", "client_error", "server_error", "cancelled")
+
+# What a record may say about itself besides its outcome, in ``flags``.
+FLAGS = {
+    "untrusted_source": "came without the gateway's secret: its request id is the middleware's"
+    " own and its API key id is not known",
+    "audit_conflict": "its request id already named a stored record with other content: stored"
+    " under a new id, the first record left as it was",
+    "truncated": "the response was longer than the audit captures: the record holds its start",
+}
 
 # Error messages come from upstream exceptions; an audit record is not the place for a stack dump.
 MAX_ERROR_MESSAGE_CHARS = 2000
@@ -234,6 +252,7 @@ def build_record(
     deployment: dict,
     prompt: str | None,
     completion: str | None,
+    flags: tuple[str, ...] = (),
 ) -> dict:
     """The audit record of one request.
 
@@ -262,6 +281,7 @@ def build_record(
         "deployment": {name: deployment.get(name) for name in DEPLOYMENT_FIELDS},
         "prompt": prompt,
         "completion": completion,
+        "flags": sorted(set(flags)),
     }
     record["rawKey"] = raw_key(record)
     return validate_record(record)
@@ -381,7 +401,17 @@ def validate_record(data: Any) -> dict:
             f"rawKey {data['rawKey'][:80]!r} is not this record's: {raw_key(data)!r}"
         )
 
+    # Added to schema 1 later: a record written before it has none.
+    flags = data.get("flags", [])
+    if not isinstance(flags, list) or not all(
+        isinstance(flag, str) and flag in FLAGS for flag in flags
+    ):
+        raise InvalidRecord(
+            f"flags must be a list of {', '.join(FLAGS)}, got {json.dumps(flags)[:80]}"
+        )
+
     record = {name: data[name] for name in FIELDS}
+    record["flags"] = sorted(set(flags))
     record["deployment"] = {name: data["deployment"][name] for name in DEPLOYMENT_FIELDS}
     for name, fields in (("usage", USAGE_FIELDS), ("error", ERROR_FIELDS)):
         if record[name] is not None:

@@ -171,6 +171,7 @@ def item_from_record(record: dict, *, key: str | None = None) -> dict:
         "completionTruncated": completion_truncated,
         "completionChars": len(record["completion"] or ""),
         "redactions": redactions or None,  # rule -> matches; absent when nothing was redacted
+        "flags": record["flags"] or None,  # contract.FLAGS; absent when there are none
         "recordKey": key or record_key(record),
         "rawKey": record["rawKey"],
         EXPIRY_ATTRIBUTE: expires_at(created_at),
