@@ -19,14 +19,22 @@ Loaded by ``vllm serve ... --middleware inference.middleware.AuditMiddleware``
   (the record then says it was cut), and timestamps. Everything else happens off the event
   loop: the writer thread spools the captured bytes to disk, and a separate uploader process
   parses them into the record (prompt, completion, usage, SSE chunks) and puts it to S3.
-- The request id is the gateway's (``x-request-id``) when it sends a usable one, else a
-  new one. It is the record's S3 key, is returned in ``x-request-id`` and is
-  passed on to vLLM in ``x-request-id`` (vLLM's own request id, so its logs match).
+- The gateway's request id (``x-request-id``) and API key id (``x-api-key-id``) are trusted
+  only when the request carries the gateway's secret (``contract.GATEWAY_SECRET_HEADER``,
+  equal to ``AUDIT_GATEWAY_SECRET``): anyone inside the VPC can reach this port and send
+  those headers. Without it the record gets a new id, no key id and the flag
+  ``untrusted_source``. The secret header goes no further (not to vLLM, not to the record).
+  The request id is the record's S3 key, is returned in ``x-request-id`` and is passed on
+  to vLLM in ``x-request-id`` (vLLM's own request id, so its logs match).
+- A key bound to projects (``inference.attribution``) may file only under them: a request
+  whose ``x-llm-source`` is another project gets a 403 in OpenAI's error format
+  (``attribution_refused``), audited as such.
 - A client that goes away before the response is complete makes the record ``cancelled``.
 - The ASGI lifespan passes through to the app; on its shutdown the writer is flushed.
 """
 
 import asyncio
+import hmac
 import json
 import os
 import time
@@ -35,6 +43,7 @@ from typing import Any
 
 from centralllm.audit import contract
 from inference import records
+from inference.attribution import Attribution
 from inference.writer import AuditWriter
 
 Scope = MutableMapping[str, Any]
@@ -47,6 +56,9 @@ REQUIRED_HEADERS = contract.REQUIRED_HEADERS
 # Only the gateway's header names a record: the id is the record's S3 key, so an id a client
 # could choose (x-amzn-requestid, say) could overwrite another request's record.
 REQUEST_ID_HEADER = contract.REQUEST_ID_HEADER.encode()
+API_KEY_ID_HEADER = contract.API_KEY_ID_HEADER.encode()
+SOURCE_HEADER = contract.SOURCE_HEADER.encode()
+GATEWAY_SECRET_HEADER = contract.GATEWAY_SECRET_HEADER.encode()
 EXEMPT_PATHS = frozenset({"/health", "/metrics", "/v1/models"})
 AUDITED_PREFIX = "/v1/"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -55,6 +67,8 @@ _HEADERS_READ = frozenset(
     name.encode()
     for name in (contract.REQUEST_ID_HEADER, *REQUIRED_HEADERS, contract.API_KEY_ID_HEADER)
 )
+# Not passed on to the app: the request id is set anew, the secret stays here.
+_HEADERS_REPLACED = frozenset({REQUEST_ID_HEADER, GATEWAY_SECRET_HEADER})
 
 
 def _rejection(header: str | None, code: str, message: str) -> bytes:
@@ -82,11 +96,37 @@ _TOO_LONG = {
 _LIMITS = {header.encode(): limit for header, (_, limit) in contract.HEADER_LIMITS.items()}
 
 
+def _refused_attribution(project: bytes) -> bytes:
+    return _rejection(
+        contract.SOURCE_HEADER,
+        "attribution_refused",
+        f"This API key may not file requests under project "
+        f"'{project.decode('latin-1')[:128]}': ask the key's owner to add the project to the "
+        "key in the console, or use a key of that project.",
+    )
+
+
 class AuditMiddleware:
-    def __init__(self, app: ASGIApp, writer: AuditWriter | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        writer: AuditWriter | None = None,
+        *,
+        gateway_secret: str | None = None,
+        attribution: Attribution | None = None,
+    ) -> None:
         self.app = app
         self.writer = writer or AuditWriter.from_env()
         self.max_body_bytes = int(os.environ.get("AUDIT_MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES)
+        if gateway_secret is None:
+            gateway_secret = os.environ.get(contract.GATEWAY_SECRET_ENV, "")
+        self.gateway_secret = gateway_secret.strip().encode()
+        self.attribution = attribution or Attribution(
+            self.writer.audit_bucket,
+            self.writer.spool_dir,
+            every_seconds=contract.ATTRIBUTION_SECONDS,
+        )
+        self.attribution.start()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -102,16 +142,18 @@ class AuditMiddleware:
     def _flush_on_shutdown(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
             if message["type"].startswith("lifespan.shutdown."):
+                self.attribution.stop()
                 await asyncio.to_thread(self.writer.close)
             await send(message)
 
         return lifespan_send
 
     async def _audited(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exchange = AuditedExchange(scope, self.max_body_bytes)
+        exchange = AuditedExchange(scope, self.max_body_bytes, self.gateway_secret)
         request_id_header = (REQUEST_ID_HEADER, exchange.request_id.encode())
         # vLLM takes x-request-id as its own request id: its logs then match the record.
-        scope = {**scope, "headers": [*_without_request_id(scope["headers"]), request_id_header]}
+        headers = [header for header in scope["headers"] if header[0] not in _HEADERS_REPLACED]
+        scope = {**scope, "headers": [*headers, request_id_header]}
 
         replayed = False
 
@@ -142,7 +184,7 @@ class AuditMiddleware:
                 raise
 
         try:
-            rejection = exchange.rejection() or await exchange.read_request(receive)
+            rejection = exchange.rejection(self.attribution) or await exchange.read_request(receive)
             if rejection:
                 await _reject(send_tee, *rejection)
             else:
@@ -156,6 +198,16 @@ class AuditMiddleware:
         finally:
             exchange.finish()
             self.writer.submit(exchange)
+
+
+def _from_gateway(headers: list, secret: bytes) -> bool:
+    """Whether the request carries the gateway's secret (never, when none is configured)."""
+    if not secret:
+        return False
+    for name, value in headers:
+        if name == GATEWAY_SECRET_HEADER:
+            return hmac.compare_digest(value.strip(), secret)
+    return False
 
 
 def _without_request_id(headers) -> list:
@@ -180,6 +232,7 @@ class AuditedExchange:
         "exception",
         "finished_at",
         "first_body_at",
+        "flags",
         "headers",
         "max_body_bytes",
         "method",
@@ -194,7 +247,7 @@ class AuditedExchange:
         "status",
     )
 
-    def __init__(self, scope: Scope, max_body_bytes: int) -> None:
+    def __init__(self, scope: Scope, max_body_bytes: int, gateway_secret: bytes = b"") -> None:
         self.started_at = time.perf_counter()
         self.created_at = time.time()
         self.max_body_bytes = max_body_bytes
@@ -202,6 +255,13 @@ class AuditedExchange:
         self.path = scope["path"]
         self.headers = {name: value for name, value in scope["headers"] if name in _HEADERS_READ}
         self.declared_size = _content_length(scope["headers"])
+        self.flags: list[str] = []
+        if not _from_gateway(scope["headers"], gateway_secret):
+            # Anyone could have sent these: an id chosen to overwrite another request's
+            # record, a key id to pass for another key.
+            self.headers.pop(REQUEST_ID_HEADER, None)
+            self.headers.pop(API_KEY_ID_HEADER, None)
+            self.flags.append("untrusted_source")
         self.request_id = self._gateway_request_id() or contract.new_request_id()
         self.request_body: list[bytes] = []
         self.request_size = 0
@@ -220,15 +280,22 @@ class AuditedExchange:
         value = self.headers.get(REQUEST_ID_HEADER, b"").strip().decode("latin-1")
         return value if contract.is_valid_request_id(value) else None
 
-    def rejection(self) -> tuple[int, bytes] | None:
-        """The 400 for a required header that is missing or one that is too long."""
+    def rejection(self, attribution: Attribution) -> tuple[int, bytes] | None:
+        """The 400 for a required header that is missing or one that is too long; the 403
+        for a project the request's API key may not file under."""
         for name, body in _MISSING.items():
             if not self.headers.get(name, b"").strip():
                 return 400, body
         # Decoded as the record will have them (see encoded), measured as the contract does.
         values = {name.decode(): value.decode("latin-1") for name, value in self.headers.items()}
         too_long = contract.overlong_header(values)
-        return (400, _TOO_LONG[too_long]) if too_long else None
+        if too_long:
+            return 400, _TOO_LONG[too_long]
+        allowed = attribution.allowed(self.headers.get(API_KEY_ID_HEADER, b"").strip())
+        project = self.headers[SOURCE_HEADER].strip()
+        if allowed is not None and project not in allowed:
+            return 403, _refused_attribution(project)
+        return None
 
     async def read_request(self, receive: Receive) -> tuple[int, bytes] | None:
         """Read the request body whole; the 413 when it is larger than the capture limit
@@ -313,6 +380,7 @@ class AuditedExchange:
             ),
             "requestTruncated": self.request_size > self.max_body_bytes,
             "responseTruncated": self.response_size > self.max_body_bytes,
+            "flags": self.flags,
         }
         return records.encode_exchange(
             meta,

@@ -85,6 +85,10 @@ def documents(encoded: bytes, deployment: dict) -> tuple[dict, dict]:
         deployment=deployment,
         prompt=_prompt(body),
         completion=answer["completion"],
+        flags=(
+            *meta.get("flags", ()),
+            *(("truncated",) if meta["responseTruncated"] else ()),
+        ),
     )
     raw = {
         "schemaVersion": contract.SCHEMA_VERSION,
@@ -103,6 +107,33 @@ def documents(encoded: bytes, deployment: dict) -> tuple[dict, dict]:
         },
     }
     return record, raw
+
+
+def renamed(record: dict, raw: dict) -> tuple[dict, dict]:
+    """The documents of an exchange whose request id already names another record: under a
+    new id, flagged ``audit_conflict``, the raw document saying which id it claimed."""
+    new_id = contract.new_request_id()
+    flags = [*record["flags"], "audit_conflict"]
+    record = {**record, "requestId": new_id, "flags": flags}
+    record["rawKey"] = contract.raw_key(record)
+    raw = {**raw, "requestId": new_id, "claimedRequestId": raw["requestId"]}
+    return contract.validate_record(record), raw
+
+
+def same_document(stored: bytes, ours: bytes) -> bool:
+    """Whether an object already stored is ours, put before (a retry). A record spooled by a
+    process that died and delivered by its successor differs only in ``deployment``."""
+    if stored == ours:
+        return True
+    try:
+        stored_document, our_document = json.loads(stored), json.loads(ours)
+    except ValueError:
+        return False
+    if not isinstance(stored_document, dict):
+        return False
+    stored_document.pop("deployment", None)
+    our_document.pop("deployment", None)
+    return stored_document == our_document
 
 
 def _header(meta: dict, name: str) -> str | None:
@@ -146,7 +177,9 @@ def _content(value: Any) -> str:
 def _answer(model: Any, usage: Any, error: Any, texts: dict[int, list[str]]) -> dict:
     completion = "\n\n".join("".join(texts[index]) for index in sorted(texts)) if texts else None
     if isinstance(error, dict):
-        error = {"type": _text(error.get("type")) or "error", "message": str(error.get("message"))}
+        # The code says most (``attribution_refused`` rather than ``invalid_request_error``).
+        kind = _text(error.get("code")) or _text(error.get("type")) or "error"
+        error = {"type": kind, "message": str(error.get("message"))}
     else:
         error = None
     return {

@@ -1,5 +1,5 @@
-"""S3 PutObject for the uploader: signed here (SigV4), sent on kept-alive ``http.client``
-connections.
+"""S3 PutObject for the uploader, write-once: signed here (SigV4), sent on kept-alive
+``http.client`` connections.
 
 boto3's ``put_object`` costs about 3 ms of CPU per call on the 2-core dev host (event hooks,
 endpoint rules, header objects, response parsing) and botocore's signer alone 0.25 ms; the
@@ -29,6 +29,10 @@ class S3Error(Exception):
     """S3 answered a PUT with an error."""
 
 
+class ObjectExists(S3Error):
+    """The key already holds an object: a write-once PUT leaves it as it is."""
+
+
 class PutClient:
     """Thread-safe: each thread keeps one connection per host."""
 
@@ -54,9 +58,14 @@ class PutClient:
         return f"{bucket}.{self._netloc}", path
 
     def put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        """Store ``body`` at ``key`` only if no object is there (S3's conditional write,
+        ``If-None-Match: *``); ObjectExists if one is. S3 answers 409 to a write racing
+        another conditional write to the same key: an S3Error, tried again later."""
         host, path = self.address(bucket, key)
         headers = self._signed(host, path, body, content_type)
         status, answer = self._send(host, path, headers, body)
+        if status == 412:
+            raise ObjectExists(f"s3://{bucket}/{key} already exists")
         if status != 200:
             code = re.search(rb"<Code>([^<]*)</Code>", answer)
             reason = code[1].decode() if code else answer[:200].decode(errors="replace")
@@ -76,6 +85,7 @@ class PutClient:
         headers = {
             "content-type": content_type,
             "host": host,
+            "if-none-match": "*",
             "x-amz-content-sha256": payload,
             "x-amz-date": now,
         }
@@ -112,7 +122,8 @@ class PutClient:
                 connection.close()
                 del connections[host]
                 # A kept-alive connection that the server closed fails on first use: once
-                # more on a new one (a PUT that did arrive just stores the same bytes again).
+                # more on a new one (a PUT that did arrive answers 412; the uploader then
+                # finds its own bytes there).
                 if not reused:
                     raise
 

@@ -7,6 +7,10 @@ Reads spool files oldest first and hands their records to ``--concurrency`` thre
 answers a PUT in tens of milliseconds, so one PUT at a time delivers a few dozen records a
 second. A record is two PUTs in order: the raw bodies to ``raw_key``, then the record to
 ``record_key`` (the record triggers the ingest, so what it points at must exist already).
+Both are write-once (``If-None-Match: *``): an object already there is never replaced. If it
+holds the same bytes, this is a retry of a PUT that did arrive, and the record counts as
+stored; if it holds others, another exchange claimed the same request id, and this record is
+stored under a new id with the flag ``audit_conflict`` (``records.renamed``): both stay.
 A file is deleted once every record in it is stored. When a PUT fails, the records not yet
 handed out wait for the next pass, the file is rewritten with the records not stored (none
 stored is put again), and the uploader backs off exponentially. A record that cannot be
@@ -36,9 +40,10 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from centralllm import aws
 from centralllm.audit import contract
 from inference import metrics, records
-from inference.s3 import PutClient
+from inference.s3 import ObjectExists, PutClient
 from inference.writer import new_spool_name, spool_backlog, spooled_files, write_spool_file
 
 log = logging.getLogger("inference.uploader")
@@ -183,24 +188,46 @@ class Uploader:
             raise _Skipped
         try:
             record, raw = records.documents(encoded, self.deployment)
-            # Raw bodies first: the record triggers the ingest, which may read them.
-            puts = [
-                (self.raw_bucket, contract.raw_key(record), contract.dumps(raw)),
-                (self.audit_bucket, contract.record_key(record), contract.dumps(record)),
-            ]
+            puts = self._puts(record, raw)
         except Exception as exc:
             # Retrying cannot help a record that cannot be built or encoded, and it must not
             # hold up the records behind it: set aside with its reason, for an operator.
             self._quarantine(encoded, exc)
             return QUARANTINED
         try:
-            for bucket, key, body in puts:
-                self._s3.put(bucket, key, body, "application/json")
+            if not self._put_once(puts):
+                claimed = record["requestId"]
+                record, raw = records.renamed(record, raw)
+                log.error(
+                    "audit_conflict: request id %r already names another record; "
+                    "this one is stored as %r",
+                    claimed,
+                    record["requestId"],
+                )
+                self._put_once(self._puts(record, raw))
         except Exception as exc:
             self._error = exc
             failed.set()
             raise
         return STORED
+
+    def _puts(self, record: dict, raw: dict) -> list[tuple[str, str, bytes]]:
+        # Raw bodies first: the record triggers the ingest, which may read them.
+        return [
+            (self.raw_bucket, contract.raw_key(record), contract.dumps(raw)),
+            (self.audit_bucket, contract.record_key(record), contract.dumps(record)),
+        ]
+
+    def _put_once(self, puts: list[tuple[str, str, bytes]]) -> bool:
+        """Store each object unless its key is taken; False when one holds other bytes."""
+        for bucket, key, body in puts:
+            try:
+                self._s3.put(bucket, key, body, "application/json")
+            except ObjectExists:
+                found = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+                if not records.same_document(found, body):
+                    return False
+        return True
 
     def _quarantine(self, encoded: bytes, exc: Exception) -> None:
         log.error("audit record quarantined (%s: %s)", type(exc).__name__, exc)

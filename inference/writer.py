@@ -15,9 +15,8 @@ Two stages, so that the serving process pays microseconds per request:
 
 The spool is a write-ahead log: a record is safe on disk before anything talks to S3, so an
 S3 outage of any length loses nothing, and files left by a process that died are delivered
-by the next one. A retried put cannot create a duplicate: the S3 key is the request id, so
-it overwrites the same object with the same bytes (S3 may announce that overwrite again; the
-ingest is idempotent for that reason).
+by the next one. A retried put cannot create a duplicate or overwrite anything: the S3 key is
+the request id and every put is conditional (write-once, see ``inference.uploader``).
 
 When the spool cannot be written (disk full, read-only), the records are held in memory, at
 most ``AUDIT_MAX_HELD_RECORDS``, and the writer thread tries again every ``RETRY_SECONDS``.
@@ -86,6 +85,7 @@ class AuditWriter:
         upload_concurrency: int = 16,
         metrics_seconds: float = 60,
     ) -> None:
+        self.audit_bucket = audit_bucket
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.flush_seconds = flush_seconds

@@ -13,6 +13,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from centralllm import aws
+from centralllm.audit import contract
 from devtools import services
 from devtools.testing import create_bucket
 from inference.middleware import AuditMiddleware
@@ -21,6 +22,9 @@ from inference.uploader import Uploader
 from inference.writer import AuditWriter
 
 HEADERS = {"x-llm-source": "smoke-test", "x-llm-user": "qa", "x-llm-request-type": "chat"}
+# What API Gateway adds to every request it passes on (besides its request and key ids).
+GATEWAY_SECRET = "gateway-secret-of-the-tests"
+FROM_GATEWAY = {contract.GATEWAY_SECRET_HEADER: GATEWAY_SECRET}
 
 
 @dataclass
@@ -114,7 +118,7 @@ def serve(app) -> Iterator[str]:
 
 @pytest.fixture
 def audited_url(writer) -> Iterator[str]:
-    with serve(AuditMiddleware(fake_vllm.app, writer=writer)) as url:
+    with serve(AuditMiddleware(fake_vllm.app, writer=writer, gateway_secret=GATEWAY_SECRET)) as url:
         yield url
 
 

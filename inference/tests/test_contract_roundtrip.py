@@ -5,14 +5,14 @@ import httpx
 
 from centralllm.audit import contract, items, rollups
 from centralllm.audit.tests.conftest import s3_event
-from inference.tests.conftest import HEADERS
+from inference.tests.conftest import FROM_GATEWAY, HEADERS
 from llm_audit_ingest.handler import lambda_handler
 
 
 def test_a_record_from_the_middleware_is_ingested_and_found_by_every_index(
     audited_url, buckets, audit_table
 ):
-    headers = {**HEADERS, "x-api-key-id": "key-7"}
+    headers = {**HEADERS, **FROM_GATEWAY, "x-api-key-id": "key-7"}
     chat = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
     ok = httpx.post(f"{audited_url}/v1/chat/completions", json=chat, headers=headers)
     error = httpx.post(f"{audited_url}/v1/fail", json=chat, headers=headers)

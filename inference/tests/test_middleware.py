@@ -12,14 +12,19 @@ from centralllm.audit import contract
 from inference import records
 from inference.middleware import REQUIRED_HEADERS, AuditedExchange, AuditMiddleware
 from inference.tests import fake_vllm
-from inference.tests.conftest import HEADERS, serve
+from inference.tests.conftest import FROM_GATEWAY, GATEWAY_SECRET, HEADERS, serve
 
 CHAT = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
 
 
 def test_plain_completion_is_passed_through_and_audited(audited_url, buckets):
     body = json.dumps({**CHAT, "max_tokens": 16}).encode()
-    headers = {**HEADERS, "x-api-key-id": "key-42", "content-type": "application/json"}
+    headers = {
+        **HEADERS,
+        **FROM_GATEWAY,
+        "x-api-key-id": "key-42",
+        "content-type": "application/json",
+    }
     response = httpx.post(f"{audited_url}/v1/chat/completions", content=body, headers=headers)
 
     assert response.status_code == 200
@@ -42,6 +47,7 @@ def test_plain_completion_is_passed_through_and_audited(audited_url, buckets):
     assert record["latencyMs"] > 0
     assert record["ttftMs"] is None
     assert record["error"] is None
+    assert record["flags"] == []
     assert contract.validate_record(record) == record
 
     raw = buckets.read(buckets.raw, record["rawKey"])
@@ -92,7 +98,7 @@ def test_a_missing_header_is_rejected_and_audited(audited_url, buckets, missing)
 
     record = buckets.record(request_id)
     assert (record["status"], record["outcome"]) == (400, "client_error")
-    assert record["error"]["type"] == "invalid_request_error"
+    assert record["error"]["type"] == "missing_header"
     assert missing in record["error"]["message"]
 
 
@@ -100,7 +106,7 @@ def test_a_missing_header_is_rejected_and_audited(audited_url, buckets, missing)
 def test_an_overlong_header_is_rejected_and_audited_cut_to_its_limit(audited_url, buckets, header):
     field, limit = contract.HEADER_LIMITS[header]
     value = "v" * (limit + 1)
-    headers = {**HEADERS, header: value}
+    headers = {**HEADERS, **FROM_GATEWAY, header: value}
     response = httpx.post(f"{audited_url}/v1/chat/completions", json=CHAT, headers=headers)
 
     assert response.status_code == 400
@@ -117,7 +123,7 @@ def test_an_overlong_header_is_rejected_and_audited_cut_to_its_limit(audited_url
     record = contract.validate_record(buckets.record(request_id))
     assert record[field] == value[:limit]
     assert (record["status"], record["outcome"]) == (400, "client_error")
-    assert record["error"]["type"] == "invalid_request_error"
+    assert record["error"]["type"] == "header_too_long"
 
 
 def test_a_header_is_cut_at_a_character_boundary():
@@ -168,12 +174,49 @@ def test_client_disconnect_mid_stream_is_cancelled(audited_url, buckets):
 def test_the_gateway_request_id_is_used(audited_url, buckets):
     gateway_id = f"gw-{uuid.uuid4()}"
     # x-amzn-requestid reaches vLLM as the client sent it: it must not choose the record's key.
-    headers = {**HEADERS, "x-request-id": gateway_id, "x-amzn-requestid": "chosen-by-client"}
+    headers = {
+        **HEADERS,
+        **FROM_GATEWAY,
+        "x-request-id": gateway_id,
+        "x-amzn-requestid": "chosen-by-client",
+    }
     response = httpx.post(f"{audited_url}/v1/chat/completions", json=CHAT, headers=headers)
 
     assert response.headers["x-request-id"] == gateway_id
-    assert gateway_id in fake_vllm.SEEN
-    assert buckets.record(gateway_id)["requestId"] == gateway_id
+    # The secret goes no further than the middleware.
+    assert contract.GATEWAY_SECRET_HEADER not in fake_vllm.SEEN[gateway_id]["headers"]
+    record = buckets.record(gateway_id)
+    assert (record["requestId"], record["flags"]) == (gateway_id, [])
+    assert GATEWAY_SECRET not in json.dumps(record)
+
+
+@pytest.mark.parametrize("secret", [None, "a-guess", GATEWAY_SECRET + "x"])
+def test_ids_sent_without_the_gateway_secret_are_not_trusted(audited_url, buckets, secret):
+    """Issue 20: a caller inside the VPC that reaches the middleware without the gateway sent
+    a victim's x-request-id and replaced the victim's audit and raw objects."""
+    victim_id = f"gw-{uuid.uuid4()}"
+    victim = {**HEADERS, **FROM_GATEWAY, "x-request-id": victim_id, "x-api-key-id": "key-1"}
+    httpx.post(f"{audited_url}/v1/chat/completions", json=CHAT, headers=victim)
+    victim_record = buckets.record(victim_id)
+
+    forged = {
+        "x-llm-source": "victims-project",
+        "x-llm-user": "victim",
+        "x-llm-request-type": "chat",
+        "x-request-id": victim_id,
+        "x-api-key-id": "key-1",
+    }
+    if secret is not None:
+        forged[contract.GATEWAY_SECRET_HEADER] = secret
+    chat = {**CHAT, "messages": [{"role": "user", "content": "forged"}]}
+    response = httpx.post(f"{audited_url}/v1/chat/completions", json=chat, headers=forged)
+
+    own_id = response.headers["x-request-id"]
+    assert own_id != victim_id
+    record = buckets.record(own_id)
+    assert (record["apiKeyId"], record["flags"]) == (None, ["untrusted_source"])
+    assert record["prompt"] == "user: forged"
+    assert buckets.record(victim_id) == victim_record
 
 
 @pytest.mark.parametrize("unusable", ["../../logs/someone-else", "rollup#project#smoke-test"])
@@ -204,6 +247,7 @@ def test_a_response_is_cut_at_the_limit_and_says_so(writer, buckets, monkeypatch
 
     record = buckets.record(request_id)
     assert record["prompt"] == "user: ping"
+    assert record["flags"] == ["truncated", "untrusted_source"]
     raw = buckets.read(buckets.raw, record["rawKey"])
     assert raw["request"]["truncated"] is False
     assert raw["response"]["truncated"] is True

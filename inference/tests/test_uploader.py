@@ -129,3 +129,53 @@ def test_aws_is_addressed_by_virtual_host(monkeypatch):
         "central-llm-audit.s3.eu-central-1.amazonaws.com",
         "/logs/2026/12/02/a%20b%2Bc.json",
     )
+
+
+def test_a_second_exchange_under_a_taken_request_id_never_replaces_the_first(tmp_path, buckets):
+    """Issue 20: the PUT was unconditional, so another exchange sent under a victim's request id
+    replaced the victim's record and raw bodies. S3's conditional writes refuse a PUT with
+    ``If-None-Match: *`` when the key exists (412 Precondition Failed):
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html"""
+    spool = tmp_path / "spool"
+    uploader = new_uploader(buckets, spool)
+    fake_vllm.spool_chats(spool, ["victim"], time.time(), HEADERS)
+    assert uploader.deliver()
+    [victim_key] = buckets.records()
+    victim = buckets.read(buckets.audit, victim_key)
+    victim_raw = buckets.read(buckets.raw, victim["rawKey"])
+
+    forged = {**HEADERS, "x-llm-source": "someone-else"}
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "forged"}]}'
+    fake_vllm.spool_chats(spool, ["victim"], time.time(), forged, bodies={"victim": body})
+    assert uploader.deliver()
+    assert not spooled_request_ids(spool)
+
+    assert buckets.read(buckets.audit, victim_key) == victim
+    assert buckets.read(buckets.raw, victim["rawKey"]) == victim_raw
+    [conflict_key] = [key for key in buckets.records() if key != victim_key]
+    conflict = buckets.read(buckets.audit, conflict_key)
+    assert conflict["flags"] == ["audit_conflict"]
+    assert (conflict["project"], conflict["prompt"]) == ("someone-else", "user: forged")
+    assert buckets.read(buckets.raw, conflict["rawKey"])["claimedRequestId"] == "victim"
+
+
+def test_a_put_retried_after_it_arrived_is_no_conflict(tmp_path, buckets, monkeypatch):
+    """The answer to a PUT that S3 stored can be lost: the retry finds its own bytes there."""
+    spool = tmp_path / "spool"
+    uploader = new_uploader(buckets, spool)
+    fake_vllm.spool_chats(spool, ["once"], time.time(), HEADERS)
+    put = uploader._s3.put
+
+    def stored_but_answer_lost(bucket: str, key: str, body: bytes, content_type: str) -> None:
+        put(bucket, key, body, content_type)
+        if bucket == buckets.audit:
+            raise S3Error("connection reset")
+
+    monkeypatch.setattr(uploader._s3, "put", stored_but_answer_lost)
+    assert not uploader.deliver()
+    monkeypatch.setattr(uploader._s3, "put", put)
+    time.sleep(0.1)  # the backoff
+    assert uploader.deliver()
+    [key] = buckets.records()
+    assert key.endswith("/once.json")
+    assert buckets.read(buckets.audit, key)["flags"] == []
