@@ -4,9 +4,14 @@ disabled and deleted.
 AWS is the source of truth: a key's owner, expiry and the key it replaced are tags on the key.
 A key's value goes from AWS to its creator's screen once (``reveal``) and is never stored,
 cached or logged here; afterwards a key is named by its name, id and last four characters.
+A key's projects (a tag too) are those its requests may file under: ``publish`` writes them
+for the serving hosts, which refuse any other project (``inference.attribution``).
 Usage comes from the audit rollups (minutes old), not from API Gateway's (hours old).
 """
 
+import json
+import logging
+import re
 import secrets
 import time
 import uuid
@@ -19,11 +24,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from centralllm import aws
-from centralllm.audit import rollups
+from centralllm.audit import contract, rollups
 from console import actions
 from console.models import KeyRotation
 from provisioning import state
 from provisioning.models import Environment
+
+log = logging.getLogger(__name__)
 
 TAG = "central-llm:"
 # How old a key list and its usage may be; every change made here drops the list at once.
@@ -32,6 +39,9 @@ REVEAL_SECONDS = 600
 WARNINGS = (95, 80)  # percent of the quota: flagged before callers get 429s
 EXPIRY_NOTICE = timedelta(days=7)
 IMPACT_DAYS = 7
+# API Gateway's tag values: at most 256 characters, of these (Tag in its API reference).
+_TAG_VALUE = re.compile(r"[\w.:/=+\-@]+", re.ASCII)
+TAG_VALUE_LIMIT = 256
 
 
 class Refused(ValueError):
@@ -49,6 +59,7 @@ class ApiKey:
     expires: date | None = None
     rotated_from: str = ""
     last4: str = ""
+    projects: tuple[str, ...] | None = None  # may file under; None: not bound, any project
 
     @property
     def expired(self) -> bool:
@@ -66,17 +77,22 @@ def _client():
     return aws.client("apigateway")
 
 
+def _output(environment: Environment, resource: str, name: str, what: str) -> str:
+    for step in state.outputs(environment):
+        if step.key == resource:
+            return step.outputs[name]
+    raise Refused(f"{environment.name} has no {what} yet: apply the environment first.")
+
+
 def plan_id(environment: Environment) -> str:
     """The environment's usage plan, as its last successful apply left it."""
-    for step in state.outputs(environment):
-        if step.key == "apigateway.usage_plan":
-            return step.outputs["id"]
-    raise Refused(f"{environment.name} has no usage plan yet: apply the environment first.")
+    return _output(environment, "apigateway.usage_plan", "id", "usage plan")
 
 
 def _key_of(item: dict) -> ApiKey:
     tags = item.get("tags") or {}
     expires = tags.get(f"{TAG}expires")
+    projects = tags.get(f"{TAG}projects")
     return ApiKey(
         id=item["id"],
         name=item.get("name", ""),
@@ -87,6 +103,7 @@ def _key_of(item: dict) -> ApiKey:
         expires=date.fromisoformat(expires) if expires else None,
         rotated_from=tags.get(f"{TAG}rotated-from", ""),
         last4=tags.get(f"{TAG}last4", ""),
+        projects=tuple(projects.split()) if projects is not None else None,
     )
 
 
@@ -223,11 +240,35 @@ def aws_usage(environment: Environment, key: ApiKey, days: int = 7) -> tuple[lis
     return rows, "API Gateway's own count: it lags real use by about 30 to 40 minutes."
 
 
-def _tags(project: str, owner: str, expires: date | None, environment: Environment) -> dict:
+def _tags(
+    project: str,
+    owner: str,
+    expires: date | None,
+    environment: Environment,
+    projects: tuple[str, ...] | None,
+) -> dict:
     tags = {f"{TAG}environment": environment.name, f"{TAG}project": project, f"{TAG}owner": owner}
     if expires:
         tags[f"{TAG}expires"] = expires.isoformat()
+    if projects is not None:
+        tags[f"{TAG}projects"] = " ".join(projects)
     return tags
+
+
+def parse_projects(text: str) -> tuple[str, ...]:
+    """The projects a key may file under, from a form: names apart by spaces or commas."""
+    projects = tuple(dict.fromkeys(text.replace(",", " ").split()))
+    if not projects:
+        raise Refused("Name at least one project the key may file under.")
+    wrong = [project for project in projects if not _TAG_VALUE.fullmatch(project)]
+    if wrong:
+        raise Refused(
+            f"{wrong[0]!r} cannot be bound: project names bound to keys are letters, digits "
+            "and . _ : / = + - @ only."
+        )
+    if len(" ".join(projects)) > TAG_VALUE_LIMIT:
+        raise Refused(f"The projects take more than {TAG_VALUE_LIMIT} characters: bind fewer.")
+    return projects
 
 
 def _check(name: str, project: str, owner: str, expires: date | None) -> None:
@@ -275,11 +316,14 @@ def create(
     expires: date | None,
     actor,
     request_id: str,
+    projects_text: str = "",
 ) -> tuple[str, str]:
     """A new key on the plan: its id and its reveal token. The same ``request_id`` again (a
-    double click, a dropped response) gives the same key instead of a second one."""
+    double click, a dropped response) gives the same key instead of a second one. The key may
+    file under the projects of ``projects_text``, or only its owner project."""
     name, project, owner = name.strip(), project.strip(), owner.strip()
     _check(name, project, owner, expires)
+    projects = parse_projects(projects_text or project)
     done_key = f"api-key-create:{_uuid(request_id)}"
     if not cache.add(done_key, {}, 3600):
         return _wait_for(done_key)
@@ -287,15 +331,21 @@ def create(
         key, token = _make(
             environment,
             name=name,
-            tags=_tags(project, owner, expires, environment),
+            tags=_tags(project, owner, expires, environment, projects),
             actor=actor,
             verb="api_key.create",
-            parameters={"environment": environment.name, "project": project, "owner": owner},
+            parameters={
+                "environment": environment.name,
+                "project": project,
+                "owner": owner,
+                "projects": list(projects),
+            },
         )
     except BaseException:
         cache.delete(done_key)
         raise
     cache.set(done_key, {"key": key.id, "token": token}, 3600)
+    _publish_soon(environment)
     return key.id, token
 
 
@@ -352,6 +402,7 @@ def delete(environment: Environment, key: ApiKey, *, typed_name: str, actor) -> 
         raise Refused(f"Type the key's name, {key.name}, to delete it.")
     _client().delete_api_key(apiKey=key.id)
     forget(environment)
+    _publish_soon(environment)
     actions.record_about(
         "api_key.delete",
         "apigateway.api_key",
@@ -408,7 +459,8 @@ def rotate(
             environment,
             name=key.name,
             tags={
-                **_tags(key.project, key.owner, expires, environment),
+                # The new key files where the old one did, bound or not.
+                **_tags(key.project, key.owner, expires, environment, key.projects),
                 f"{TAG}rotated-from": key.id,
             },
             actor=actor,
@@ -425,8 +477,76 @@ def rotate(
         raise
     KeyRotation.objects.filter(pk=rotation.pk).update(new_key_id=new.id)
     rotation.new_key_id = new.id
+    _publish_soon(environment)
     cache.set(f"api-key-rotation:{rotation.pk}", token, REVEAL_SECONDS)
     return rotation, token
+
+
+def set_projects(environment: Environment, key: ApiKey, text: str, *, actor) -> None:
+    """Bind the key to the projects of ``text``: its requests may file under no other."""
+    projects = parse_projects(text)
+    if projects == key.projects:
+        raise Refused(f"{key.name} already files under exactly these projects.")
+    arn = f"arn:aws:apigateway:{aws.region()}::/apikeys/{key.id}"
+    _client().tag_resource(resourceArn=arn, tags={f"{TAG}projects": " ".join(projects)})
+    forget(environment)
+    actions.record_about(
+        "api_key.projects",
+        "apigateway.api_key",
+        key.id,
+        str(key),
+        actor=actor,
+        before={"projects": list(key.projects) if key.projects is not None else None},
+        after={"projects": list(projects)},
+    )
+    try:
+        publish(environment)
+    except (BotoCoreError, ClientError) as exc:
+        raise Refused(
+            f"{key.name} now files under {', '.join(projects)}, but the serving hosts could "
+            f"not be told yet ({exc}): the next key check publishes it, within a "
+            "minute or two."
+        ) from exc
+
+
+def projects_to_bind(key: ApiKey, impact: dict) -> tuple[str, ...]:
+    """What the projects form offers: the key's projects, or for a key not bound yet its owner
+    project and those its requests named lately (binding it then breaks none of them)."""
+    if key.projects is not None:
+        return key.projects
+    seen = (name for name, _ in impact["projects"] if _TAG_VALUE.fullmatch(name))
+    return tuple(dict.fromkeys([key.project, *seen] if key.project else seen))
+
+
+def bindings(keys: list[ApiKey]) -> dict[str, list[str]]:
+    """What the serving hosts enforce: the projects of every bound key."""
+    return {key.id: list(key.projects) for key in keys if key.projects is not None}
+
+
+def publish(environment: Environment) -> None:
+    """Write the keys' projects where every serving host re-reads them (within
+    ``contract.ATTRIBUTION_SECONDS``). Also run by ``check_keys``: a change whose publishing
+    failed (S3 unreachable a moment) is published by the next run."""
+    bucket = _output(environment, "s3.audit_bucket", "name", "audit bucket")
+    forget(environment)
+    body = json.dumps({"keys": bindings(keys_of(environment))}, sort_keys=True).encode()
+    s3 = aws.client("s3")
+    try:
+        if s3.get_object(Bucket=bucket, Key=contract.ATTRIBUTION_KEY)["Body"].read() == body:
+            return  # unchanged: the hosts' conditional reads stay 304s
+    except s3.exceptions.NoSuchKey:
+        pass
+    s3.put_object(
+        Bucket=bucket, Key=contract.ATTRIBUTION_KEY, Body=body, ContentType="application/json"
+    )
+
+
+def _publish_soon(environment: Environment) -> None:
+    """``publish``, after a change that is made whether or not it can be published now."""
+    try:
+        publish(environment)
+    except (Refused, BotoCoreError, ClientError) as exc:
+        log.warning("API key projects of %s not published yet: %s", environment.name, exc)
 
 
 def fresh_expiry(key: ApiKey) -> date | None:
@@ -542,6 +662,7 @@ def check_keys() -> int:
             keys = keys_of(environment)
         except Refused:
             continue
+        _publish_soon(environment)
         enabled = [key for key in keys if key.enabled]
         found = usage(environment, enabled)
         noted = {

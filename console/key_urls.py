@@ -15,6 +15,9 @@ urlpatterns = [
     path("<slug:environment>/keys/<str:key_id>/delete", views.key_delete, name="api-key-delete"),
     path("<slug:environment>/keys/<str:key_id>/rotate", views.key_rotate, name="api-key-rotate"),
     path(
+        "<slug:environment>/keys/<str:key_id>/projects", views.key_projects, name="api-key-projects"
+    ),
+    path(
         "<slug:environment>/rotations/<uuid:rotation_id>/finish",
         views.rotation_finish,
         name="api-key-rotation-finish",

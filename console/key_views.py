@@ -85,13 +85,15 @@ def key_detail(request: HttpRequest, environment: str, key_id: str) -> HttpRespo
     env = get_object_or_404(Environment, name=environment)
     key = api_keys.find(env, key_id)
     aws_rows, aws_note = api_keys.aws_usage(env, key)
+    impact = api_keys.impact(key)
     context = {
         "environment": env,
         "key": key,
         "usage": api_keys.usage(env, [key])[key.id],
         "quota": api_keys.quota_of(env),
         "daily": api_keys.daily_usage(key),
-        "impact": api_keys.impact(key),
+        "impact": impact,
+        "projects_to_bind": " ".join(api_keys.projects_to_bind(key, impact)),
         "aws_rows": aws_rows,
         "aws_note": aws_note,
         "rotations": KeyRotation.objects.filter(
@@ -107,7 +109,14 @@ def key_detail(request: HttpRequest, environment: str, key_id: str) -> HttpRespo
 @_refusals
 def key_create(request: HttpRequest, environment: str) -> HttpResponse:
     env = get_object_or_404(Environment, name=environment)
-    form = {"request_id": uuid.uuid4(), "name": "", "project": "", "owner": "", "expires": ""}
+    form = {
+        "request_id": uuid.uuid4(),
+        "name": "",
+        "project": "",
+        "owner": "",
+        "expires": "",
+        "projects": "",
+    }
     if request.method == "POST":
         form = {name: request.POST.get(name, "").strip() for name in form}
         try:
@@ -119,12 +128,29 @@ def key_create(request: HttpRequest, environment: str) -> HttpResponse:
                 expires=_date(form["expires"]),
                 actor=request.user,
                 request_id=form["request_id"],
+                projects_text=form["projects"],
             )
         except api_keys.Refused as exc:
             messages.error(request, str(exc))
         else:
             return redirect(f"{reverse('api-key-created', args=[env.name, key_id])}?t={token}")
     return render(request, "console/api_key_form.html", {"environment": env, "form": form})
+
+
+@require_POST
+@permission_required(MANAGE, raise_exception=True)
+@_refusals
+def key_projects(request: HttpRequest, environment: str, key_id: str) -> HttpResponse:
+    env = get_object_or_404(Environment, name=environment)
+    key = api_keys.find(env, key_id)
+    back = redirect("api-key-detail", env.name, key.id)
+    try:
+        api_keys.set_projects(env, key, request.POST.get("projects", ""), actor=request.user)
+    except api_keys.Refused as exc:
+        messages.error(request, str(exc))
+        return back
+    messages.success(request, f"{key.name} may now file only under the projects shown.")
+    return back
 
 
 @never_cache

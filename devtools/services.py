@@ -219,7 +219,7 @@ class LocalAWS:
             replay = compact_recording(self.recording)
             env["MOTO_ENABLE_RECORDING"] = "True"
             env["MOTO_RECORDER_FILEPATH"] = str(self.recording)
-        moto = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        moto = [sys.executable, "-m", "devtools.moto_server", "-H", self.host, "-p", str(self.port)]
         VAR.mkdir(exist_ok=True)
         log = open(VAR / "local-aws.log", "ab")  # noqa: SIM115 - the process's
         self.process = Process("local-aws", moto, env=env, stdout=log, stderr=log)

@@ -1,13 +1,14 @@
 import pytest
 
 from centralllm import aws
-from devtools.testing import unique
+from devtools.testing import create_bucket, unique
 from provisioning.models import Environment, Run, RunStep
 
 
 @pytest.fixture
 def keyed(audit_table) -> Environment:
-    """An environment whose last apply left a usage plan (made here, straight in moto)."""
+    """An environment whose last apply left a usage plan and an audit bucket (made here,
+    straight in moto)."""
     environment = Environment.objects.create(name=unique("keys")[:30], suffix="-k", is_local=True)
     plan = aws.client("apigateway").create_usage_plan(
         name=unique("plan"), quota={"limit": 1000, "period": "MONTH"}
@@ -15,6 +16,10 @@ def keyed(audit_table) -> Environment:
     run = Run.objects.create(environment=environment, kind="apply", status="succeeded")
     RunStep.objects.create(
         run=run, position=1, key="apigateway.usage_plan", title="plan", outputs={"id": plan["id"]}
+    )
+    bucket = create_bucket(unique("audit").lower())
+    RunStep.objects.create(
+        run=run, position=2, key="s3.audit_bucket", title="bucket", outputs={"name": bucket}
     )
     environment.quota_limit = 10
     environment.save()

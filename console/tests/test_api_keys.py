@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from centralllm import aws
+from centralllm.audit import contract
 from centralllm.audit.ingest import ingest_record
 from centralllm.audit.tests.conftest import make_record
 from console import api_keys
@@ -275,3 +276,61 @@ def test_api_gateways_own_figures_where_aws_keeps_them(client, admin_user, keyed
         rows, note = api_keys.aws_usage(keyed, key, days=2)
     assert [(row["used"], row["remaining"]) for row in rows] == [(120, 880), (40, 840)]
     assert rows[1]["day"] == today and "lags real use" in note
+
+
+def published(environment: Environment) -> dict:
+    """The bindings the serving hosts read, as the console last published them."""
+    bucket = api_keys._output(environment, "s3.audit_bucket", "name", "audit bucket")
+    found = aws.client("s3").get_object(Bucket=bucket, Key=contract.ATTRIBUTION_KEY)
+    return json.loads(found["Body"].read())["keys"]
+
+
+def test_a_new_key_files_under_its_owner_project_unless_told_more(client, admin_user, keyed):
+    """Issue 20: attribution was self-asserted; a key is now bound to projects when made."""
+    client.force_login(admin_user)
+    own, _ = create(client, keyed, name="own")
+    shared, _ = create(client, keyed, name="shared", projects="billing, reports  billing")
+    assert api_keys.find(keyed, own).projects == ("billing",)
+    assert api_keys.find(keyed, shared).projects == ("billing", "reports")
+    assert published(keyed) == {own: ["billing"], shared: ["billing", "reports"]}
+
+
+def test_an_unbound_key_is_flagged_and_bound_from_its_page(client, admin_user, keyed):
+    client.force_login(admin_user)
+    key_id, _ = create(client, keyed)
+    arn = f"arn:aws:apigateway:{aws.region()}::/apikeys/{key_id}"
+    aws.client("apigateway").untag_resource(resourceArn=arn, tagKeys=["central-llm:projects"])
+    api_keys.forget(keyed)
+    for project in ("p1", "p2", "p2"):
+        ingest_record(make_record(api_key_id=key_id, project=project, created_at=datetime.now(UTC)))
+    listing = client.get(reverse("api-key-list", args=[keyed.name])).content.decode()
+    assert "not bound to projects" in listing
+    detail = reverse("api-key-detail", args=[keyed.name, key_id])
+    page = client.get(detail).content.decode()
+    assert "any project" in page
+    assert 'name="projects" value="billing p2 p1"' in page  # owner, then as seen, most first
+
+    bind = reverse("api-key-projects", args=[keyed.name, key_id])
+    refused = client.post(bind, {"projects": "p1 <p2>"}, follow=True).content.decode()
+    assert "&#x27;&lt;p2&gt;&#x27; cannot be bound" in refused
+    assert api_keys.find(keyed, key_id).projects is None
+
+    client.post(bind, {"projects": "p1 p2"})
+    assert api_keys.find(keyed, key_id).projects == ("p1", "p2")
+    assert published(keyed) == {key_id: ["p1", "p2"]}
+    action = Action.objects.get(verb="api_key.projects")
+    assert (action.before, action.after) == ({"projects": None}, {"projects": ["p1", "p2"]})
+    listing = client.get(reverse("api-key-list", args=[keyed.name])).content.decode()
+    assert "not bound to projects" not in listing
+
+
+def test_a_rotated_key_files_where_the_old_one_did(client, admin_user, keyed):
+    client.force_login(admin_user)
+    key_id, _ = create(client, keyed, projects="billing reports")
+    old = api_keys.find(keyed, key_id)
+    rotation, _ = api_keys.rotate(
+        keyed, old, rotation_id=str(uuid.uuid4()), grace_hours=1, quiet_minutes=0,
+        expires=None, actor=admin_user,
+    )  # fmt: skip
+    assert api_keys.find(keyed, rotation.new_key_id).projects == ("billing", "reports")
+    assert published(keyed)[rotation.new_key_id] == ["billing", "reports"]
