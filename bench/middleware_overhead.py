@@ -10,6 +10,10 @@ requests in flight and times each one. Sides alternate over ``--rounds`` so that
 shared machine hits both. The audited side writes its records to a local AWS (moto) started
 here, or to ``AWS_ENDPOINT_URL`` when set; at the end the server is stopped with SIGTERM and
 every record is counted in S3 and in the spool: none may be missing.
+
+Attribution is on unless ``--no-attribution``: requests come as from the gateway (its secret,
+an API key id) and the audited side enforces bindings published for ``--bound-keys`` keys,
+the benchmark's own among them (issue 20: within 0.2 ms of the figures without it).
 """
 
 import argparse
@@ -29,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from centralllm import aws
+from centralllm.audit import contract
 from devtools import services
 from inference.uploader import NICENESS
 from inference.writer import BATCH_SECONDS, spooled_request_ids
@@ -36,16 +41,18 @@ from inference.writer import BATCH_SECONDS, spooled_request_ids
 UPSTREAM = "inference.tests.fake_vllm"
 CHAT = {"model": "ministral-8b-instruct", "messages": [{"role": "user", "content": "ping"}]}
 HEADERS = {"x-llm-source": "bench", "x-llm-user": "bench", "x-llm-request-type": "chat"}
+GATEWAY_SECRET = uuid.uuid4().hex
+FROM_GATEWAY = {contract.GATEWAY_SECRET_HEADER: GATEWAY_SECRET, "x-api-key-id": "bench-key"}
 
 
-def request_bytes(body: dict) -> bytes:
+def request_bytes(body: dict, headers: dict[str, str]) -> bytes:
     payload = json.dumps(body).encode()
     lines = [
         "POST /v1/chat/completions HTTP/1.1",
         "host: 127.0.0.1",
         "content-type: application/json",
         f"content-length: {len(payload)}",
-        *(f"{name}: {value}" for name, value in HEADERS.items()),
+        *(f"{name}: {value}" for name, value in headers.items()),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
@@ -78,14 +85,24 @@ async def _connection(
         writer.close()
 
 
+async def answer(port: int, request: bytes) -> bytes:
+    """The status line of one request's answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        status, _ = await read_response(reader)
+        return status
+    finally:
+        writer.close()
+
+
 async def load(
-    port: int, body: dict, concurrency: int, requests: int, seconds: float
+    port: int, request: bytes, concurrency: int, requests: int, seconds: float
 ) -> tuple[list, float]:
     """``requests`` requests over ``concurrency`` connections; latencies and wall time."""
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
     per_connection = requests // concurrency
-    request = request_bytes(body)
     started = time.perf_counter()
     await asyncio.gather(
         *(
@@ -136,6 +153,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--upstream-ms", type=float, default=0, help="upstream time per request")
     parser.add_argument("--seconds", type=float, default=60, help="time limit of one run")
+    parser.add_argument("--no-attribution", dest="attribution", action="store_false")
+    parser.add_argument("--bound-keys", type=int, default=1000, help="keys in the bindings")
     parser.add_argument(
         "--pause-uploader",
         action="store_true",
@@ -175,7 +194,16 @@ def run(options: argparse.Namespace) -> int:
         "AUDIT_SPOOL_DIR": str(spool),
         "AUDIT_FLUSH_SECONDS": "120",
     }
+    headers = HEADERS
+    if options.attribution:
+        bindings = {f"key-{number}": [f"project-{number}"] for number in range(options.bound_keys)}
+        bindings["bench-key"] = ["bench", "other"]
+        document = json.dumps({"keys": bindings}).encode()
+        s3.put_object(Bucket=audit_bucket, Key=contract.ATTRIBUTION_KEY, Body=document)
+        env[contract.GATEWAY_SECRET_ENV] = GATEWAY_SECRET
+        headers = {**HEADERS, **FROM_GATEWAY}
     body = {**CHAT, "delay": options.upstream_ms / 1000, "untracked": True}
+    request = request_bytes(body, headers)
     latencies: dict[str, list] = {"plain": [], "audited": []}
     walls = {"plain": 0.0, "audited": 0.0}
     cpu = {"plain": 0.0, "audited": 0.0}
@@ -192,7 +220,14 @@ def run(options: argparse.Namespace) -> int:
         uploader_cpu = cpu_seconds(uploader)
         warm_up = options.concurrency * 4
         for port, _ in servers.values():  # connections, imports, the boto3 client
-            asyncio.run(load(port, body, options.concurrency, warm_up, 30))
+            asyncio.run(load(port, request, options.concurrency, warm_up, 30))
+        refusals = 0
+        if options.attribution:  # the bindings are read and enforced
+            refused = request_bytes(body, {**headers, "x-llm-source": "not-bound"})
+            status = asyncio.run(answer(audited_port, refused))
+            if not status.startswith(b"HTTP/1.1 403"):
+                raise RuntimeError(f"attribution is not enforced: {status!r}")
+            refusals = 1
         catch_up = []
         for _ in range(options.rounds):
             rates = {}
@@ -204,7 +239,7 @@ def run(options: argparse.Namespace) -> int:
                     os.kill(uploader, signal.SIGSTOP)
                 before = cpu_seconds(pid)
                 run_latencies, wall = asyncio.run(
-                    load(port, body, options.concurrency, options.requests, options.seconds)
+                    load(port, request, options.concurrency, options.requests, options.seconds)
                 )
                 cpu[name] += cpu_seconds(pid) - before
                 os.kill(uploader, signal.SIGCONT)
@@ -219,14 +254,16 @@ def run(options: argparse.Namespace) -> int:
         audited_server.wait(180)
         flush_seconds = time.perf_counter() - flush_started
 
-    sent = warm_up + len(latencies["audited"])
+    sent = warm_up + refusals + len(latencies["audited"])
     delivered = count_records(s3, audit_bucket)
     spooled = count_spooled(spool)
     upstream = f"upstream {options.upstream_ms:g} ms" if options.upstream_ms else "instant upstream"
     uploading = "paused during runs" if options.pause_uploader else "running"
+    attribution = f"on, {options.bound_keys} keys bound" if options.attribution else "off"
     print(
         f"{options.concurrency} connections, {options.rounds} alternating rounds of"
-        f" {options.requests} requests per side, {upstream}, uploader {uploading}"
+        f" {options.requests} requests per side, {upstream}, uploader {uploading},"
+        f" attribution {attribution}"
     )
     print(f"{'':10}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'CPU us/req':>12}")
     rows = {}

@@ -26,6 +26,9 @@ from inference.writer import write_spool_file
 log = logging.getLogger(__name__)
 
 KEPT_COPY = "attribution.json"
+# How long a starting process waits for its first read before serving: enforced from the
+# first request when S3 answers, never held up long when it does not.
+FIRST_READ_SECONDS = 5
 
 
 class Attribution:
@@ -36,6 +39,7 @@ class Attribution:
         self._etag = ""
         self._allowed: dict[bytes, frozenset[bytes]] = {}
         self._stop = threading.Event()
+        self._first_read = threading.Event()
         self._thread: threading.Thread | None = None
         kept = self.spool_dir / KEPT_COPY
         if kept.exists():
@@ -46,9 +50,11 @@ class Attribution:
         return self._allowed.get(api_key_id)
 
     def start(self) -> None:
+        """Re-read the bindings in a thread from now on, the first read waited for a moment."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="audit-attribution", daemon=True)
             self._thread.start()
+            self._first_read.wait(FIRST_READ_SECONDS)
 
     def stop(self) -> None:
         self._stop.set()
@@ -56,6 +62,7 @@ class Attribution:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.refresh()
+            self._first_read.set()
             self._stop.wait(self.every_seconds)
 
     def refresh(self) -> bool:
