@@ -1,6 +1,7 @@
 """The audit trail's runs, carried out by ``provisioning.jobs`` like every run (same live page,
-cancel and action log): a completeness check of one day, and a redrive of dead-lettered
-events or of a day's missing objects, which checks the days it touched again."""
+cancel and action log): a completeness check of one day, which also seals the day or checks
+its seal, and a redrive of dead-lettered events or of a day's missing objects, which checks
+the days it touched again."""
 
 import time
 from datetime import UTC, date, timedelta
@@ -8,15 +9,17 @@ from datetime import UTC, date, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from audit_explorer import completeness, dead_letters
+from audit_explorer import completeness, dead_letters, seals
 from audit_explorer.models import AuditDay, DeadLetter
+from centralllm.audit.contract import parse_timestamp
 from console.actions import Actor, actor_name, record
 from provisioning.engine import refuse_local_against_aws, run_step
 from provisioning.models import Environment, Run
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
 
 COLLECT = ("collect", "Collect the dead-letter queue")
-CHECK_STEPS = [COLLECT, *completeness.STEPS]
+SEAL = ("seal", "Seal the day's objects, or check its seal")
+CHECK_STEPS = [COLLECT, *completeness.STEPS, SEAL]
 REDRIVE_STEPS = [COLLECT, ("redrive", "Ingest the events again"), ("recheck", "Check the days")]
 PROGRESS_SECONDS = 2  # how often a long redrive says how far it is
 
@@ -28,9 +31,13 @@ def check_run(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
     try:
         _collect_step(ctx, run.environment)
         checked = check_and_keep(ctx, run, day)
+        sealed = run_step(
+            ctx, *SEAL, lambda: seal_and_keep(ctx, checked, reseal=run.parameters.get("reseal"))
+        )
     finally:
         ctx.close()
-    return {"day": str(day), "complete": checked.complete}, describe(checked)
+    result = {"day": str(day), "complete": checked.complete, "seal": checked.seal_status}
+    return result, f"{describe(checked)} {sealed}"
 
 
 def _collect_step(ctx: Context, environment: Environment) -> None:
@@ -66,6 +73,38 @@ def check_and_keep(ctx: Context, run: Run, day: date) -> AuditDay:
         },
     )
     return found
+
+
+def seal_and_keep(ctx: Context, checked: AuditDay, *, reseal: bool = False) -> str:
+    """Seal the checked day, or check its seal, and keep what was found with the day."""
+    try:
+        found = seals.seal_or_verify(
+            ctx, checked.day, expected_root=checked.seal.get("root", ""), reseal=bool(reseal)
+        )
+    except seals.NoSealKey as exc:
+        return f"Not sealed: {exc}."
+    kept, before = dict(checked.seal), checked.seal.get("sealedAt", "")
+    if found.statement:  # a seal that holds: this one is witnessed from now on
+        statement = found.statement
+        kept.update(
+            key=found.key,
+            root=statement["merkleRoot"],
+            objects=statement["objects"],
+            bytes=statement["bytes"],
+            signedWith=found.signed_with,
+            sealedAt=statement["sealedAt"],
+        )
+        checked.sealed_at = parse_timestamp(statement["sealedAt"])
+    kept["problem"] = found.problem
+    for name in ("changed", "vanished", "added"):
+        rows = getattr(found, name)
+        kept[name], kept[f"{name}_count"] = rows[: completeness.MAX_LISTED], len(rows)
+    if found.kept:
+        kept["kept"] = [*kept.get("kept", []), {**found.kept, "sealedAt": before}]
+    checked.seal, checked.seal_status = kept, found.status
+    checked.seal_checked_at = None if found.status == seals.Status.SEALED else timezone.now()
+    checked.save(update_fields=["seal", "seal_status", "sealed_at", "seal_checked_at"])
+    return found.describe()
 
 
 _PROBLEMS = (("extra", "extra"), ("double", "double"), ("miscounted_hours", "hours miscounted"))

@@ -144,6 +144,23 @@ class AuditDay(models.Model):
     run = models.ForeignKey(
         "provisioning.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The day's seal (``seals.seal_or_verify``): the seal itself is in the audit bucket; this
+    # is what the console last wrote or found, and it witnesses the seal's Merkle root.
+    seal_status = models.CharField(
+        max_length=10,
+        blank=True,
+        choices=[(status, status) for status in ("sealed", "verified", "changed", "tampered")],
+        help_text="Empty: not sealed.",
+    )
+    sealed_at = models.DateTimeField(null=True, blank=True)
+    seal_checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the seal was last checked against the objects."
+    )
+    seal = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The seal's key, root, counts and key; what its last check found; seals kept.",
+    )
 
     class Meta:
         ordering = ["-day"]

@@ -185,6 +185,13 @@ LOCAL_MODEL_URL = os.environ.get("LOCAL_MODEL_URL", "")
 
 AWS_REGION = region()
 
+# What signs each checked day's audit seal (audit_explorer.seals): an asymmetric KMS signing
+# key (id, ARN or alias), else an HMAC key of 32 characters or more, kept in a secret store.
+# A local environment without either falls back to a key derived from its name (no secret).
+# Django's error pages hide settings named *KEY*.
+AUDIT_SEAL_KMS_KEY = os.environ.get("AUDIT_SEAL_KMS_KEY", "")
+AUDIT_SEAL_KEY = os.environ.get("AUDIT_SEAL_KEY", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
