@@ -1,5 +1,6 @@
 """The audit trail's operations pages, per environment: the dead-letter queue (redrive,
-discard) and the checked days (a 30-day calendar, a day's findings, check and redrive)."""
+discard) and the checked days (a 30-day calendar, a day's findings and seal, check, redrive
+and seal again)."""
 
 import json
 from datetime import date
@@ -13,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from audit_explorer import audit_runs, dead_letters
+from audit_explorer import audit_runs, dead_letters, seals
 from audit_explorer.models import AuditDay, DeadLetter
 from console import actions
 from provisioning import runs
@@ -179,6 +180,8 @@ def audit_day_detail(request: HttpRequest, name: str, day: str) -> HttpResponse:
         "environment": environment,
         "day": when,
         "checked": AuditDay.objects.filter(environment=environment, day=when).first(),
+        "seal_key_problem": seals.key_problem(environment.is_local),
+        "seal_threads": seals.THREADS,
     }
     return render(request, "audit_explorer/audit_day.html", context)
 
@@ -200,6 +203,21 @@ def audit_day_check(request: HttpRequest, name: str, day: str) -> HttpResponse:
         return redirect("audit_explorer:audit-day", name=name, day=day)
     back = reverse("audit_explorer:audit-day", args=[name, day])
     return _start(request, environment, Run.Kind.AUDIT_CHECK, {"day": str(when)}, back)
+
+
+@require_POST
+@permission_required(OPERATE, raise_exception=True)
+def audit_day_seal(request: HttpRequest, name: str, day: str) -> HttpResponse:
+    """Check the day and seal it as it is now; the seal it has is kept beside the new one."""
+    environment = _environment(name)
+    when = _day(day)
+    checked = AuditDay.objects.filter(environment=environment, day=when).first()
+    if checked is None or not checked.seal_status:
+        messages.error(request, f"{when} has no seal yet: checking it seals it.")
+        return redirect("audit_explorer:audit-day", name=name, day=day)
+    back = reverse("audit_explorer:audit-day", args=[name, day])
+    parameters = {"day": str(when), "reseal": True}
+    return _start(request, environment, Run.Kind.AUDIT_CHECK, parameters, back)
 
 
 @require_POST

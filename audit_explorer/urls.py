@@ -45,6 +45,11 @@ urlpatterns = [
         name="audit-day-check",
     ),
     path(
+        "trail/<slug:name>/days/<str:day>/seal",
+        trail_views.audit_day_seal,
+        name="audit-day-seal",
+    ),
+    path(
         "trail/<slug:name>/days/<str:day>/redrive",
         trail_views.audit_day_redrive,
         name="audit-day-redrive",
