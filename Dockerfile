@@ -15,7 +15,8 @@ COPY manage.py ./
 # EXTRAS="[dev]" builds the image the local-aws service runs moto from.
 ARG EXTRAS=""
 RUN pip install --no-cache-dir -c requirements.lock ".${EXTRAS}" \
- && DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input -v 0
+ && DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input -v 0 \
+ && python -m llm_audit_ingest.bundle
 
 RUN useradd --system --home /app console && mkdir -p /app/var && chown console /app/var
 USER console

@@ -11,6 +11,7 @@ $(INSTALLED): pyproject.toml requirements.lock
 	  echo "python venv is missing: installing python3-venv"; \
 	  apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	$(PY) -m llm_audit_ingest.bundle  # fetches the Lambda's RE2 wheel into var/wheels once
 	touch $(INSTALLED)
 
 install: $(INSTALLED)

@@ -23,7 +23,8 @@ from centralllm.audit.redaction import parse_rules, redact
 from centralllm.audit.tests.conftest import make_record
 
 MB = 1_000_000
-CUSTOM = {"name": "ticket", "pattern": r"TCK-\d++"}
+# Cubic on Python's engine (68 s on 2,560 digits); custom rules run on RE2.
+CUSTOM = {"name": "ticket", "pattern": r"TCK-\d*\d*x"}
 # Text crafted against each rule: what made the earlier patterns quadratic.
 HOSTILE = {
     "letters (email)": "a" * MB,
@@ -32,6 +33,7 @@ HOSTILE = {
     "labels (email)": "a@" + "b." * (MB // 2),
     "digit groups (card)": "1 " * (MB // 2),
     "TCK- repeated (custom)": "TCK-" * (MB // 4),
+    "TCK- and digits (custom)": "TCK-" + "1" * MB,
 }
 NORMAL = (
     "Please summarise the thread below. Ann (ann@example.com) says the deploy failed; "

@@ -4,6 +4,13 @@ An environment declares its rules as one JSON list in ``REDACTION_RULES``: built
 and custom rules, ``["email", "card", {"name": "ticket", "pattern": "TCK-\\\\d+"}]``. Empty or
 unset: nothing is redacted. Each match becomes ``[redacted:<rule>]``. A pattern with a group
 named ``value`` redacts only that group (``key=[redacted:api_key]`` keeps its ``key=``).
+
+Every caller can put any text in a prompt, so every pattern runs in linear time. The built-in
+ones are written for Python's engine so that they do; custom ones run on RE2 (the
+``google-re2`` package), which guarantees it for any pattern it accepts: a pattern RE2 cannot
+take (a backreference, a lookaround) is refused with RE2's reason. Python's engine takes
+exponential time on ``(a+)+$`` and cubic on ``\\d*\\d*x`` (68 s on 2,560 digits), which no
+check of a pattern's shape catches in full.
 """
 
 import json
@@ -13,7 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
-from re import _constants, _parser  # the pattern's parse tree, to judge it before it runs
 from typing import Any
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")  # kept short and plain: it goes into the marker
@@ -61,16 +67,16 @@ def _card_number(text: str) -> tuple[int, int] | None:
 @dataclass(frozen=True)
 class Rule:
     name: str
-    patterns: tuple[re.Pattern, ...]
+    patterns: tuple[Any, ...]  # compiled: re's for the built-in rules, RE2's for custom ones
     # The part of a match to redact (start, end), or None to leave it: for checks a pattern
     # cannot make, like the card number's Luhn digit.
     narrow: Callable[[str], tuple[int, int] | None] | None = None
 
 
-# Every caller can put any text in a prompt, so each pattern runs in linear time: a match
-# starts only where a run of its characters starts (a lookbehind), and no quantifier gives back
-# what it took (possessive ``++``, ``*+``) unless what follows cannot be taken by it. Measured
-# by bench/redaction.py on 1 MB of adversarial text.
+# Each pattern runs in linear time on Python's engine: a match starts only where a run of its
+# characters starts (a lookbehind), and no quantifier gives back what it took (possessive
+# ``++``, ``*+``) unless what follows cannot be taken by it. Measured by bench/redaction.py on
+# 1 MB of adversarial text.
 BUILT_IN = {
     rule.name: rule
     for rule in (
@@ -140,68 +146,25 @@ def _rule(entry: object) -> Rule:
         raise RedactionRulesError(f"rule name {name!r} is a built-in rule's")
     if not isinstance(pattern, str) or not pattern:
         raise RedactionRulesError(f"rule {name!r}: the pattern must be a non-empty string")
+    return Rule(name, (_re2(name, pattern),))
+
+
+def _re2(name: str, pattern: str) -> Any:
+    """``pattern`` compiled by RE2 (imported here: the Lambda zip's build of it is for the
+    Lambda's Python, and only custom rules need it)."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # the reason is in the error raised
     try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise RedactionRulesError(f"rule {name!r}: bad pattern {pattern!r}: {exc}") from None
-    slow = _exponential(pattern)
-    if slow:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if isinstance(exc.args[0], bytes) else str(exc)
         raise RedactionRulesError(
-            f"rule {name!r}: pattern {pattern!r} has {slow}, which can take exponential time "
-            "on text any caller can send: write it without, or make the inner repetition "
-            "possessive (a++) or atomic ((?>...)) so that it never gives back what it took"
-        )
-    return Rule(name, (compiled,))
-
-
-# Repetitions that give back what they took when what follows fails; possessive ones and
-# atomic groups do not, so nothing inside them is tried again.
-_BACKTRACKING = (_constants.MAX_REPEAT, _constants.MIN_REPEAT)
-
-
-def _exponential(pattern: str) -> str:
-    """What makes ``pattern`` backtrack exponentially on some text (a repetition inside a
-    repetition, as in ``(a+)+``, alternatives inside one, as in ``(a|aa)+``, or a
-    backreference), or "" when it has none. Python's engine backtracks; these are the classic
-    ways a pattern gets stuck on hostile input. Cautious: some patterns refused are safe, and
-    a possessive or atomic form of each is accepted."""
-
-    def walk(items: Iterable, repeated: bool) -> str:
-        for op, value in items:
-            if op in _BACKTRACKING:
-                _, high, inner = value
-                if high > 1 and repeated:
-                    return "a repetition inside a repetition"
-                found = walk(inner, repeated or high > 1)
-            elif op is _constants.POSSESSIVE_REPEAT:
-                found = walk(value[2], False)
-            elif op is _constants.ATOMIC_GROUP:
-                found = walk(value, False)
-            elif op in (_constants.GROUPREF, _constants.GROUPREF_EXISTS):
-                return "a backreference"
-            elif op is _constants.BRANCH and repeated:
-                # (a|aa)+ tries every way of splitting the text between the alternatives.
-                return "alternatives inside a repetition"
-            else:
-                found = next(
-                    (why for inner in _inner(op, value) if (why := walk(inner, repeated))), ""
-                )
-            if found:
-                return found
-        return ""
-
-    return walk(_parser.parse(pattern), False)
-
-
-def _inner(op: object, value: Any) -> list:
-    """The sub-patterns of one parsed item (groups, alternatives, lookarounds)."""
-    if op is _constants.SUBPATTERN:
-        return [value[3]]
-    if op is _constants.BRANCH:
-        return list(value[1])
-    if op in (_constants.ASSERT, _constants.ASSERT_NOT):
-        return [value[1]]
-    return []
+            f"rule {name!r}: RE2 cannot take pattern {pattern!r}: {reason} (custom rules run "
+            "on RE2, in linear time: no backreferences, lookarounds, possessive or atomic "
+            "repetitions)"
+        ) from None
 
 
 @lru_cache(maxsize=4)
@@ -223,7 +186,8 @@ def _spans(text: str, rules: Iterable[Rule]) -> list[tuple[int, int, int, str]]:
     for order, rule in enumerate(rules):
         for pattern in rule.patterns:
             for match in pattern.finditer(text):
-                start, end = match.span("value" if "value" in pattern.groupindex else 0)
+                # By number: RE2's matches take no group names.
+                start, end = match.span(pattern.groupindex.get("value", 0))
                 if rule.narrow is not None:
                     part = rule.narrow(text[start:end])
                     if part is None:

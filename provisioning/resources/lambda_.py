@@ -57,7 +57,7 @@ class Function(Resource):
 
     def desired(self) -> dict:
         return {
-            "runtime": "python3.12",
+            "runtime": bundle.RUNTIME,
             "handler": bundle.HANDLER,
             "timeout": 60,
             "role": self.output("iam.lambda_role")["arn"],
