@@ -66,7 +66,8 @@ def bulk_load(records: Iterable[dict], *, table: str) -> int:
 
 def _merge(rollups: _Rollups, update: dict) -> None:
     """Add one ``Update`` action to the totals: SET values as the last write leaves them,
-    ADD amounts summed in DynamoDB's decimal context (a sum DynamoDB refuses fails here)."""
+    ADD amounts summed in DynamoDB's decimal context (a sum DynamoDB refuses fails here), ADD
+    string sets joined."""
     key = update["Key"]
     fixed, sums = rollups.setdefault((key["id"]["S"], key["createdAt"]["S"]), (dict(key), {}))
     names = update.get("ExpressionAttributeNames", {})
@@ -77,8 +78,10 @@ def _merge(rollups: _Rollups, update: dict) -> None:
             fixed[name] = value
         elif "N" in value:
             sums[name] = DYNAMODB_CONTEXT.add(sums.get(name, Decimal(0)), Decimal(value["N"]))
+        elif "SS" in value:  # the breakdown values seen; their cap is the ingest's to keep
+            sums[name] = sums.get(name, set()) | set(value["SS"])
         else:
-            raise ValueError(f"bulk_load adds numbers only, not {value} to {name}")
+            raise ValueError(f"bulk_load adds numbers and string sets only, not {value} to {name}")
 
 
 @lru_cache(maxsize=64)

@@ -111,11 +111,13 @@ def ingest_record(record: dict, *, table: str | None = None, key: str | None = N
 
 
 def _crowd(crowded: dict[str, str], codes: list[str]) -> bool:
-    """Cut the breakdowns of the rollups DynamoDB refused (an item over 400 KB: a caller
-    sent thousands of distinct users); False when the refusal is not only theirs, or they
+    """Cut the breakdowns of the rollups DynamoDB refused: at their cap of distinct values
+    (a failed condition) or over 400 KB; False when the refusal is not only theirs, or they
     have nothing left to cut. A record is never refused for its rollups."""
-    refused = [index for index, code in enumerate(codes) if code == "ValidationError"]
+    refused = [index for index, code in enumerate(codes) if code != "None"]
     if not refused or min(refused) < ROLLUPS_FROM:
+        return False
+    if any(codes[index] not in ("ValidationError", "ConditionalCheckFailed") for index in refused):
         return False
     cuts = {}
     for index in refused:

@@ -98,11 +98,16 @@ def dimension_values(record: dict) -> dict[str, str | None]:
     }
 
 
-# How a rollup item that DynamoDB refuses for its size (400 KB: a caller can send any number
-# of distinct users or request types) still counts a record: its breakdowns folded into one
-# OTHER value, then left out. The record is never refused for its rollups.
+# A caller can send any number of distinct users or request types, and each would become an
+# attribute of the rollup item, growing it towards DynamoDB's 400 KB (an update costs one
+# write unit per KB of the item). So an item counts at most BREAKDOWN_CAP values per
+# breakdown (held in a string set, ``seen.<breakdown>``, which a condition checks): a record
+# bringing one more is counted under OTHER instead. An item DynamoDB still refuses for its
+# size loses its breakdowns. The record is never refused for its rollups.
 FULL, FOLDED, BARE = "full", "folded", "bare"
 OTHER = "(other)"
+BREAKDOWN_CAP = 100  # per breakdown and item; a status class has at most 100 statuses
+SEEN_PREFIX = "seen."
 
 
 def rollup_updates(
@@ -143,33 +148,49 @@ def rollup_updates(
         counted = {**increments, **_breakdowns(record, dimension, level)}
         names = {f"#n{i}": name for i, name in enumerate(counted)}
         values = {f":v{i}": {"N": str(amount)} for i, amount in enumerate(counted.values())}
-        adds = ", ".join(f"#n{i} :v{i}" for i in range(len(counted)))
+        adds = [f"#n{i} :v{i}" for i in range(len(counted))]
         sets = ["#dim = :dim", "#val = :val", *(f"#{name} = :{name}" for name in extra)]
-        updates.append(
-            {
-                "Update": {
-                    "TableName": table,
-                    "Key": {
-                        "id": {"S": rollup_id(dimension, value, shard)},
-                        "createdAt": {"S": sort_key},
-                    },
-                    "UpdateExpression": f"SET {', '.join(sets)} ADD {adds}",
-                    "ExpressionAttributeNames": {
-                        **names,
-                        "#dim": "dimension",
-                        "#val": "value",
-                        **{f"#{name}": name for name in extra},
-                    },
-                    "ExpressionAttributeValues": {
-                        **values,
-                        ":dim": {"S": dimension},
-                        ":val": {"S": value or MISSING},
-                        **{f":{name}": {"S": text} for name, text in extra.items()},
-                    },
-                }
-            }
-        )
+        update = {
+            "TableName": table,
+            "Key": {
+                "id": {"S": rollup_id(dimension, value, shard)},
+                "createdAt": {"S": sort_key},
+            },
+            "ExpressionAttributeNames": {
+                **names,
+                "#dim": "dimension",
+                "#val": "value",
+                **{f"#{name}": name for name in extra},
+            },
+            "ExpressionAttributeValues": {
+                **values,
+                ":dim": {"S": dimension},
+                ":val": {"S": value or MISSING},
+                **{f":{name}": {"S": text} for name, text in extra.items()},
+            },
+        }
+        if level == FULL and BREAKDOWNS.get(dimension):
+            adds += _capped(record, dimension, update)
+        update["UpdateExpression"] = f"SET {', '.join(sets)} ADD {', '.join(adds)}"
+        updates.append({"Update": update})
     return updates
+
+
+def _capped(record: dict, dimension: str, update: dict) -> list[str]:
+    """Put the breakdown values' sets and their cap into ``update``; the set additions."""
+    adds, conditions = [], []
+    update["ExpressionAttributeValues"][":cap"] = {"N": str(BREAKDOWN_CAP)}
+    for i, name in enumerate(BREAKDOWNS[dimension]):
+        update["ExpressionAttributeNames"][f"#s{i}"] = f"{SEEN_PREFIX}{name}"
+        seen = str(record[name]) if record[name] is not None else MISSING
+        update["ExpressionAttributeValues"][f":s{i}"] = {"SS": [seen]}
+        update["ExpressionAttributeValues"][f":e{i}"] = {"S": seen}
+        adds.append(f"#s{i} :s{i}")
+        conditions.append(
+            f"(attribute_not_exists(#s{i}) OR contains(#s{i}, :e{i}) OR size(#s{i}) < :cap)"
+        )
+    update["ConditionExpression"] = " AND ".join(conditions)
+    return adds
 
 
 ROLLUP_ORDER = (*DIMENSIONS, PERIOD_DIMENSION)
@@ -185,7 +206,8 @@ def _breakdowns(record: dict, dimension: str, level: str) -> dict[str, int]:
 
 
 def more_crowded(level: str) -> str | None:
-    """The next cut for a rollup item DynamoDB refused at ``level``; None after the last."""
+    """The next cut for a rollup item at its cap or refused for its size at ``level``; None
+    after the last."""
     return {FULL: FOLDED, FOLDED: BARE}.get(level)
 
 
