@@ -29,6 +29,7 @@ from provisioning.resources.base import (
 )
 
 CREATE, UPDATE, NONE = "create", "update", "none"
+_BY_KEY = {cls.key: cls for cls in CATALOGUE}
 SETTLE_POLL_SECONDS = 5
 Sleep = Callable[[float], None]
 # Failures an operator can act on; anything else is a bug and keeps its traceback.
@@ -133,8 +134,13 @@ def refuse_local_against_aws(spec: Spec) -> None:
 
 
 def _blocked(ctx: Context, cls: type[Resource]) -> list[str]:
-    """The dependencies found absent: the resource cannot be looked up without their outputs."""
-    return [dep for dep in cls.depends_on if isinstance(ctx.outputs.get(dep), Pending)]
+    """The dependencies found absent: the resource cannot be looked up without their outputs
+    (unless they do not block lookups)."""
+    return [
+        dep
+        for dep in cls.depends_on
+        if isinstance(ctx.outputs.get(dep), Pending) and _BY_KEY[dep].blocks_lookups
+    ]
 
 
 def _observe(ctx: Context, keys: set[str] | None = None) -> list[tuple[Resource, dict | None]]:

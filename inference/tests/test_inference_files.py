@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from centralllm import aws
+from centralllm.audit import contract
 
 INFERENCE = Path(__file__).resolve().parents[1]
 ACCOUNT = "123456789012"
@@ -29,6 +30,8 @@ PLACEHOLDERS = {
     "ModelId": "mistralai/Ministral-8B-Instruct-2410",
     "ServedModelName": "ministral-8b-instruct",
     "HfTokenSecretArn": f"arn:aws:secretsmanager:eu-central-1:{ACCOUNT}:secret:hf-token",
+    "GatewaySecretArn": f"arn:aws:secretsmanager:eu-central-1:{ACCOUNT}:secret:"
+    "central-llm/gateway-secret-AbCdEf",
     "EnvironmentName": "staging",
 }
 
@@ -53,10 +56,12 @@ def test_the_task_definition_registers_with_ecs():
     assert environment["RAW_BUCKET"] == "central-llm-audit-raw"
     assert environment["SERVED_MODEL_NAME"] == "ministral-8b-instruct"
     assert environment["AUDIT_ENVIRONMENT"] == "staging"  # the CloudWatch metrics' dimension
-    assert container["secrets"] == [
-        {"name": "HF_TOKEN", "valueFrom": PLACEHOLDERS["HfTokenSecretArn"]}
+    # The gateway's secret, which the middleware compares with x-llm-gateway-secret.
+    assert sorted(container["secrets"], key=lambda item: item["name"]) == [
+        {"name": contract.GATEWAY_SECRET_ENV, "valueFrom": PLACEHOLDERS["GatewaySecretArn"]},
+        {"name": "HF_TOKEN", "valueFrom": PLACEHOLDERS["HfTokenSecretArn"]},
     ]
-    assert "HF_TOKEN" not in environment
+    assert "HF_TOKEN" not in environment and contract.GATEWAY_SECRET_ENV not in environment
     assert registered["requiresCompatibilities"] == ["EC2"]
 
 

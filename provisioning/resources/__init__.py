@@ -16,6 +16,7 @@ from provisioning.resources import (
     iam,
     lambda_,
     s3,
+    secretsmanager,
     sns,
     sqs,
 )
@@ -27,6 +28,8 @@ CATALOGUE = [
     dynamodb.AuditTable,
     sqs.DeadLetterQueue,
     sqs.LocalIngestQueue,
+    # The gateway's secret (issue 20): API Gateway sends it, the serving hosts check it
+    secretsmanager.GatewaySecret,
     # IAM (section 4)
     iam.TaskRole,
     iam.ExecutionRole,

@@ -1,11 +1,14 @@
 """API Gateway (section 7): ``/v1/{proxy+}`` to the NLB by VPC link, behind API keys.
 
 Clients must send the three audit headers (a request validator enforces them) and an API
-key; the backend receives API Gateway's request id and the API key id as headers.
+key; the backend receives API Gateway's request id and the API key id as headers, with the
+gateway's secret that vouches for them (``secretsmanager.GatewaySecret``).
 """
 
 import hashlib
 import json
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from centralllm import aws
 from centralllm.audit import contract
@@ -19,6 +22,7 @@ from provisioning.resources.base import (
     wait_until,
 )
 from provisioning.resources.elbv2 import LISTENER_PORT
+from provisioning.resources.secretsmanager import GatewaySecret, fingerprint, secret_value
 
 STAGE = "prod"
 PROXY_PATH = "/v1/{proxy+}"
@@ -30,6 +34,8 @@ VALIDATOR = "required-headers"
 ENDPOINT_TYPE = "REGIONAL"
 TRANSFER_MODE = "STREAM"
 INTEGRATION_TIMEOUT_MS = 900_000
+# A static value, single-quoted as API Gateway wants it; declared and read by its fingerprint.
+SECRET_PARAMETER = f"integration.request.header.{contract.GATEWAY_SECRET_HEADER}"
 
 
 def _find(pages, name: str) -> dict | None:
@@ -119,7 +125,12 @@ class RestApi(Resource):
     title = "API Gateway REST API"
     service = "apigateway"
     base_name = "RestApi"
-    depends_on = ("apigateway.vpc_link", "elbv2.load_balancer", "elbv2.listener")
+    depends_on = (
+        "apigateway.vpc_link",
+        "elbv2.load_balancer",
+        "elbv2.listener",
+        GatewaySecret.key,
+    )
 
     def desired(self) -> dict:
         headers = {f"method.request.header.{name}": True for name in contract.REQUIRED_HEADERS}
@@ -145,6 +156,7 @@ class RestApi(Resource):
                     "integration.request.path.proxy": "method.request.path.proxy",
                     f"integration.request.header.{contract.REQUEST_ID_HEADER}": "context.requestId",
                     f"integration.request.header.{api_key_id}": "context.identity.apiKeyId",
+                    SECRET_PARAMETER: self.output(GatewaySecret.key)["fingerprint"],
                 },
             },
             "validator_attached": True,
@@ -177,7 +189,9 @@ class RestApi(Resource):
             "paths": in_declared_order(by_path, shape["paths"]),
             "validator": projected(validator, shape["validator"]) if validator else None,
             "method": projected(method, shape["method"]) if method else None,
-            "integration": projected(integration, shape["integration"]) if method else None,
+            "integration": _fingerprinted(projected(integration, shape["integration"]))
+            if method
+            else None,
             "validator_attached": bool(validator)
             and (method or {}).get("requestValidatorId") == validator["id"],
         }
@@ -255,7 +269,21 @@ class RestApi(Resource):
                 responseTransferMode=desired["response_transfer_mode"],
             )
             integration["integrationHttpMethod"] = integration.pop("httpMethod")
-            apigateway.put_integration(**target, **integration)
+            secret = secret_value(self.ctx)
+            integration["requestParameters"] = {
+                **integration["requestParameters"],
+                SECRET_PARAMETER: f"'{secret}'",
+            }
+            try:
+                apigateway.put_integration(**target, **integration)
+            except (ClientError, BotoCoreError) as exc:
+                if secret not in str(exc):
+                    raise
+                # API Gateway quotes a mapping it refuses: the run log must not show it.
+                raise ProvisioningError(
+                    "API Gateway refused the integration; its message quoted the gateway "
+                    "secret, so it is not shown"
+                ) from None
         # Callers see a change only once it is deployed; the stage step deploys a new API.
         if ignoring(
             lambda: apigateway.get_stage(restApiId=api, stageName=STAGE), "NotFoundException"
@@ -269,6 +297,18 @@ class RestApi(Resource):
 
     def outputs(self, current: dict) -> dict:
         return {"id": current["id"], "deployment": deployment_description(self.desired())}
+
+
+def _fingerprinted(integration: dict) -> dict:
+    """The integration as plans show it: the gateway secret's value by its fingerprint."""
+    parameters = integration.get("requestParameters") or {}
+    if SECRET_PARAMETER not in parameters:
+        return integration
+    value = parameters[SECRET_PARAMETER].strip("'")
+    return {
+        **integration,
+        "requestParameters": {**parameters, SECRET_PARAMETER: fingerprint(value)},
+    }
 
 
 def deployment_description(declared: dict) -> str:

@@ -52,6 +52,7 @@ BASE_NAMES = {
     "LoadBalancer": "central-llm-nlb",
     "TargetGroup": "central-llm-vllm",
     "AlarmTopic": "central-llm-alarms",
+    "GatewaySecret": "central-llm/gateway-secret",
 }
 
 # How long AWS lets each name be, so that a suffix AWS would refuse half-way through an apply
@@ -90,6 +91,8 @@ _NAME_KINDS = {
     "target group": ("ELB", 32),
     # https://docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html
     "SNS topic": ("SNS", 256),
+    # https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html
+    "Secrets Manager secret": ("Secrets Manager", 512),
 }
 # The kind of each name. API Gateway documents no maximum for its names (RestApi, VpcLink,
 # UsagePlan, ApiKey: CreateRestApi, CreateVpcLink, CreateUsagePlan, CreateApiKey), so they
@@ -118,6 +121,7 @@ _NAME_KIND_OF = {
     "LoadBalancer": "load balancer",
     "TargetGroup": "target group",
     "AlarmTopic": "SNS topic",
+    "GatewaySecret": "Secrets Manager secret",
 }
 # The documented maximum length of each name, by BASE_NAMES key.
 NAME_LIMITS: dict[str, int] = {key: _NAME_KINDS[kind][1] for key, kind in _NAME_KIND_OF.items()}
@@ -298,6 +302,9 @@ class Context:
             ModelId=spec.model_id,
             ServedModelName=spec.served_model_name,
             HfTokenSecretArn=spec.hf_token_secret_arn,
+            # The environment's own secret has an ARN only once it exists: what renders it
+            # passes the ARN (``render``'s keywords); a file checked before then shows this.
+            GatewaySecretArn=PENDING,
             EnvironmentName=spec.name,
         )
         return values
@@ -305,18 +312,19 @@ class Context:
     def role_arn(self, role_name: str) -> str:
         return f"arn:aws:iam::{self.account_id}:role/{role_name}"
 
-    def render(self, relative_path: str) -> str:
-        """A repository file with its placeholders filled in; a missing file is a clear error."""
+    def render(self, relative_path: str, **values: str) -> str:
+        """A repository file with its placeholders filled in (``values`` before the context's
+        own); a missing file is a clear error."""
         path = ROOT / relative_path
         if not path.exists():
             raise ProvisioningError(f"{relative_path} is missing from the repository.")
         try:
-            return Template(path.read_text()).substitute(self.placeholders)
+            return Template(path.read_text()).substitute({**self.placeholders, **values})
         except (KeyError, ValueError) as exc:
             raise ProvisioningError(f"{relative_path} has an unknown placeholder: {exc}") from exc
 
-    def render_json(self, relative_path: str) -> Any:
-        text = self.render(relative_path)
+    def render_json(self, relative_path: str, **values: str) -> Any:
+        text = self.render(relative_path, **values)
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -431,6 +439,10 @@ class Resource:
     depends_on: ClassVar[tuple[str, ...]] = ()
     holds_data: ClassVar[bool] = False  # destroy keeps it unless data deletion is confirmed
     managed: ClassVar[bool] = True  # False: used here but owned elsewhere, never deleted
+    # False: what depends on it can still be looked up while it is absent, because it only
+    # declares this resource's outputs (shown as known after apply). An environment made
+    # before the resource existed then plans, and destroys, its dependents as they are.
+    blocks_lookups: ClassVar[bool] = True
     kept_because: ClassVar[str] = "not created here"  # why destroy leaves it in place
     # How long AWS may take to show a write in its reads, and what it documents as usual.
     settle_seconds: ClassVar[float] = 120

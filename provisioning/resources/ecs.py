@@ -17,6 +17,7 @@ from provisioning.resources.base import (
     wait_until,
 )
 from provisioning.resources.elbv2 import VLLM_PORT
+from provisioning.resources.secretsmanager import GatewaySecret, secret_arn
 
 TASK_DEFINITION = "inference/ecs-task-definition.json"
 
@@ -198,14 +199,21 @@ class TaskDefinition(Resource):
     title = "ECS task definition"
     service = "ecs"
     base_name = "TaskFamily"
-    depends_on = ("iam.task_role", "iam.execution_role", "ecr.repository", "logs.service_log_group")
+    depends_on = (
+        "iam.task_role",
+        "iam.execution_role",
+        "ecr.repository",
+        "logs.service_log_group",
+        GatewaySecret.key,
+    )
 
     @classmethod
     def files(cls) -> tuple[str, ...]:
         return (TASK_DEFINITION,)
 
     def desired(self) -> dict:
-        definition = {**self.ctx.render_json(TASK_DEFINITION), "family": self.name}
+        rendered = self.ctx.render_json(TASK_DEFINITION, GatewaySecretArn=secret_arn(self.ctx))
+        definition = {**rendered, "family": self.name}
         if aws.is_stand_in():
             definition = _with_hard_memory_limits(definition)
         return {"definition": _canonical(definition)}

@@ -15,6 +15,7 @@ from typing import ClassVar
 from botocore.exceptions import ClientError
 
 from provisioning.resources.base import ProvisioningError, Resource, Spec, error_code, ignoring
+from provisioning.resources.secretsmanager import GatewaySecret
 
 AWS_POLICY = "arn:aws:iam::aws:policy/"
 MANAGED_BY = "central-llm:managed-by"
@@ -208,19 +209,23 @@ class TaskRole(Role):
 
 
 class ExecutionRole(Role):
-    """What ECS itself needs to start the task: pull the image, write logs, read the HF token."""
+    """What ECS itself needs to start the task: pull the image, write logs, read the secrets it
+    hands to the task (the gateway's, and the HF token when declared)."""
 
     key = "iam.execution_role"
     title = "ECS task execution role"
     base_name = "ExecutionRole"
     principal = "ecs-tasks.amazonaws.com"
     managed_policies = ("service-role/AmazonECSTaskExecutionRolePolicy",)
+    depends_on = (GatewaySecret.key,)
 
     def inline_policies(self) -> dict[str, dict]:
-        secret = self.spec.hf_token_secret_arn
-        return (
-            {"read-hf-token": allow(["secretsmanager:GetSecretValue"], [secret])} if secret else {}
-        )
+        read = ["secretsmanager:GetSecretValue"]
+        gateway_secret = self.output(GatewaySecret.key)["arn"]
+        policies = {"read-gateway-secret": allow(read, [gateway_secret])}
+        if self.spec.hf_token_secret_arn:
+            policies["read-hf-token"] = allow(read, [self.spec.hf_token_secret_arn])
+        return policies
 
 
 class InstanceRole(Role):

@@ -12,6 +12,7 @@ from provisioning.models import Environment
 from provisioning.resources import CATALOGUE, iam
 from provisioning.resources.base import Context, ProvisioningError
 from provisioning.resources.lambda_ import Function
+from provisioning.resources.secretsmanager import GatewaySecret
 from provisioning.tests.conftest import Messages
 
 # Actions that take no resource, so "*" is the only one they can name.
@@ -63,6 +64,10 @@ TRUSTED = {
 ROLES = [cls for cls in CATALOGUE if issubclass(cls, iam.Role)]
 # A region no other test uses, so the stubbed Lambda client is ours alone.
 REGION = "ap-southeast-2"
+GATEWAY_SECRET = (
+    "arn:aws:secretsmanager:eu-central-1:123456789012:secret:"
+    "central-llm/gateway-secret-policies-AbCdEf"
+)
 
 
 @pytest.fixture
@@ -74,6 +79,7 @@ def ctx():
         hf_token_secret_arn="arn:aws:secretsmanager:eu-central-1:123456789012:secret:hf-AbCdEf",
     )
     ctx = Context(environment.spec())
+    ctx.outputs[GatewaySecret.key] = {"arn": GATEWAY_SECRET}
     yield ctx
     ctx.close()
 
@@ -111,6 +117,21 @@ def test_policy_documents_are_valid_narrow_and_name_their_resources(ctx, role):
                 assert "${" not in resource
                 # Named: the environment's own bucket, table, queue, log group or secret.
                 assert "-policies" in resource or resource == ctx.spec.hf_token_secret_arn
+
+
+def test_the_execution_role_reads_the_gateway_secret_and_the_hf_token_only(ctx):
+    # ECS fetches a task's secrets with the execution role when the task starts:
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/secrets-envvar-secrets-manager.html
+    policies = iam.ExecutionRole(ctx).desired()["inline_policies"]
+    granted = {
+        name: [(statement["Action"], statement["Resource"]) for statement in document["Statement"]]
+        for name, document in policies.items()
+    }
+    read = ["secretsmanager:GetSecretValue"]
+    assert granted == {
+        "read-gateway-secret": [(read, [GATEWAY_SECRET])],
+        "read-hf-token": [(read, [ctx.spec.hf_token_secret_arn])],
+    }
 
 
 def test_codebuild_pushes_only_to_the_environments_repository(ctx):
