@@ -65,7 +65,7 @@ def test_the_task_definition_registers_with_ecs():
     assert registered["requiresCompatibilities"] == ["EC2"]
 
 
-def test_the_audit_writer_policy_only_puts_records():
+def test_the_audit_writer_policy_puts_records_and_reads_only_the_attribution_bindings():
     document = render("ecs-task-audit-writer.json")
     aws.client("iam").create_policy(
         PolicyName=f"ecs-task-audit-writer-{uuid.uuid4().hex[:8]}", PolicyDocument=document
@@ -74,6 +74,7 @@ def test_the_audit_writer_policy_only_puts_records():
     assert {(s["Effect"], s["Action"], s["Resource"]) for s in statements} == {
         ("Allow", "s3:PutObject", "arn:aws:s3:::central-llm-audit/logs/*"),
         ("Allow", "s3:PutObject", "arn:aws:s3:::central-llm-audit-raw/raw/*"),
+        ("Allow", "s3:GetObject", f"arn:aws:s3:::central-llm-audit/{contract.ATTRIBUTION_KEY}"),
     }
 
 

@@ -28,7 +28,8 @@ ECR_PUSH = {
 }
 # What each role may do, from the deployment guide: nothing more.
 ALLOWED_ACTIONS = {
-    "iam.task_role": {"s3:PutObject"},
+    # Records and raw bodies put; the attribution bindings read (issue 20).
+    "iam.task_role": {"s3:PutObject", "s3:GetObject"},
     "iam.execution_role": {"secretsmanager:GetSecretValue"},
     "iam.lambda_role": {
         "s3:GetObject",
