@@ -2,16 +2,42 @@ from django import forms
 from django.db.models import QuerySet
 
 from provisioning import engine
-from provisioning.models import DECLARED, Environment, Run
+from provisioning.models import COMPLIANCE, DECLARED, Environment, Run
+
+COMPLIANCE_CONSEQUENCES = (
+    "I understand compliance mode: nobody, not even the AWS account's root user, can delete "
+    "an object of the audit bucket or shorten its retention until its days have passed, and "
+    "S3 Object Lock can never be turned off on the bucket again."
+)
 
 
 class EnvironmentForm(forms.ModelForm):
     """Every declared setting; the model's own validation (``Environment.clean``) is shown on
-    the form, field by field."""
+    the form, field by field. Compliance mode is saved only once its consequences are
+    confirmed: it cannot be undone for what it locks."""
+
+    confirm_compliance = forms.BooleanField(
+        required=False,
+        label=COMPLIANCE_CONSEQUENCES,
+        help_text="Needed to turn compliance mode on or change its days.",
+    )
 
     class Meta:
         model = Environment
         fields = [*DECLARED, "subnet_ids"]  # what an operator declares
+
+    def clean(self) -> dict:
+        data = super().clean()
+        lock = (data.get("object_lock_mode"), data.get("object_lock_days"))
+        # The instance still holds what was saved: the form's values reach it after clean().
+        saved = (self.instance.object_lock_mode, self.instance.object_lock_days)
+        changed = self.instance.pk is None or lock != saved
+        if lock[0] == COMPLIANCE and changed and not data.get("confirm_compliance"):
+            self.add_error(
+                "confirm_compliance",
+                "Compliance mode cannot be undone for what it locks: tick the box to confirm.",
+            )
+        return data
 
 
 class DestroyForm(forms.Form):

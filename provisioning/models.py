@@ -16,9 +16,15 @@ DECLARED = [
     if field.name not in ("subnet_ids", "live_image_tag", "quota_extra")
 ]
 QUOTA_PERIODS = [("DAY", "per day"), ("WEEK", "per week"), ("MONTH", "per month")]
+GOVERNANCE, COMPLIANCE = "GOVERNANCE", "COMPLIANCE"
+OBJECT_LOCK_MODES = [("", "off"), (GOVERNANCE, "governance"), (COMPLIANCE, "compliance")]
 _not_negative = MinValueValidator(0, "Must be zero or more.")
 # An alarm at zero errors or messages would always be in alarm.
 _at_least_one = MinValueValidator(1, "Must be one or more.")
+
+
+def days(count: int) -> str:
+    return f"{count} day" if count == 1 else f"{count} days"
 
 
 def validate_redaction_rules(value: str) -> None:
@@ -117,6 +123,23 @@ class Environment(models.Model):
         help_text="Days the prompt and completion previews stay on the DynamoDB items (the"
         " rest of the item is kept); 0: as long as the item.",
     )
+    object_lock_mode = models.CharField(
+        "S3 Object Lock",
+        max_length=10,
+        blank=True,
+        default="",
+        choices=OBJECT_LOCK_MODES,
+        help_text="Locks every new object of the audit bucket (records, exports, seals) for the"
+        " days below. Governance: only users allowed to bypass it may delete or shorten it."
+        " Compliance: nobody, not even the account's root user, until the days have passed."
+        " S3 never turns Object Lock off again: 'off' then only stops locking new objects.",
+    )
+    object_lock_days = models.IntegerField(
+        "Object Lock days",
+        default=0,
+        validators=[_not_negative],
+        help_text="Days each new object of the audit bucket stays locked (with a mode).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -159,8 +182,31 @@ class Environment(models.Model):
                 "Previews go with the records after "
                 f"{self.audit_retention_days} days: keep them fewer days, or 0."
             )
+        errors.update(self._object_lock_errors())
         if errors:
             raise ValidationError(errors)
+
+    def _object_lock_errors(self) -> dict[str, str]:
+        if not self.object_lock_mode:
+            return {}
+        locked, records = self.object_lock_days, self.audit_retention_days
+        if locked < 1:
+            return {"object_lock_days": "Object Lock needs its retention: one day or more."}
+        if records and locked > records:
+            # S3 cannot delete a locked object: the lifecycle would hide the records (a delete
+            # marker) on time but keep them until the lock ends.
+            return {
+                "object_lock_days": f"Records expire after {records} days: lock them at most "
+                "as long (or keep the records for ever, 0)."
+            }
+        return {}
+
+    @property
+    def object_lock(self) -> str:
+        """The declared Object Lock, as the pages say it: "compliance, 365 days" or "off"."""
+        if not self.object_lock_mode:
+            return "off"
+        return f"{self.get_object_lock_mode_display()}, {days(self.object_lock_days)}"
 
     def spec(self) -> Spec:
         """The declared state as plain data, for the engine. Raises ValidationError if invalid.

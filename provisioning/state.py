@@ -14,10 +14,11 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from provisioning import engine
-from provisioning.models import Environment, Run, RunStep
+from provisioning.models import Environment, Run, RunStep, days
 from provisioning.resources import CATALOGUE
 from provisioning.resources.base import Context
 from provisioning.resources.cloudwatch import Alarm
+from provisioning.resources.s3 import object_lock
 from provisioning.resources.sns import AlarmTopic
 
 # Every alarm of the catalogue, however its class is derived.
@@ -128,6 +129,7 @@ def read_live(environment: Environment) -> dict[str, Any]:
             "notifications": _guarded(lambda: _notifications(ctx)),
             "dlq": _guarded(lambda: _dlq(ctx)),
             "lambda_errors": _guarded(lambda: _lambda_errors(ctx)),
+            "object_lock": _guarded(lambda: _object_lock(ctx)),
         }
     finally:
         ctx.close()
@@ -233,6 +235,22 @@ def _dlq(ctx: Context) -> dict:
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]
     return {"exists": True, "messages": int(attributes["ApproximateNumberOfMessages"])}
+
+
+def _object_lock(ctx: Context) -> dict:
+    """The audit bucket's S3 Object Lock as S3 has it, in words."""
+    bucket = ctx.name("AuditBucket")
+    try:
+        lock = object_lock(ctx.client("s3"), bucket)
+    except ClientError as exc:
+        if exc.response["Error"].get("Code") not in ("NoSuchBucket", "404"):
+            raise
+        return {"state": "no audit bucket yet"}
+    if lock["mode"]:
+        return {"state": f"{lock['mode'].lower()}, {days(lock['days'])}"}
+    if lock["enabled"]:
+        return {"state": "enabled without a default retention: S3 cannot turn it off"}
+    return {"state": "off"}
 
 
 def _lambda_errors(ctx: Context) -> dict:

@@ -188,6 +188,8 @@ class Spec:
     audit_retention_days: int  # 0: kept for ever
     raw_retention_days: int
     preview_retention_days: int  # 0: as long as the item
+    object_lock_mode: str  # S3 Object Lock on the audit bucket: "", GOVERNANCE or COMPLIANCE
+    object_lock_days: int  # each new object's default retention, with a mode
     # What the last rollout put live; empty until the first one.
     live_image_tag: str = ""
     # Temporary quota increases in force (console.models.QuotaIncrease), on top of the limit.

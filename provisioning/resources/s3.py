@@ -1,11 +1,16 @@
-"""The audit buckets (encrypted, versioned, private, with lifecycle) and their notification."""
+"""The audit buckets (encrypted, versioned, private, with lifecycle), the audit bucket's
+optional S3 Object Lock, and its notification."""
+
+from typing import Any
 
 from botocore.exceptions import ClientError
 
+from centralllm import aws
 from llm_audit_ingest import local as local_ingest
 from provisioning.resources.base import (
     ProvisioningError,
     Resource,
+    Spec,
     error_code,
     ignoring,
     retrying,
@@ -32,6 +37,11 @@ _LIFECYCLE_KEYS = (
     "NoncurrentVersionExpiration",
     "AbortIncompleteMultipartUpload",
 )
+
+
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock-configure.html
+OBJECT_LOCK_DOCS = "object-lock-configure.html"
+LOCK_OFF = "off"
 
 
 def _rule(rule_id: str, prefix: str, **settings: dict | list) -> dict:
@@ -137,6 +147,10 @@ class Bucket(Resource):
 
     def delete(self, current: dict) -> None:
         s3, bucket = self.client, self.name
+        lock = current.get("object_lock", LOCK_OFF)
+        # Governance mode lets whoever may bypass it delete; compliance mode lets nobody.
+        bypass = {"BypassGovernanceRetention": True} if lock != LOCK_OFF else {}
+        refused: list[dict] = []
         # A versioned bucket is empty only when every version and delete marker is gone.
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
             objects = [
@@ -144,7 +158,12 @@ class Bucket(Resource):
                 for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
             ]
             if objects:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+                answer = s3.delete_objects(
+                    Bucket=bucket, Delete={"Objects": objects, "Quiet": True}, **bypass
+                )
+                refused += answer.get("Errors", [])
+        if refused:
+            raise ProvisioningError(_not_deleted(bucket, refused, lock))
         s3.delete_bucket(Bucket=bucket)
 
     def outputs(self, current: dict) -> dict:
@@ -152,11 +171,57 @@ class Bucket(Resource):
 
 
 class AuditBucket(Bucket):
+    """The records' bucket, with S3 Object Lock when the environment asks for it. AWS enables
+    Object Lock on an existing, versioned bucket (PutObjectLockConfiguration, since November
+    2023; object-lock-configure.html) but never turns it off again: "off" after it was on
+    removes the default retention, so new objects are no longer locked, and says so."""
+
     key = "s3.audit_bucket"
     title = "S3 audit bucket"
     base_name = "AuditBucket"
     # S3 moves no object under 128 KB to STANDARD_IA, and audit records are a few KB: a
     # transition would do nothing, so records stay STANDARD until they expire.
+
+    def desired(self) -> dict:
+        return {**super().desired(), "object_lock": declared_lock(self.spec)}
+
+    def read(self) -> dict | None:
+        current = super().read()
+        if current is not None:
+            current["object_lock"] = _as_declared(object_lock(self.client, self.name))
+        return current
+
+    def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        super().update(desired, current, fields)  # versioning first: Object Lock needs it
+        if "object_lock" in fields:
+            self._put_lock(desired["object_lock"], current["object_lock"])
+
+    def _put_lock(self, lock: dict | str, found: dict | str) -> None:
+        config: dict[str, Any] = {"ObjectLockEnabled": "Enabled"}
+        if lock == LOCK_OFF:
+            self.ctx.say(
+                "S3 cannot turn Object Lock off once it is on: the bucket keeps it without a "
+                "default retention, so new objects are no longer locked"
+            )
+        else:
+            config["Rule"] = {"DefaultRetention": {"Mode": lock["mode"], "Days": lock["days"]}}
+        if found != LOCK_OFF and found["mode"] == "COMPLIANCE":
+            self.ctx.say(
+                "the objects written under compliance mode keep their retention: nobody, not "
+                "even the account's root user, can shorten it or delete them before it ends"
+            )
+        try:
+            self.client.put_object_lock_configuration(
+                Bucket=self.name, ObjectLockConfiguration=config
+            )
+        except ClientError as exc:
+            if aws.is_stand_in() and error_code(exc) == "InvalidBucket":
+                raise ProvisioningError(
+                    "the local AWS (moto) sets Object Lock only on an empty bucket, where AWS "
+                    f"sets it on one with objects too ({OBJECT_LOCK_DOCS}): destroy the "
+                    "environment with its data, or leave Object Lock off locally"
+                ) from exc
+            raise
 
     @property
     def lifecycle(self) -> list[dict]:
@@ -177,6 +242,56 @@ class AuditBucket(Bucket):
             ),
             _rule("cleanup", "", **_CLEANUP),
         ]
+
+
+def declared_lock(spec: Spec) -> dict | str:
+    """The audit bucket's Object Lock as the environment declares it."""
+    if not spec.object_lock_mode:
+        return LOCK_OFF
+    return {"mode": spec.object_lock_mode, "days": spec.object_lock_days}
+
+
+def object_lock(s3: Any, bucket: str) -> dict:
+    """A bucket's Object Lock as S3 has it: enabled or not, and its default retention (a mode
+    and days; an empty mode when there is none)."""
+    found = ignoring(
+        lambda: s3.get_object_lock_configuration(Bucket=bucket),
+        "ObjectLockConfigurationNotFoundError",
+    )
+    config = (found or {}).get("ObjectLockConfiguration", {})
+    retention = (config.get("Rule") or {}).get("DefaultRetention") or {}
+    lock = {
+        "enabled": config.get("ObjectLockEnabled") == "Enabled",
+        "mode": retention.get("Mode", ""),
+        "days": retention.get("Days") or 0,
+    }
+    if retention.get("Years"):  # set by hand: we declare days
+        lock["years"] = retention["Years"]
+    return lock
+
+
+def _as_declared(lock: dict) -> dict | str:
+    """Enabled without a default retention locks no new object: that is "off" as declared
+    (S3 cannot turn it off further)."""
+    if not lock["mode"]:
+        return LOCK_OFF
+    return {key: value for key, value in lock.items() if key != "enabled"}
+
+
+def _not_deleted(bucket: str, refused: list[dict], lock: dict | str) -> str:
+    first = refused[0]
+    text = (
+        f"{len(refused)} object versions of {bucket} could not be deleted (e.g. "
+        f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+        + "), so the bucket stays"
+    )
+    if lock != LOCK_OFF and lock["mode"] == "COMPLIANCE":
+        text += (
+            ": S3 Object Lock in compliance mode keeps each object until its retention ends "
+            f"({lock['days']} days after it was written, by default) and nobody can delete it "
+            "before; destroy again once it has ended"
+        )
+    return text
 
 
 class RawBucket(Bucket):
