@@ -9,6 +9,7 @@ error from a JSON response or from SSE chunks.
 """
 
 import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -51,15 +52,15 @@ def documents(encoded: bytes, deployment: dict) -> tuple[dict, dict]:
     line, _, bodies = encoded.partition(b"\n")
     meta = json.loads(line)
     split = meta["requestBytes"]
-    request = _json_or_text(bodies[:split].decode("utf-8", errors="replace"))
+    request, request_kept = _json_or_text(bodies[:split].decode("utf-8", errors="replace"))
     response_text = bodies[split:].decode("utf-8", errors="replace")
     stream = (meta.get("contentType") or "").startswith("text/event-stream")
     if stream:
         events = _sse_events(response_text)
         response, answer = events, _answer_from_events(events)
     else:
-        response = _json_or_text(response_text)
-        answer = _answer_from_body(response)
+        parsed, response = _json_or_text(response_text)
+        answer = _answer_from_body(parsed)
     status = meta["status"] or 500
     error = meta.get("error") or answer["error"]
     if error is None and status >= 400:
@@ -96,7 +97,7 @@ def documents(encoded: bytes, deployment: dict) -> tuple[dict, dict]:
         "request": {
             "method": meta["method"],
             "path": meta["path"],
-            "body": request,
+            "body": request_kept,
             "truncated": meta["requestTruncated"],
         },
         "response": {
@@ -127,7 +128,7 @@ def same_document(stored: bytes, ours: bytes) -> bool:
         return True
     try:
         stored_document, our_document = json.loads(stored), json.loads(ours)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     if not isinstance(stored_document, dict):
         return False
@@ -140,11 +141,51 @@ def _header(meta: dict, name: str) -> str | None:
     return meta["headers"].get(name, "").strip() or None
 
 
-def _json_or_text(text: str) -> Any:
+def _json_or_text(text: str) -> tuple[Any, Any]:
+    """A body as read and as the raw document keeps it (see ``_json``); the text, twice, when
+    it is no JSON."""
+    if not text:
+        return None, None
+    parsed = _json(text)
+    return (text, text) if parsed is None else parsed
+
+
+def _json(text: str) -> tuple[Any, Any] | None:
+    """The JSON in ``text`` as read, and as the raw document keeps it: the same, or the text
+    when the JSON holds NaN or Infinity (RFC 8259's JSON has neither, and other readers refuse
+    them). None when it is no JSON, or nested deeper than ``MAX_JSON_DEPTH``: a caller decides
+    what a body holds (100 KB of ``[`` nest 100,000 deep), and parsing, encoding and the
+    surrogate replacement all recurse."""
     try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return text
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    shape = _shape(value)
+    if shape == "deep":
+        return None
+    return value, text if shape == "not finite" else value
+
+
+# Far deeper than any request to the model (a chat nests 4 levels, a tool's schema a few more),
+# far shallower than Python's recursion limit.
+MAX_JSON_DEPTH = 100
+
+
+def _shape(value: Any) -> str | None:
+    """What keeps parsed JSON out of a raw document as it is: "deep" (nested deeper than
+    MAX_JSON_DEPTH) or "not finite" (NaN or Infinity); None. Walked without recursion."""
+    finite = True
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                return "deep"
+            children = item.values() if isinstance(item, dict) else item
+            pending += [(child, depth + 1) for child in children]
+        elif isinstance(item, float) and not math.isfinite(item):
+            finite = False
+    return None if finite else "not finite"
 
 
 def _text(value: Any) -> str | None:
@@ -152,16 +193,14 @@ def _text(value: Any) -> str | None:
 
 
 def _sse_events(text: str) -> list:
-    """The JSON payloads of ``data:`` lines; ``[DONE]`` and anything unparsable are left out."""
+    """The JSON payloads of ``data:`` lines, as the raw document keeps them (``_json``);
+    ``[DONE]`` and anything unparsable are left out."""
     events = []
     for line in text.splitlines():
         if line.startswith("data:"):
             payload = line[5:].strip()
-            if payload and payload != "[DONE]":
-                try:
-                    events.append(json.loads(payload))
-                except ValueError:
-                    continue
+            if payload and payload != "[DONE]" and (parsed := _json(payload)) is not None:
+                events.append(parsed[1])
     return events
 
 
@@ -170,7 +209,12 @@ def _content(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "".join(part.get("text") or "" for part in value if isinstance(part, dict))
+        # A part's text is whatever the caller sent: only strings are text.
+        return "".join(
+            part["text"]
+            for part in value
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
     return ""
 
 
