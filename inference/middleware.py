@@ -284,7 +284,9 @@ class AuditedExchange:
         """The 400 for a required header that is missing or one that is too long; the 403
         for a project the request's API key may not file under."""
         for name, body in _MISSING.items():
-            if not self.headers.get(name, b"").strip():
+            # Blank as the record reads it (str.strip, see records): HTTP carries a no-break
+            # space (b"\xa0") or a next line (b"\x85") as a value, which names no one.
+            if not self.headers.get(name, b"").decode("latin-1").strip():
                 return 400, body
         # Decoded as the record will have them (see encoded), measured as the contract does.
         values = {name.decode(): value.decode("latin-1") for name, value in self.headers.items()}
