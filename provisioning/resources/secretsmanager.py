@@ -6,7 +6,8 @@ on, and ECS hands it to the task as ``AUDIT_GATEWAY_SECRET``; the serving middle
 NLB from inside the VPC cannot choose another request's id.
 
 The value never passes through the console's records: plans, diffs, outputs and the run log
-carry its fingerprint, and only the REST API's update reads the value itself, to put it.
+carry its fingerprint. The secret's own read fingerprints the value and drops it; only the
+REST API's update holds it, for the one request that puts it in the integration.
 """
 
 import hashlib
