@@ -10,6 +10,7 @@ tests (test_uploader.py). Credentials still come from boto3's chain (the task ro
 before it expires), region and endpoint from ``centralllm.aws`` as for every other client.
 """
 
+import base64
 import hashlib
 import hmac
 import http.client
@@ -81,8 +82,13 @@ class PutClient:
         credentials = self._credentials.get_frozen_credentials()
         now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         payload = hashlib.sha256(body).hexdigest()
+        # S3 refuses an upload without Content-MD5 (or an SDK checksum) into a bucket whose
+        # Object Lock sets a default retention: https://docs.aws.amazon.com/AmazonS3/latest/
+        # userguide/object-lock-managing.html ("Using Content-MD5 when uploading objects").
+        md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
         # In the order SigV4 wants them signed: sorted by name.
         headers = {
+            "content-md5": md5,
             "content-type": content_type,
             "host": host,
             "if-none-match": "*",

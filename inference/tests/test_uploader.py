@@ -179,3 +179,26 @@ def test_a_put_retried_after_it_arrived_is_no_conflict(tmp_path, buckets, monkey
     [key] = buckets.records()
     assert key.endswith("/once.json")
     assert buckets.read(buckets.audit, key)["flags"] == []
+
+
+def test_puts_reach_a_bucket_whose_object_lock_sets_a_default_retention(buckets):
+    """S3 refuses an upload without Content-MD5 (or an SDK checksum) into a bucket with a
+    default retention (MissingUploadObjectWithObjectLockHeaders): an environment with Object
+    Lock on would have stopped audit delivery.
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock-managing.html"""
+    locked = unique("locked").lower()
+    s3 = aws.client("s3")
+    s3.create_bucket(
+        Bucket=locked,
+        CreateBucketConfiguration={"LocationConstraint": aws.region()},
+        ObjectLockEnabledForBucket=True,
+    )
+    s3.put_object_lock_configuration(
+        Bucket=locked,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+        },
+    )
+    PutClient().put(locked, "logs/2026/12/04/locked.json", b'{"ok": true}', "application/json")
+    assert buckets.read(locked, "logs/2026/12/04/locked.json") == {"ok": True}
