@@ -65,15 +65,24 @@ def test_the_task_definition_registers_with_ecs():
     assert registered["requiresCompatibilities"] == ["EC2"]
 
 
-def test_the_audit_writer_policy_puts_records_and_reads_only_the_attribution_bindings():
+def test_the_audit_writer_policy_puts_records_and_reads_only_what_it_needs():
+    """A write-once PUT refused (412) is compared with the object there: records and raw
+    bodies are read back too; the attribution bindings are read."""
     document = render("ecs-task-audit-writer.json")
     aws.client("iam").create_policy(
         PolicyName=f"ecs-task-audit-writer-{uuid.uuid4().hex[:8]}", PolicyDocument=document
     )
     statements = json.loads(document)["Statement"]
-    assert {(s["Effect"], s["Action"], s["Resource"]) for s in statements} == {
+    granted = {
+        (s["Effect"], action, s["Resource"])
+        for s in statements
+        for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert granted == {
         ("Allow", "s3:PutObject", "arn:aws:s3:::central-llm-audit/logs/*"),
+        ("Allow", "s3:GetObject", "arn:aws:s3:::central-llm-audit/logs/*"),
         ("Allow", "s3:PutObject", "arn:aws:s3:::central-llm-audit-raw/raw/*"),
+        ("Allow", "s3:GetObject", "arn:aws:s3:::central-llm-audit-raw/raw/*"),
         ("Allow", "s3:GetObject", f"arn:aws:s3:::central-llm-audit/{contract.ATTRIBUTION_KEY}"),
     }
 
