@@ -369,10 +369,10 @@ def validate_record(data: Any) -> dict:
     _check_fields(data["deployment"], DEPLOYMENT_FIELDS, "deployment.")
 
     for header, (name, limit) in HEADER_LIMITS.items():
-        if data[name] is not None and len(data[name].encode()) > limit:
-            raise InvalidRecord(
-                f"{name} ({header}) is {len(data[name].encode())} bytes: at most {limit}"
-            )
+        # Measured as ``encodable`` will leave it: a lone surrogate is three bytes, as U+FFFD.
+        size = None if data[name] is None else len(data[name].encode(errors="surrogatepass"))
+        if size is not None and size > limit:
+            raise InvalidRecord(f"{name} ({header}) is {size} bytes: at most {limit}")
     if not is_valid_request_id(data["requestId"]):
         raise InvalidRecord(
             f"requestId {data['requestId'][:80]!r} must be 1-200 characters without '/'"

@@ -8,6 +8,7 @@ by it and adds nothing; a second record with the same id and other content is re
 the reason. A record DynamoDB refuses for its shape is that record's rejection only.
 """
 
+import decimal
 import json
 import random
 import sys
@@ -17,7 +18,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from centralllm import aws
-from centralllm.audit.contract import InvalidRecord, table_name, validate_record
+from centralllm.audit.contract import InvalidRecord, encodable, table_name, validate_record
 from centralllm.audit.items import (
     content_hash,
     get_guard,
@@ -85,6 +86,14 @@ def ingest_record(record: dict, *, table: str | None = None, key: str | None = N
         attempt += 1
         try:
             actions = write_actions(record, table=table, key=key, crowded=crowded)
+        except decimal.DecimalException as exc:
+            # The contract takes any JSON number; DynamoDB's have 38 digits, from 1E-130 to
+            # 1E+126, and botocore checks before sending (10**40 tokens: decimal.Rounded).
+            raise IngestError(
+                f"request {record['requestId'][:80]!r}: DynamoDB refused the record: "
+                f"a number out of DynamoDB's range or precision ({type(exc).__name__})"
+            ) from None
+        try:
             client.transact_write_items(TransactItems=actions)
             return True
         except ClientError as exc:
@@ -167,10 +176,17 @@ def read_object(bucket: str, key: str) -> bytes:
 def ingest_object(bucket: str, key: str, *, table: str | None = None) -> dict:
     """Read, validate and write one audit object; returns what happened, for the log."""
     try:
-        record = validate_record(read_object(bucket, key))
+        # Lone surrogates (JSON's "\ud800", which no UTF-8 holds) replaced as the uploader
+        # replaces them: DynamoDB takes UTF-8 only, and a record is not refused for them.
+        record = encodable(validate_record(read_object(bucket, key)))
     except InvalidRecord as exc:
         raise InvalidRecord(f"s3://{bucket}/{key}: invalid audit record: {exc}") from None
-    written = ingest_record(record, table=table, key=key)
+    try:
+        written = ingest_record(record, table=table, key=key)
+    except IngestError as exc:
+        # Named by its object, as every failure of an event is: records of one request id
+        # (a conflict) or one shape can be in several objects.
+        raise type(exc)(f"s3://{bucket}/{key}: {exc}") from None
     return {
         "event": "audit_ingested" if written else "audit_duplicate",
         "bucket": bucket,
