@@ -79,7 +79,7 @@ def _merge(rollups: _Rollups, update: dict) -> None:
         elif "N" in value:
             sums[name] = DYNAMODB_CONTEXT.add(sums.get(name, Decimal(0)), Decimal(value["N"]))
         elif "SS" in value:  # the breakdown values seen; their cap is the ingest's to keep
-            sums[name] = sums.get(name, set()) | set(value["SS"])
+            sums.setdefault(name, set()).update(value["SS"])
         else:
             raise ValueError(f"bulk_load adds numbers and string sets only, not {value} to {name}")
 
