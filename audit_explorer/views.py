@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from audit_explorer import exports, follow, traffic
@@ -245,6 +246,7 @@ def export_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("audit_explorer:exports")
 
 
+@never_cache  # raw prompts must not stay in a browser's or a proxy's cache
 @permission_required("console.view_audit", raise_exception=True)
 def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
     """Every field of one record (one GetItem); the raw request and response on demand, for
@@ -252,10 +254,16 @@ def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
     item = items.get_item(request_id)
     if item is None:
         return render(request, "audit_explorer/record.html", {"missing": request_id}, status=404)
-    raw = None
+    raw = raw_gone = None
     if request.GET.get("raw") and request.user.has_perm("console.view_raw_audit"):
-        body = aws.client("s3").get_object(Bucket=contract.raw_bucket(), Key=item["rawKey"])
-        raw = json.dumps(json.loads(body["Body"].read()), indent=2)
+        s3 = aws.client("s3")
+        try:
+            body = s3.get_object(Bucket=contract.raw_bucket(), Key=item["rawKey"])
+        except s3.exceptions.NoSuchKey:
+            # The raw bucket keeps bodies for less time than the table keeps records.
+            raw_gone = item["rawKey"]
+        else:
+            raw = json.dumps(json.loads(body["Body"].read()), indent=2)
         actions.record_about(
             "audit.view_raw",
             "audit.record",
@@ -264,7 +272,7 @@ def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
             actor=request.user,
             parameters={"rawKey": item["rawKey"]},
         )
-    context = {"item": item, "raw": raw, "fields": sorted(item.items())}
+    context = {"item": item, "raw": raw, "raw_gone": raw_gone, "fields": sorted(item.items())}
     template = "audit_explorer/record.html"
     if request.htmx and not request.htmx.boosted:
         template = "audit_explorer/_record_fields.html"  # a row expanding in place
