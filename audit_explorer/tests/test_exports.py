@@ -1,7 +1,9 @@
 """Background exports: a real RQ worker writes the file and its manifest to S3 (moto); the
 download is a presigned link; large searches are offered as one instead of a stream."""
 
+import csv
 import hashlib
+import io
 import json
 import time
 import urllib.request
@@ -119,3 +121,20 @@ def test_an_export_of_a_bad_search_is_refused_with_a_message(client, viewer, aud
     )
     assert "Not exported: status 999 is not an HTTP status" in response.content.decode()
     assert not Export.objects.exists()
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_stays_text():
+    """Issue 21, item 8: a user or prompt typed as =HYPERLINK(...) reached the CSV as is."""
+    hostile = {
+        "user": '=HYPERLINK("https://evil.example","open")',
+        "project": "+cmd",
+        "promptPreview": "@SUM(A1)",
+        "requestType": "-2+3",
+        "model": "plain text",
+        "latencyMs": -1,  # a number is no formula
+    }
+    rows = list(csv.DictReader(io.StringIO("".join(exports.lines([hostile], "csv")))))
+    assert rows[0]["user"] == "'" + hostile["user"]
+    assert (rows[0]["project"], rows[0]["promptPreview"]) == ("'+cmd", "'@SUM(A1)")
+    assert (rows[0]["requestType"], rows[0]["model"]) == ("'-2+3", "plain text")
+    assert rows[0]["latencyMs"] == "-1"
