@@ -78,7 +78,8 @@ class Attribution:
             if code in ("304", "NotModified"):
                 return True
             if code == "NoSuchKey":  # nothing published yet: no key is bound
-                self._apply(b'{"keys": {}}', "")
+                if self._allowed or self._etag:  # once, not every 30 s to the disk
+                    self._apply(b'{"keys": {}}', "")
                 return True
             log.warning("attribution bindings not read (%s); the last ones stay in force", exc)
             return False

@@ -9,7 +9,7 @@ import pytest
 
 from centralllm import aws
 from devtools.testing import unique
-from inference.s3 import PutClient, S3Error
+from inference.s3 import ObjectExists, PutClient, S3Error
 from inference.tests import fake_vllm
 from inference.tests.conftest import HEADERS, new_uploader
 from inference.writer import SPOOL_SUFFIX, spooled_request_ids
@@ -202,3 +202,20 @@ def test_puts_reach_a_bucket_whose_object_lock_sets_a_default_retention(buckets)
     )
     PutClient().put(locked, "logs/2026/12/04/locked.json", b'{"ok": true}', "application/json")
     assert buckets.read(locked, "logs/2026/12/04/locked.json") == {"ok": True}
+
+
+def test_a_conditional_put_racing_another_is_tried_again_not_taken_for_a_taken_key(
+    buckets, monkeypatch
+):
+    """S3 answers 409 ConditionalRequestConflict to a conditional write racing another one to
+    the same key ("retry the request"), 412 only once the key is taken:
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html"""
+    client = PutClient()
+    conflict = (
+        b"<Error><Code>ConditionalRequestConflict</Code><Message>A conflicting conditional "
+        b"operation is currently in progress against this resource.</Message></Error>"
+    )
+    monkeypatch.setattr(client, "_send", lambda *args: (409, conflict))
+    with pytest.raises(S3Error, match="HTTP 409 ConditionalRequestConflict") as raised:
+        client.put(buckets.audit, "logs/2026/12/05/race.json", b"{}", "application/json")
+    assert not isinstance(raised.value, ObjectExists)  # a failure to retry, not a conflict
