@@ -1,12 +1,13 @@
 """Django's model backend, with each user's permissions kept in Redis: a page that polls every
 second checks them without two database queries each time. A change to a user's groups or to
-a group's permissions drops what was kept, so a revoked role is refused at once."""
+a group's permissions, or deleting a group, drops what was kept, so a revoked role is refused
+at once."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group
 from django.core.cache import cache
-from django.db.models.signals import m2m_changed
+from django.db.models.signals import m2m_changed, pre_delete
 from django.dispatch import receiver
 
 CACHE_SECONDS = 300
@@ -52,3 +53,9 @@ def connect_signals() -> None:
 def _group_permissions_changed(sender, instance, action, reverse, **kwargs) -> None:
     if action.startswith("post_") and not reverse:
         forget_permissions(instance.user_set.values_list("pk", flat=True))
+
+
+@receiver(pre_delete, sender=Group)
+def _group_deleted(sender, instance, **kwargs) -> None:
+    """A cascade deletes the memberships without an m2m signal: read the members first."""
+    forget_permissions(instance.user_set.values_list("pk", flat=True))

@@ -17,6 +17,11 @@ class Role(models.Model):  # noqa: DJ008 - never instantiated
             ("view_api_keys", "Can see API keys (never their values) and usage plans"),
             ("manage_api_keys", "Can create, disable and delete API keys"),
             ("manage_users", "Can manage users and their roles"),
+            (
+                "change_policy",
+                "Can change environments' quotas, retention, redaction rules and secrets",
+            ),
+            ("manage_queues", "Can see and change the job queues and their workers"),
         ]
 
 

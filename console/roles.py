@@ -19,7 +19,15 @@ _OPERATOR_PERMS = [
     "view_raw_audit",
     "view_api_keys",
 ]
-_ADMIN_PERMS = [*_OPERATOR_PERMS, "manage_api_keys", "manage_users"]
+# What is governed rather than operated: usage limits, retention, redaction, the secrets the
+# task role may read, and the job queues themselves.
+_ADMIN_PERMS = [
+    *_OPERATOR_PERMS,
+    "manage_api_keys",
+    "manage_users",
+    "change_policy",
+    "manage_queues",
+]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _VIEWER_PERMS,

@@ -1,8 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import permission_required
 from django.urls import include, path
+from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
 from console import views
+
+# django-rq's own pages check only is_staff: the queues are an admin's, like the roles.
+_queue_pages = get_admin_urlpatterns(
+    view_wrapper=permission_required("console.manage_queues", raise_exception=True)
+)
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -16,6 +23,6 @@ urlpatterns = [
     path("preferences/timezone", views.set_timezone, name="set-timezone"),
     path("environments/", include("provisioning.urls")),
     path("audit/", include("audit_explorer.urls")),
-    path("admin/django-rq/", include("django_rq.urls")),
+    path("admin/django-rq/", include((get_api_urlpatterns() + _queue_pages, "django_rq"))),
     path("admin/", admin.site.urls),
 ]

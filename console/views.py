@@ -35,6 +35,9 @@ def health_checks(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 def dashboard(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm("console.view_state"):
+        # Signed in but given no role yet: nothing of the platform, not even its account.
+        return render(request, "console/no_role.html", status=403)
     template = "console/dashboard.html"
     if request.htmx and not request.htmx.boosted:
         template = "console/_health_badges.html"

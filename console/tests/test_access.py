@@ -4,6 +4,9 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.views.defaults import server_error
 
+from conftest import make_user
+from provisioning.models import Environment
+
 PUBLIC = {"login", "healthz", "admin:login"}
 # The Django admin (user management for admins) keeps its own login page.
 LOGIN_PAGES = ("/login/?next=", "/admin/login/?next=")
@@ -74,11 +77,49 @@ def test_role_matrix(client, role, viewer, operator, admin_user):
         got[name] = response.status_code
 
     expected = {name: 200 if role in roles else 403 for name, roles in VIEWS_BY_ROLE.items()}
-    # django-rq's own dashboard sends non-staff users to the admin login instead of a 403.
-    if role != "admin":
-        assert got.pop("django_rq:home") == 302
-        expected.pop("django_rq:home")
     assert got == expected
+
+
+@pytest.mark.django_db
+def test_staff_without_the_admin_role_cannot_open_the_queues(client, admin_user):
+    """django-rq's pages check only is_staff: an admin removed from every group keeps it."""
+    admin_user.groups.clear()
+    client.force_login(admin_user)
+
+    assert client.get(reverse("django_rq:home")).status_code == 403
+    assert client.get(reverse("django_rq:jobs", args=[0])).status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_user_without_a_role_sees_no_platform(client, django_user_model):
+    Environment.objects.create(name="prod-eu", account_id="123456789012")
+    client.force_login(make_user(django_user_model, "nina", None))
+
+    response = client.get(reverse("dashboard"))
+
+    assert response.status_code == 403
+    assert b"No role yet" in response.content
+    assert b"prod-eu" not in response.content and b"123456789012" not in response.content
+    assert client.get(reverse("health-checks")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_django_admin_cannot_change_environments(client, admin_user):
+    """Environments change through the console, which checks roles and logs every change."""
+    environment = Environment.objects.create(name="prod", suffix="")
+    admin_user.is_superuser = True  # whom Django's admin allows everything
+    admin_user.save()
+    client.force_login(admin_user)
+
+    change = reverse("admin:provisioning_environment_change", args=[environment.pk])
+    response = client.post(change, {"name": "prod", "desired_count": 0, "suffix": "-x"})
+    delete = reverse("admin:provisioning_environment_delete", args=[environment.pk])
+    client.post(delete, {"post": "yes"})
+
+    assert response.status_code == 403
+    assert client.get(reverse("admin:provisioning_environment_add")).status_code == 403
+    environment.refresh_from_db()
+    assert (environment.suffix, environment.desired_count) == ("", 1)
 
 
 @pytest.mark.django_db

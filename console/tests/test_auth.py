@@ -46,3 +46,13 @@ def test_a_role_given_from_the_group_side_counts_at_once(client, viewer):
     assert client.get(create).status_code == 200
     Group.objects.get(name=OPERATOR).user_set.clear()
     assert client.get(create).status_code == 403
+
+
+def test_deleting_a_group_is_refused_at_once(client, viewer):
+    """The cascade removes the memberships without an m2m signal."""
+    client.force_login(viewer)
+    assert client.get(PAGE).status_code == 200
+
+    Group.objects.get(name=VIEWER).delete()
+
+    assert client.get(PAGE).status_code == 403
