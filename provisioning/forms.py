@@ -1,4 +1,6 @@
 from django import forms
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 
 from provisioning import engine
@@ -11,10 +13,34 @@ COMPLIANCE_CONSEQUENCES = (
 )
 
 
+# What is governed rather than operated, and who may change it: the usage limits as on the
+# usage plan pages; retention, redaction and the secret the task role is granted by admins.
+GOVERNED = {
+    "console.manage_api_keys": [
+        "throttle_burst_limit",
+        "throttle_rate_limit",
+        "quota_limit",
+        "quota_period",
+    ],
+    "console.change_policy": [
+        "redaction_rules",
+        "audit_retention_days",
+        "raw_retention_days",
+        "preview_retention_days",
+        "object_lock_mode",
+        "object_lock_days",
+        "confirm_compliance",
+        "hf_token_secret_arn",
+    ],
+}
+
+
 class EnvironmentForm(forms.ModelForm):
     """Every declared setting; the model's own validation (``Environment.clean``) is shown on
     the form, field by field. Compliance mode is saved only once its consequences are
-    confirmed: it cannot be undone for what it locks."""
+    confirmed: it cannot be undone for what it locks. Governed settings are shown to everyone
+    and changed only by those allowed: for the others they keep their value whatever is
+    posted."""
 
     confirm_compliance = forms.BooleanField(
         required=False,
@@ -25,6 +51,16 @@ class EnvironmentForm(forms.ModelForm):
     class Meta:
         model = Environment
         fields = [*DECLARED, "subnet_ids"]  # what an operator declares
+
+    def __init__(self, *args, user: AbstractBaseUser | AnonymousUser, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for permission, names in GOVERNED.items():
+            if not user.has_perm(permission):
+                for name in names:
+                    self.fields[name].disabled = True
+                    self.fields[name].help_text = " ".join(
+                        [str(self.fields[name].help_text), "Only an admin changes this."]
+                    ).strip()
 
     def clean(self) -> dict:
         data = super().clean()

@@ -77,7 +77,7 @@ def environment_create(request: HttpRequest) -> HttpResponse:
     copy_of = Environment.objects.filter(name=request.GET.get("copy", "")).first()
     if copy_of is not None:
         initial = actions.snapshot(copy_of, exclude=("id", "name", "created_at", "updated_at"))
-    form = EnvironmentForm(request.POST or None, initial=initial)
+    form = EnvironmentForm(request.POST or None, initial=initial, user=request.user)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             environment = form.save()
@@ -96,7 +96,7 @@ def environment_create(request: HttpRequest) -> HttpResponse:
 def environment_edit(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)
     before = actions.snapshot(environment)
-    form = EnvironmentForm(request.POST or None, instance=environment)
+    form = EnvironmentForm(request.POST or None, instance=environment, user=request.user)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             environment = form.save()

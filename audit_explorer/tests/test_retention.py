@@ -96,8 +96,8 @@ def test_previews_past_their_days_are_dropped_and_the_rest_kept(trail):
     assert retention.drop_due_previews() == {environment.name: 0}  # nothing written again
 
 
-def test_the_environment_page_says_what_is_kept_and_the_form_checks_it(client, operator, kept):
-    client.force_login(operator)
+def test_the_environment_page_says_what_is_kept_and_the_form_checks_it(client, admin_user, kept):
+    client.force_login(admin_user)
     page = client.get(reverse("provisioning:environment", args=[kept.name])).content.decode()
     assert "What is kept, for how long" in page
     for shown in ("30 days", "14 days", "7 days", "DynamoDB TTL on expiresAt"):

@@ -108,14 +108,67 @@ def test_admins_browse_the_action_log(client, operator, admin_user):
     form = client.get(reverse("provisioning:environment-edit", args=["local"])).context["form"]
     data = {name: value for name, value in form.initial.items() if value is not None}
     client.post(
-        reverse("provisioning:environment-edit", args=["local"]), {**data, "quota_limit": 7}
+        reverse("provisioning:environment-edit", args=["local"]), {**data, "desired_count": 4}
     )
     client.force_login(admin_user)
 
     page = client.get(reverse("actions"), {"verb": "environment."}).content.decode()
 
     assert "environment.update" in page and "otto" in page
-    assert "&#x27;quota_limit&#x27;: 100000" in page and "&#x27;quota_limit&#x27;: 7" in page
+    assert "&#x27;desired_count&#x27;: 1" in page and "&#x27;desired_count&#x27;: 4" in page
+
+
+GOVERNED_VALUES = {
+    "quota_limit": 2_000_000_000,
+    "throttle_rate_limit": 100_000,
+    "audit_retention_days": 1,
+    "raw_retention_days": 1,
+    "redaction_rules": '[{"name": "all", "pattern": "."}]',
+    "hf_token_secret_arn": "arn:aws:secretsmanager:eu-central-1:123456789012:secret:other-x",
+}
+
+
+def test_an_operator_cannot_change_what_only_admins_may(client, operator):
+    """The usage plan pages refuse an operator these; the environment form did not."""
+    client.force_login(operator)
+    edit = reverse("provisioning:environment-edit", args=["local"])
+    form = client.get(edit).context["form"]
+    data = {name: value for name, value in form.initial.items() if value is not None}
+
+    client.post(edit, {**data, **GOVERNED_VALUES, "desired_count": 2})
+
+    local = Environment.objects.get(name="local")
+    assert local.desired_count == 2  # the rest of the edit is saved
+    assert (local.quota_limit, local.throttle_rate_limit) == (100_000, 100)
+    assert (local.audit_retention_days, local.raw_retention_days) == (400, 90)
+    assert local.redaction_rules == "" and local.hf_token_secret_arn == ""
+    assert "Only an admin changes this." in client.get(edit).content.decode()
+
+
+def test_an_operator_creating_an_environment_gets_the_governed_defaults(client, operator):
+    client.force_login(operator)
+    initial = client.get(reverse("provisioning:environment-create"), {"copy": "local"})
+    data = {**initial.context["form"].initial, "name": "staging", "suffix": "-staging"}
+
+    client.post(reverse("provisioning:environment-create"), {**data, **GOVERNED_VALUES})
+
+    staging = Environment.objects.get(name="staging")
+    assert (staging.quota_limit, staging.audit_retention_days) == (100_000, 400)
+    assert staging.hf_token_secret_arn == ""
+
+
+def test_an_admin_changes_the_governed_settings(client, admin_user):
+    client.force_login(admin_user)
+    edit = reverse("provisioning:environment-edit", args=["local"])
+    form = client.get(edit).context["form"]
+    data = {name: value for name, value in form.initial.items() if value is not None}
+
+    client.post(edit, {**data, "quota_limit": 5000, "raw_retention_days": 30})
+
+    local = Environment.objects.get(name="local")
+    assert (local.quota_limit, local.raw_retention_days) == (5000, 30)
+    action = Action.objects.get(verb="environment.update")
+    assert action.actor_name == "ada" and action.after["quota_limit"] == 5000
 
 
 def test_an_environment_never_applied_shows_no_service_and_no_aws_error(client, viewer):

@@ -2,6 +2,7 @@
 refused on the environment form, before any apply could stop half-way at CreateLoadBalancer."""
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 
 from provisioning.forms import EnvironmentForm
@@ -83,7 +84,9 @@ def test_the_model_refuses_a_suffix_one_character_too_long():
 
 @pytest.mark.django_db
 def test_the_environment_form_shows_why_the_suffix_is_refused():
-    form = EnvironmentForm(data={**REAL, "suffix": ONE_TOO_MANY, "region": "eu-central-1"})
+    form = EnvironmentForm(
+        data={**REAL, "suffix": ONE_TOO_MANY, "region": "eu-central-1"}, user=AnonymousUser()
+    )
 
     assert not form.is_valid()
     [message] = form.errors["suffix"]

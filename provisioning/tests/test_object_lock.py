@@ -31,9 +31,9 @@ def edit(client, environment, **changes):
 
 
 def test_compliance_mode_is_saved_only_once_its_consequences_are_confirmed(
-    client, operator, environment
+    client, admin_user, environment
 ):
-    client.force_login(operator)
+    client.force_login(admin_user)
     page = client.get(reverse("provisioning:environment-edit", args=[environment.name]))
     assert "not even the AWS account&#x27;s root user" in page.content.decode()
 

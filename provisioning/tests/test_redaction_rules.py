@@ -28,16 +28,16 @@ def edit(client, **changes):
         ('[{"name": "t", "pattern": "(\\\\w+)\\\\1"}]', "invalid escape sequence"),
     ],
 )
-def test_the_form_refuses_a_bad_rule_set(client, operator, rules, message):
-    client.force_login(operator)
+def test_the_form_refuses_a_bad_rule_set(client, admin_user, rules, message):
+    client.force_login(admin_user)
     response = edit(client, redaction_rules=rules)
 
     assert response.status_code == 200 and message in response.content.decode()
     assert Environment.objects.get(name="local").redaction_rules == ""
 
 
-def test_the_lambda_gets_the_rules_the_form_saved(client, operator):
-    client.force_login(operator)
+def test_the_lambda_gets_the_rules_the_form_saved(client, admin_user):
+    client.force_login(admin_user)
     assert edit(client, redaction_rules=RULES).status_code == 302
 
     ctx = Context(Environment.objects.get(name="local").spec())
