@@ -112,5 +112,12 @@ def page(monkeypatch):
     chromium = ensure_os_package("chromium", "chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        yield browser.new_page()
+        page = browser.new_page()
+        # Chromium reports what the Content-Security-Policy refused on the console: every
+        # browser test also holds that no page needs an inline script or style.
+        refused = []
+        page.on("console", lambda message: refused.append(message.text))
+        yield page
         browser.close()
+    refused = [text for text in refused if "Content Security Policy" in text]
+    assert not refused, f"the Content-Security-Policy refused: {refused}"

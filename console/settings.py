@@ -5,9 +5,11 @@ endpoint and credential chain. See README.md for every variable.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from centralllm.aws import region
@@ -63,6 +65,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_rq",
+    "axes",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -77,6 +81,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "console.idle.IdleTimeoutMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -112,7 +119,36 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(database.with_name(f"test-{database.name}"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-AUTHENTICATION_BACKENDS = ["console.auth.CachedPermissionsBackend"]
+# Axes first: it refuses a locked-out sign-in before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "console.auth.CachedPermissionsBackend",
+]
+# Wrong passwords lock the account name, whatever address they come from (behind a load
+# balancer every address is the balancer's), for a cool-off that bounds a lockout's harm.
+AXES_FAILURE_LIMIT = envint("DJANGO_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("DJANGO_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username"]  # W006 warns of rotating addresses: not counted here
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# A session ends after this long without use (pages opened, forms sent; not a page's polls),
+# and at the latest this long after signing in.
+SESSION_IDLE_SECONDS = envint("DJANGO_SESSION_IDLE_MINUTES", 60) * 60
+SESSION_COOKIE_AGE = envint("DJANGO_SESSION_MAX_HOURS", 12) * 3600
+# Scripts and styles come only from the console's own static files: no inline handlers.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -154,7 +190,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = False
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SILENCED_SYSTEM_CHECKS = ["security.W021"]  # HSTS preload is an operator's decision.
+# HSTS preload is an operator's decision; axes.W006: see AXES_LOCKOUT_PARAMETERS.
+SILENCED_SYSTEM_CHECKS = ["security.W021", "axes.W006"]
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 

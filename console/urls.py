@@ -1,3 +1,7 @@
+from collections.abc import Callable
+
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import permission_required
@@ -6,10 +10,15 @@ from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
 from console import views
 
-# django-rq's own pages check only is_staff: the queues are an admin's, like the roles.
-_queue_pages = get_admin_urlpatterns(
-    view_wrapper=permission_required("console.manage_queues", raise_exception=True)
-)
+
+def _queue_page(view: Callable) -> Callable:
+    """django-rq's own pages check only is_staff: the queues are an admin's, like the roles.
+    Their templates carry inline scripts, allowed on these admin pages only."""
+    view = permission_required("console.manage_queues", raise_exception=True)(view)
+    return csp_update({"script-src": [UNSAFE_INLINE]})(view)
+
+
+_queue_pages = get_admin_urlpatterns(view_wrapper=_queue_page)
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

@@ -85,6 +85,18 @@
     });
   }
 
+  // htmx keeps a snapshot of the page for the back button and puts it back as HTML: a drawn
+  // chart's inline styles would then be refused by the Content-Security-Policy. Snapshots
+  // keep the data, not the drawing, and charts are drawn again when one is restored.
+  function undraw() {
+    document.querySelectorAll("[data-chart][data-drawn]").forEach(function (element) {
+      element.replaceChildren();
+      delete element.dataset.drawn;
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () { draw(document); });
-  document.addEventListener("htmx:afterSettle", function (event) { draw(event.target); });
+  document.addEventListener("htmx:afterSettle", function () { draw(document); });
+  document.addEventListener("htmx:beforeHistorySave", undraw);
+  document.addEventListener("htmx:historyRestore", function () { draw(document); });
 })();
