@@ -5,6 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 
 COPY pyproject.toml requirements.lock README.md ./
+COPY core ./core
 COPY console ./console
 COPY provisioning ./provisioning
 COPY audit_explorer ./audit_explorer

@@ -12,7 +12,7 @@ from django.utils import timezone
 from audit_explorer import completeness, dead_letters, seals
 from audit_explorer.models import AuditDay, DeadLetter
 from centralllm.audit.contract import parse_timestamp
-from console.actions import Actor, actor_name, record
+from core.actions import Actor, actor_name, record
 from provisioning.engine import refuse_local_against_aws, run_step
 from provisioning.models import Environment, Run
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec

@@ -16,14 +16,15 @@ from django.views.decorators.http import require_POST
 
 from audit_explorer import audit_runs, dead_letters, seals
 from audit_explorer.models import AuditDay, DeadLetter
-from console import actions
+from core import actions
+from core import permissions as perms
 from provisioning import runs
 from provisioning.models import Environment, Run
 from provisioning.resources.base import Context
 
-VIEW = "console.view_audit"
-OPERATE = "console.start_provisioning"
-RAW = "console.view_raw_audit"
+VIEW = perms.VIEW_AUDIT
+OPERATE = perms.START_PROVISIONING
+RAW = perms.VIEW_RAW_AUDIT
 
 
 def _environment(name: str) -> Environment:

@@ -17,7 +17,8 @@ from audit_explorer import search as audit_search
 from audit_explorer.models import Export, SavedSearch
 from centralllm import aws
 from centralllm.audit import contract, items
-from console import actions
+from core import actions
+from core import permissions as perms
 from provisioning.models import Release
 
 SEARCH_FIELDS = (
@@ -37,7 +38,7 @@ SEARCH_FIELDS = (
 )
 
 
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def audit_home(request: HttpRequest) -> HttpResponse:
     """The search form, one page of results and the range's summary; the URL holds the whole
     search."""
@@ -86,7 +87,7 @@ def _live_params(params: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in params.items() if value and name not in ("start", "end")}
 
 
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def audit_follow(request: HttpRequest) -> HttpResponse:
     """Follow mode's poller (htmx): the records that arrived since the last poll go on top of
     the results; after ten idle minutes it pauses until the viewer resumes."""
@@ -136,7 +137,7 @@ def _charts(summary: dict, start: datetime, end: datetime) -> dict:
     }
 
 
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def audit_traffic(request: HttpRequest, dimension: str, value: str) -> HttpResponse:
     """A project's or a user's traffic, errors, latency and tokens over time, and its top
     users, projects and request types: all from the rollups."""
@@ -162,7 +163,7 @@ def audit_traffic(request: HttpRequest, dimension: str, value: str) -> HttpRespo
     return render(request, "audit_explorer/traffic.html", context)
 
 
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def audit_export(request: HttpRequest) -> HttpResponse:
     """The whole search as CSV or JSON lines, streamed page by page (memory stays flat); a
     search larger than the stream's limit is offered as a background export instead."""
@@ -193,7 +194,7 @@ def audit_export(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def export_create(request: HttpRequest) -> HttpResponse:
     """Start a background export of the search in ``query``."""
     query, kind = request.POST.get("query", ""), request.POST.get("format", "csv")
@@ -216,7 +217,7 @@ def export_create(request: HttpRequest) -> HttpResponse:
     return redirect("audit_explorer:exports")
 
 
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def export_list(request: HttpRequest) -> HttpResponse:
     """The user's background exports, live while any runs."""
     found = list(Export.objects.filter(user=request.user)[:50])
@@ -227,7 +228,7 @@ def export_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def export_download(request: HttpRequest, pk: int) -> HttpResponse:
     export = get_object_or_404(Export, pk=pk, user=request.user, status=Export.Status.DONE)
     actions.record("audit.export_download", export, actor=request.user)
@@ -235,7 +236,7 @@ def export_download(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def export_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     export = get_object_or_404(Export, pk=pk, user=request.user)
     if exports.cancel(export):
@@ -247,7 +248,7 @@ def export_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @never_cache  # raw prompts must not stay in a browser's or a proxy's cache
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
     """Every field of one record (one GetItem); the raw request and response on demand, for
     the roles that may read them, each view written to the action log."""
@@ -255,7 +256,7 @@ def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
     if item is None:
         return render(request, "audit_explorer/record.html", {"missing": request_id}, status=404)
     raw = raw_gone = None
-    if request.GET.get("raw") and request.user.has_perm("console.view_raw_audit"):
+    if request.GET.get("raw") and request.user.has_perm(perms.VIEW_RAW_AUDIT):
         s3 = aws.client("s3")
         try:
             body = s3.get_object(Bucket=contract.raw_bucket(), Key=item["rawKey"])
@@ -280,7 +281,7 @@ def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
 
 
 @require_POST
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def saved_search_create(request: HttpRequest) -> HttpResponse:
     """Keep the search in ``query`` under a name; the same name again replaces it."""
     name = request.POST.get("name", "").strip()[:80]
@@ -301,7 +302,7 @@ def saved_search_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@permission_required("console.view_audit", raise_exception=True)
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def saved_search_delete(request: HttpRequest, pk: int) -> HttpResponse:
     deleted, _ = SavedSearch.objects.filter(pk=pk, user=request.user).delete()
     if deleted:

@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from centralllm import aws
 from centralllm.audit import contract, rollups
-from console import actions
 from console.models import KeyRotation
+from core import actions
 from provisioning import state
 from provisioning.models import Environment
 

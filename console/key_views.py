@@ -18,11 +18,12 @@ from django.views.decorators.http import require_POST
 
 from console import api_keys
 from console.models import KeyRotation
+from core import permissions as perms
 from provisioning.models import Environment
 
 PAGE_SIZE = 50
-VIEW = "console.view_api_keys"
-MANAGE = "console.manage_api_keys"
+VIEW = perms.VIEW_API_KEYS
+MANAGE = perms.MANAGE_API_KEYS
 
 
 def _refusals(view):

@@ -11,12 +11,13 @@ from django.views.decorators.http import require_POST
 
 from console import usage_plans
 from console.plan_forms import IncreaseForm, PlanForm
+from core import permissions as perms
 from provisioning.engine import diff
 from provisioning.models import Environment
 
 # Viewers do not see usage plans at all.
-VIEW = "console.view_api_keys"
-CHANGE = "console.manage_api_keys"
+VIEW = perms.VIEW_API_KEYS
+CHANGE = perms.MANAGE_API_KEYS
 ROWS = {
     "rate_limit": "Rate (requests per second)",
     "burst_limit": "Burst (requests)",

@@ -6,27 +6,29 @@ groups exist in every database; change the lists here and add a migration that c
 
 from typing import Any
 
+from core import permissions as perms
+
 VIEWER = "viewer"
 OPERATOR = "operator"
 ADMIN = "admin"
 
-_VIEWER_PERMS = ["view_audit", "view_state"]
+_VIEWER_PERMS = [perms.VIEW_AUDIT, perms.VIEW_STATE]
 # Raw bodies may hold personal data: operators and admins read them, each view logged.
 _OPERATOR_PERMS = [
     *_VIEWER_PERMS,
-    "start_provisioning",
-    "start_rollout",
-    "view_raw_audit",
-    "view_api_keys",
+    perms.START_PROVISIONING,
+    perms.START_ROLLOUT,
+    perms.VIEW_RAW_AUDIT,
+    perms.VIEW_API_KEYS,
 ]
 # What is governed rather than operated: usage limits, retention, redaction, the secrets the
 # task role may read, and the job queues themselves.
 _ADMIN_PERMS = [
     *_OPERATOR_PERMS,
-    "manage_api_keys",
-    "manage_users",
-    "change_policy",
-    "manage_queues",
+    perms.MANAGE_API_KEYS,
+    perms.MANAGE_USERS,
+    perms.CHANGE_POLICY,
+    perms.MANAGE_QUEUES,
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
@@ -38,19 +40,21 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 
 def sync_roles(apps: Any) -> None:
     """Create or update the role groups; ``apps`` is a migration's app registry."""
-    from console.models import Role
-
     content_type_model = apps.get_model("contenttypes", "ContentType")
     permission_model = apps.get_model("auth", "Permission")
     group_model = apps.get_model("auth", "Group")
-    content_type, _ = content_type_model.objects.get_or_create(app_label="console", model="role")
-    names = dict(Role._meta.permissions)
-    for role, codenames in ROLE_PERMISSIONS.items():
+    content_type, _ = content_type_model.objects.get_or_create(
+        app_label=perms.APP_LABEL, model="role"
+    )
+    names = dict(perms.ALL)
+    for role, granted in ROLE_PERMISSIONS.items():
         group, _ = group_model.objects.get_or_create(name=role)
         permissions = [
             permission_model.objects.get_or_create(
-                content_type=content_type, codename=codename, defaults={"name": names[codename]}
+                content_type=content_type,
+                codename=perms.codename(permission),
+                defaults={"name": names[perms.codename(permission)]},
             )[0]
-            for codename in codenames
+            for permission in granted
         ]
         group.permissions.set(permissions)

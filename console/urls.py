@@ -9,12 +9,13 @@ from django.urls import include, path
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
 from console import views
+from core import permissions as perms
 
 
 def _queue_page(view: Callable) -> Callable:
     """django-rq's own pages check only is_staff: the queues are an admin's, like the roles.
     Their templates carry inline scripts, allowed on these admin pages only."""
-    view = permission_required("console.manage_queues", raise_exception=True)(view)
+    view = permission_required(perms.MANAGE_QUEUES, raise_exception=True)(view)
     return csp_update({"script-src": [UNSAFE_INLINE]})(view)
 
 

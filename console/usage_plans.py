@@ -15,9 +15,9 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from centralllm.audit.rollups import period_start
-from console import actions
-from console.actions import Actor
 from console.models import QuotaIncrease
+from core import actions
+from core.actions import Actor
 from provisioning import engine, runs
 from provisioning.models import QUOTA_PERIODS, Environment
 from provisioning.resources.apigateway import UsagePlan, plan_limits

@@ -9,8 +9,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from audit_explorer import audit_runs
-from console import actions, api_keys, health, timezones
-from console.models import Action
+from console import api_keys, health, timezones
+from core import actions
+from core import permissions as perms
+from core.models import Action
 from provisioning import state
 from provisioning.models import Environment, Run
 
@@ -26,7 +28,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 @never_cache
-@permission_required("console.view_state", raise_exception=True)
+@permission_required(perms.VIEW_STATE, raise_exception=True)
 def health_checks(request: HttpRequest) -> JsonResponse:
     """Every check with its detail (endpoint, account, workers), for signed-in users."""
     report = health.as_json(health.run_checks())
@@ -35,7 +37,7 @@ def health_checks(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 def dashboard(request: HttpRequest) -> HttpResponse:
-    if not request.user.has_perm("console.view_state"):
+    if not request.user.has_perm(perms.VIEW_STATE):
         # Signed in but given no role yet: nothing of the platform, not even its account.
         return render(request, "console/no_role.html", status=403)
     template = "console/dashboard.html"
@@ -67,7 +69,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@permission_required("console.manage_users", raise_exception=True)
+@permission_required(perms.MANAGE_USERS, raise_exception=True)
 def action_list(request: HttpRequest) -> HttpResponse:
     found = Action.objects.all()
     if request.GET.get("verb"):

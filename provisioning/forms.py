@@ -3,6 +3,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 
+from core import permissions as perms
 from provisioning import engine
 from provisioning.models import COMPLIANCE, DECLARED, Environment, Run
 
@@ -16,13 +17,13 @@ COMPLIANCE_CONSEQUENCES = (
 # What is governed rather than operated, and who may change it: the usage limits as on the
 # usage plan pages; retention, redaction and the secret the task role is granted by admins.
 GOVERNED = {
-    "console.manage_api_keys": [
+    perms.MANAGE_API_KEYS: [
         "throttle_burst_limit",
         "throttle_rate_limit",
         "quota_limit",
         "quota_period",
     ],
-    "console.change_policy": [
+    perms.CHANGE_POLICY: [
         "redaction_rules",
         "audit_retention_days",
         "raw_retention_days",

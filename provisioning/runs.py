@@ -20,8 +20,8 @@ from rq.job import Job, JobStatus
 from rq.worker import Worker
 
 from audit_explorer import audit_runs
-from console import actions
-from console.actions import Actor
+from core import actions
+from core.actions import Actor
 from provisioning import engine, rollout, validation
 from provisioning.models import Environment, Hold, Release, Run, RunEvent, RunStep
 from provisioning.resources.base import Spec

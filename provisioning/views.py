@@ -14,14 +14,15 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from audit_explorer import audit_runs, retention
-from console import actions
+from core import actions
+from core import permissions as perms
 from provisioning import runs, state
 from provisioning.forms import DestroyForm, EnvironmentForm, RunFilterForm
 from provisioning.models import Environment, Hold, Release, Run
 
-VIEW = "console.view_state"
-CHANGE = "console.start_provisioning"
-ROLLOUT = "console.start_rollout"
+VIEW = perms.VIEW_STATE
+CHANGE = perms.START_PROVISIONING
+ROLLOUT = perms.START_ROLLOUT
 # What CodeBuild accepts as a source version: a branch, a tag or a commit id.
 SOURCE_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 TAIL = 200  # events a run page opens with; older ones are paged in on demand
@@ -300,7 +301,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@permission_required("console.manage_users", raise_exception=True)
+@permission_required(perms.MANAGE_USERS, raise_exception=True)
 def run_force_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return _run_action(request, pk, lambda run: runs.force_cancel(run, actor=request.user))
 

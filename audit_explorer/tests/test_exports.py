@@ -14,7 +14,7 @@ from django.urls import reverse
 from audit_explorer import exports
 from audit_explorer.models import Export
 from centralllm import aws
-from console.models import Action
+from core.models import Action
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

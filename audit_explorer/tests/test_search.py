@@ -11,7 +11,7 @@ from django.urls import reverse
 from audit_explorer.tests.conftest import NOW, dynamodb_calls
 from centralllm import aws
 from centralllm.audit.table import STATUS_SHARDS
-from console.models import Action
+from core.models import Action
 
 pytestmark = pytest.mark.django_db
 URL = reverse("audit_explorer:home")

@@ -12,7 +12,8 @@ from audit_explorer import traffic
 from audit_explorer.tests.conftest import NOW, dynamodb_calls
 from centralllm import aws
 from centralllm.audit.table import ROLLUP_SHARDS
-from console.models import Action, Preference
+from console.models import Preference
+from core.models import Action
 from provisioning.models import Environment, Release
 
 pytestmark = pytest.mark.django_db

@@ -5,6 +5,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.views.defaults import server_error
 
 from conftest import make_user
+from core import permissions as perms
 from provisioning.models import Environment
 
 PUBLIC = {"login", "healthz", "admin:login"}
@@ -124,13 +125,9 @@ def test_the_django_admin_cannot_change_environments(client, admin_user):
 
 @pytest.mark.django_db
 def test_role_permissions(viewer, operator, admin_user):
-    assert viewer.has_perm("console.view_audit") and not viewer.has_perm(
-        "console.start_provisioning"
-    )
-    assert operator.has_perm("console.start_rollout") and not operator.has_perm(
-        "console.manage_api_keys"
-    )
-    assert admin_user.has_perm("console.manage_users")
+    assert viewer.has_perm(perms.VIEW_AUDIT) and not viewer.has_perm(perms.START_PROVISIONING)
+    assert operator.has_perm(perms.START_ROLLOUT) and not operator.has_perm(perms.MANAGE_API_KEYS)
+    assert admin_user.has_perm(perms.MANAGE_USERS)
 
 
 @pytest.mark.django_db

@@ -18,7 +18,8 @@ from centralllm.audit import contract
 from centralllm.audit.ingest import ingest_record
 from centralllm.audit.tests.conftest import make_record
 from console import api_keys
-from console.models import Action, KeyRotation
+from console.models import KeyRotation
+from core.models import Action
 from provisioning.models import Environment
 
 pytestmark = pytest.mark.django_db

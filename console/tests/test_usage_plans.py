@@ -11,7 +11,8 @@ from playwright.sync_api import expect
 
 from centralllm import aws
 from console import usage_plans
-from console.models import Action, QuotaIncrease
+from console.models import QuotaIncrease
+from core.models import Action
 from devtools.testing import at_once
 from provisioning import engine
 from provisioning.models import Environment, Run

@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from console.models import Action
+from core.models import Action
 from provisioning import state
 from provisioning.models import Environment, Run
 

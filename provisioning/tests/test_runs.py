@@ -16,7 +16,7 @@ from django.utils import timezone
 from rq import SimpleWorker
 
 from centralllm import aws
-from console.models import Action
+from core.models import Action
 from devtools.testing import at_once, test_database_url
 from provisioning import engine, runs
 from provisioning.jobs import execute

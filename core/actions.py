@@ -9,7 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from rq import get_current_job
 
-from console.models import Action
+from core.models import Action
 
 Actor = AbstractBaseUser | None
 
