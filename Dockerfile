@@ -9,6 +9,7 @@ COPY core ./core
 COPY console ./console
 COPY provisioning ./provisioning
 COPY audit_explorer ./audit_explorer
+COPY api_access ./api_access
 COPY centralllm ./centralllm
 COPY lambda ./lambda
 COPY inference ./inference

@@ -8,10 +8,10 @@ Jobs are idempotent, so a restart or a second scheduler only repeats a check."""
 from rq import cron
 
 import provisioning.cron  # noqa: F401 - registers the reaper
+from api_access.api_keys import check_keys
+from api_access.usage_plans import revert_due_increases
 from audit_explorer.audit_runs import check_yesterday
 from audit_explorer.retention import drop_due_previews
-from console.api_keys import check_keys
-from console.usage_plans import revert_due_increases
 
 KEYS_SECONDS = 60
 

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "console",
     "provisioning",
     "audit_explorer",
+    "api_access",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -8,8 +8,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from api_access import api_keys
 from audit_explorer import audit_runs
-from console import api_keys, health, timezones
+from console import health, timezones
 from core import actions
 from core import permissions as perms
 from core.models import Action

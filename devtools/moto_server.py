@@ -4,7 +4,7 @@ documents it: tags on API Gateway API keys.
 moto tags only stages; AWS's TagResource, UntagResource and GetTags take any API Gateway
 resource ARN, ``arn:aws:apigateway:<region>::/apikeys/<id>`` among them
 (https://docs.aws.amazon.com/apigateway/latest/api/API_TagResource.html). The console binds
-a key to its projects with a tag (``console.api_keys.set_projects``).
+a key to its projects with a tag (``api_access.api_keys.set_projects``).
 
     python -m devtools.moto_server -H 127.0.0.1 -p 5100
 """

@@ -1,4 +1,6 @@
+from collections.abc import Callable
 from dataclasses import fields
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -33,6 +35,15 @@ def validate_redaction_rules(value: str) -> None:
         parse_rules(value)
     except RedactionRulesError as exc:
         raise ValidationError(str(exc)) from None
+
+
+# What other apps add to an environment's declaration (api_access: the quota increases in
+# force), registered from their AppConfig.ready(), so provisioning imports none of them.
+SPEC_ADDITIONS: list[Callable[["Environment"], dict[str, Any]]] = []
+
+
+def _declared_elsewhere(environment: "Environment") -> dict[str, Any]:
+    return {name: value for add in SPEC_ADDITIONS for name, value in add(environment).items()}
 
 
 class Environment(models.Model):
@@ -221,13 +232,8 @@ class Environment(models.Model):
             **values,
             subnet_ids=tuple(self.subnets),
             live_image_tag=live_image_tag,
-            quota_extra=self.quota_extra() if self.pk else 0,
+            **(_declared_elsewhere(self) if self.pk else {}),
         )
-
-    def quota_extra(self) -> int:
-        """The temporary increases in force now, added to every key's quota."""
-        active = self.quota_increases.filter(reverted_at=None, until__gt=timezone.now())
-        return active.aggregate(total=models.Sum("extra"))["total"] or 0
 
     def live_release(self) -> "Release | None":
         return self.releases.filter(outcome=Release.Outcome.LIVE).first()

@@ -61,7 +61,7 @@ def test_no_template_has_an_inline_handler():
     handler = re.compile(r"<[^>]*\son[a-z]+\s*=", re.IGNORECASE)
     templates = [
         path
-        for app in ("console", "provisioning", "audit_explorer")
+        for app in ("core", "console", "provisioning", "audit_explorer", "api_access")
         for path in (Path(settings.BASE_DIR) / app).glob("templates/**/*.html")
     ]
 

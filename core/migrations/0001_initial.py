@@ -6,23 +6,11 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from core.moves import move_content_types
+
 
 def move_permissions(apps, schema_editor):
-    content_type_model = apps.get_model("contenttypes", "ContentType")
-    permission_model = apps.get_model("auth", "Permission")
-    for model in ("role", "action"):
-        old = content_type_model.objects.filter(app_label="console", model=model).first()
-        if old is None:
-            continue
-        new = content_type_model.objects.filter(app_label="core", model=model).first()
-        if new is None:
-            old.app_label = "core"
-            old.save()
-            continue
-        # Both exist (roles were synced under the new name first): keep the rows groups hold.
-        permission_model.objects.filter(content_type=new).delete()
-        permission_model.objects.filter(content_type=old).update(content_type=new)
-        old.delete()
+    move_content_types(apps, "console", "core", ["role", "action"])
 
 
 class Migration(migrations.Migration):

@@ -192,7 +192,7 @@ class Spec:
     object_lock_days: int  # each new object's default retention, with a mode
     # What the last rollout put live; empty until the first one.
     live_image_tag: str = ""
-    # Temporary quota increases in force (console.models.QuotaIncrease), on top of the limit.
+    # Temporary quota increases in force (api_access.models.QuotaIncrease), on top of the limit.
     quota_extra: int = 0
 
 

@@ -1,4 +1,4 @@
-"""The API key pages: thin views over ``console.api_keys``. Operators see keys (never their
+"""The API key pages: thin views over ``api_access.api_keys``. Operators see keys (never their
 values); admins change them."""
 
 import uuid
@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from console import api_keys
-from console.models import KeyRotation
+from api_access import api_keys
+from api_access.models import KeyRotation
 from core import permissions as perms
 from provisioning.models import Environment
 
@@ -48,7 +48,7 @@ def _refusals(view):
 @permission_required(VIEW, raise_exception=True)
 def environments(request: HttpRequest) -> HttpResponse:
     found = Environment.objects.all()
-    return render(request, "console/api_key_environments.html", {"environments": found})
+    return render(request, "api_access/api_key_environments.html", {"environments": found})
 
 
 @never_cache
@@ -73,9 +73,9 @@ def key_list(request: HttpRequest, environment: str) -> HttpResponse:
             quota=api_keys.quota_of(env),
             total=len(keys),
         )
-    template = "console/api_keys.html"
+    template = "api_access/api_keys.html"
     if request.htmx and not request.htmx.boosted:
-        template = "console/_api_key_rows.html"
+        template = "api_access/_api_key_rows.html"
     return render(request, template, context)
 
 
@@ -102,7 +102,7 @@ def key_detail(request: HttpRequest, environment: str, key_id: str) -> HttpRespo
         ),
         "rotation_id": uuid.uuid4(),
     }
-    return render(request, "console/api_key_detail.html", context)
+    return render(request, "api_access/api_key_detail.html", context)
 
 
 @never_cache
@@ -135,7 +135,7 @@ def key_create(request: HttpRequest, environment: str) -> HttpResponse:
             messages.error(request, str(exc))
         else:
             return redirect(f"{reverse('api-key-created', args=[env.name, key_id])}?t={token}")
-    return render(request, "console/api_key_form.html", {"environment": env, "form": form})
+    return render(request, "api_access/api_key_form.html", {"environment": env, "form": form})
 
 
 @require_POST
@@ -164,7 +164,7 @@ def key_created(request: HttpRequest, environment: str, key_id: str) -> HttpResp
     revealed = api_keys.reveal(request.GET.get("t", ""), request.user)
     value = revealed[1] if revealed and revealed[0] == key.id else None
     response = render(
-        request, "console/api_key_created.html", {"environment": env, "key": key, "value": value}
+        request, "api_access/api_key_created.html", {"environment": env, "key": key, "value": value}
     )
     response["Cache-Control"] = "no-store"  # not even the browser keeps the value
     return response
@@ -213,7 +213,7 @@ def _confirmed(request: HttpRequest, environment: str, key_id: str, action: str)
             messages.success(request, f"{key} is disabled.")
             return redirect("api-key-detail", env.name, key.id)
     context = {"environment": env, "key": key, "action": action, "impact": api_keys.impact(key)}
-    return render(request, "console/api_key_confirm.html", context)
+    return render(request, "api_access/api_key_confirm.html", context)
 
 
 @permission_required(MANAGE, raise_exception=True)
@@ -249,7 +249,7 @@ def key_rotate(request: HttpRequest, environment: str, key_id: str) -> HttpRespo
             url = reverse("api-key-created", args=[env.name, rotation.new_key_id])
             return redirect(f"{url}?t={token or ''}")
     context = {"environment": env, "key": key, "form": form, "impact": api_keys.impact(key)}
-    return render(request, "console/api_key_rotate.html", context)
+    return render(request, "api_access/api_key_rotate.html", context)
 
 
 @require_POST

@@ -14,8 +14,8 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
+from api_access.models import QuotaIncrease
 from centralllm.audit.rollups import period_start
-from console.models import QuotaIncrease
 from core import actions
 from core.actions import Actor
 from provisioning import engine, runs
@@ -113,7 +113,7 @@ def grant_increase(
     if len(reason) > limit:
         raise PlanError(f"Keep the reason to {limit} characters.")
     _check_free(environment)
-    before = {"quota": environment.quota_limit + environment.quota_extra()}
+    before = {"quota": environment.quota_limit + QuotaIncrease.extra_for(environment)}
     if before["quota"] + extra > MAX_LIMIT:
         raise PlanError(f"The quota with its increases cannot exceed {MAX_LIMIT}.")
     with transaction.atomic():
@@ -154,7 +154,7 @@ def revert_due_increases(now: datetime | None = None) -> int:
                     reverted_at=now
                 ):
                     continue  # another scheduler took it back first
-                after = environment.quota_limit + environment.quota_extra()
+                after = environment.quota_limit + QuotaIncrease.extra_for(environment)
                 _apply(environment)
                 actions.record(
                     "usage_plan.revert",

@@ -1,8 +1,8 @@
-"""The API key pages (``console.key_views``), under /api-keys/."""
+"""The API key pages (``api_access.key_views``), under /api-keys/."""
 
 from django.urls import path
 
-from console import key_views as views
+from api_access import key_views as views
 
 urlpatterns = [
     path("", views.environments, name="api-keys"),

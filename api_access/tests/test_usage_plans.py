@@ -9,9 +9,9 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from api_access import usage_plans
+from api_access.models import QuotaIncrease
 from centralllm import aws
-from console import usage_plans
-from console.models import QuotaIncrease
 from core.models import Action
 from devtools.testing import at_once
 from provisioning import engine

@@ -13,12 +13,12 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from api_access import api_keys
+from api_access.models import KeyRotation
 from centralllm import aws
 from centralllm.audit import contract
 from centralllm.audit.ingest import ingest_record
 from centralllm.audit.tests.conftest import make_record
-from console import api_keys
-from console.models import KeyRotation
 from core.models import Action
 from provisioning.models import Environment
 

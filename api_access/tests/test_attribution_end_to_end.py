@@ -10,8 +10,8 @@ import httpx
 import pytest
 from django.urls import reverse
 
+from api_access import api_keys
 from centralllm.audit.tests.conftest import s3_event
-from console import api_keys
 from devtools.testing import create_bucket, unique
 from inference.attribution import Attribution
 from inference.middleware import AuditMiddleware

@@ -1,8 +1,8 @@
-"""The usage plan pages (``console.plan_views``), under /usage-plans/."""
+"""The usage plan pages (``api_access.plan_views``), under /usage-plans/."""
 
 from django.urls import path
 
-from console import plan_views
+from api_access import plan_views
 
 urlpatterns = [
     path("", plan_views.plan_list, name="usage-plans"),

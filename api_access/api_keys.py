@@ -23,9 +23,9 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from api_access.models import KeyRotation, QuotaIncrease
 from centralllm import aws
 from centralllm.audit import contract, rollups
-from console.models import KeyRotation
 from core import actions
 from provisioning import state
 from provisioning.models import Environment
@@ -169,7 +169,7 @@ def matching(keys: list[ApiKey], query: str) -> list[ApiKey]:
 
 
 def quota_of(environment: Environment) -> int:
-    return environment.quota_limit + environment.quota_extra()
+    return environment.quota_limit + QuotaIncrease.extra_for(environment)
 
 
 def usage(environment: Environment, keys: list[ApiKey]) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""The usage plan forms: they parse numbers; ``console.usage_plans`` decides what is allowed.
+"""The usage plan forms: they parse numbers; ``api_access.usage_plans`` decides what is allowed.
 
 Field names are the keyword arguments of the function each form's data goes to."""
 

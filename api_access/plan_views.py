@@ -9,8 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from console import usage_plans
-from console.plan_forms import IncreaseForm, PlanForm
+from api_access import usage_plans
+from api_access.plan_forms import IncreaseForm, PlanForm
 from core import permissions as perms
 from provisioning.engine import diff
 from provisioning.models import Environment
@@ -29,7 +29,7 @@ ROWS = {
 @permission_required(VIEW, raise_exception=True)
 def plan_list(request: HttpRequest) -> HttpResponse:
     context = {"environments": usage_plans.with_plans()}
-    return render(request, "console/usage_plan_list.html", context)
+    return render(request, "api_access/usage_plan_list.html", context)
 
 
 @permission_required(VIEW, raise_exception=True)
@@ -102,7 +102,7 @@ def _detail(
         "plan_form": shown[PlanForm],
         "increase_form": shown[IncreaseForm],
     }
-    return render(request, "console/usage_plan_detail.html", context)
+    return render(request, "api_access/usage_plan_detail.html", context)
 
 
 def _plain(value: object) -> object:
