@@ -27,6 +27,7 @@ from api_access.models import KeyRotation, QuotaIncrease
 from centralllm import aws
 from centralllm.audit import contract, rollups
 from core import actions
+from core.refusals import Refused
 from provisioning import state
 from provisioning.models import Environment
 
@@ -42,10 +43,6 @@ IMPACT_DAYS = 7
 # API Gateway's tag values: at most 256 characters, of these (Tag in its API reference).
 _TAG_VALUE = re.compile(r"[\w.:/=+\-@]+", re.ASCII)
 TAG_VALUE_LIMIT = 256
-
-
-class Refused(ValueError):
-    """The change cannot be made; the message says why, in words."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from django.views.decorators.http import require_POST
 from api_access import api_keys
 from api_access.models import KeyRotation
 from core import permissions as perms
+from core.refusals import Refused
+from core.views import refused
 from provisioning.models import Environment
 
 PAGE_SIZE = 50
@@ -31,16 +33,15 @@ def _refusals(view):
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except api_keys.Refused as exc:
-            messages.error(request, str(exc))
-        except (BotoCoreError, ClientError) as exc:
-            messages.error(request, f"API Gateway did not answer: {exc}")
         back = reverse("api-keys")
         if "environment" in kwargs:
             back = reverse("api-key-list", args=[kwargs["environment"]])
-        return redirect(back)
+        try:
+            return view(request, *args, **kwargs)
+        except Refused as exc:
+            return refused(request, exc, back)
+        except (BotoCoreError, ClientError) as exc:
+            return refused(request, Refused(f"API Gateway did not answer: {exc}"), back)
 
     return wrapper
 
@@ -62,7 +63,7 @@ def key_list(request: HttpRequest, environment: str) -> HttpResponse:
         keys = api_keys.matching(api_keys.keys_of(env), query)
         page = Paginator(keys, PAGE_SIZE).get_page(request.GET.get("page"))
         usage = api_keys.usage(env, list(page))
-    except api_keys.Refused as exc:
+    except Refused as exc:
         context["error"] = str(exc)
     except (BotoCoreError, ClientError) as exc:
         context["error"] = f"AWS did not answer: {exc}"
@@ -131,7 +132,7 @@ def key_create(request: HttpRequest, environment: str) -> HttpResponse:
                 request_id=form["request_id"],
                 projects_text=form["projects"],
             )
-        except api_keys.Refused as exc:
+        except Refused as exc:
             messages.error(request, str(exc))
         else:
             return redirect(f"{reverse('api-key-created', args=[env.name, key_id])}?t={token}")
@@ -147,7 +148,7 @@ def key_projects(request: HttpRequest, environment: str, key_id: str) -> HttpRes
     back = redirect("api-key-detail", env.name, key.id)
     try:
         api_keys.set_projects(env, key, request.POST.get("projects", ""), actor=request.user)
-    except api_keys.Refused as exc:
+    except Refused as exc:
         messages.error(request, str(exc))
         return back
     messages.success(request, f"{key.name} may now file only under the projects shown.")
@@ -203,7 +204,7 @@ def _confirmed(request: HttpRequest, environment: str, key_id: str, action: str)
             try:
                 typed = request.POST.get("name", "")
                 api_keys.delete(env, key, typed_name=typed, actor=request.user)
-            except api_keys.Refused as exc:
+            except Refused as exc:
                 messages.error(request, str(exc))
             else:
                 messages.success(request, f"{key} is deleted.")
@@ -240,7 +241,7 @@ def key_rotate(request: HttpRequest, environment: str, key_id: str) -> HttpRespo
                 expires=_date(form["expires"]),
                 actor=request.user,
             )
-        except api_keys.Refused as exc:
+        except Refused as exc:
             messages.error(request, str(exc))
         else:
             if not rotation.new_key_id:
@@ -273,11 +274,11 @@ def _date(value: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise api_keys.Refused(f"{value!r} is not a date like 2027-03-31.") from None
+        raise Refused(f"{value!r} is not a date like 2027-03-31.") from None
 
 
 def _whole(value: str, what: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise api_keys.Refused(f"{what} must be a whole number, not {value!r}.") from None
+        raise Refused(f"{what} must be a whole number, not {value!r}.") from None

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from api_access import usage_plans
 from api_access.plan_forms import IncreaseForm, PlanForm
 from core import permissions as perms
+from core.refusals import Refused
 from provisioning.engine import diff
 from provisioning.models import Environment
 
@@ -60,7 +61,7 @@ def _submit(
     if form.is_valid():
         try:
             act(environment, **form.cleaned_data, actor=request.user)
-        except usage_plans.PlanError as exc:
+        except Refused as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, done)

@@ -18,6 +18,7 @@ from api_access.models import QuotaIncrease
 from centralllm.audit.rollups import period_start
 from core import actions
 from core.actions import Actor
+from core.refusals import Refused
 from provisioning import engine, runs
 from provisioning.models import QUOTA_PERIODS, Environment
 from provisioning.resources.apigateway import UsagePlan, plan_limits
@@ -31,10 +32,6 @@ PERIODS = dict(QUOTA_PERIODS)
 MAX_LIMIT = 2**31 - 1
 # Days from a period's start that land inside the next period, whatever the month.
 _INTO_NEXT = {"DAY": 1, "WEEK": 7, "MONTH": 32}
-
-
-class PlanError(ValueError):
-    """A change that was refused or failed; the message says why, for an admin."""
 
 
 def with_plans() -> QuerySet:
@@ -77,10 +74,10 @@ def change_plan(
     for number, name in ((burst, "burst"), (rate, "rate"), (quota_limit, "quota")):
         _check_limit(number, name)
     if quota_period not in PERIODS:
-        raise PlanError(f"The quota period is one of {', '.join(PERIODS)}, not {quota_period!r}.")
+        raise Refused(f"The quota period is one of {', '.join(PERIODS)}, not {quota_period!r}.")
     if rate > 0 and burst == 0:
         # The burst is the size of API Gateway's token bucket: at 0 no request ever passes.
-        raise PlanError("A burst of 0 lets no request through: set it to 1 or more.")
+        raise Refused("A burst of 0 lets no request through: set it to 1 or more.")
     _check_free(environment)
     before = {name: getattr(environment, name) for name in PLAN_FIELDS}
     if before == values:
@@ -94,7 +91,7 @@ def change_plan(
             actions.record(
                 "usage_plan.change", environment, actor=actor, before=before, after=values
             )
-    except PlanError:
+    except Refused:
         environment.refresh_from_db(fields=PLAN_FIELDS)  # as saved: the change was rolled back
         raise
 
@@ -105,17 +102,17 @@ def grant_increase(
     """Raise the quota by ``extra`` until the end of the current quota period."""
     _check_limit(extra, "increase")
     if extra == 0:
-        raise PlanError("An increase is 1 request or more.")
+        raise Refused("An increase is 1 request or more.")
     reason = reason.strip()
     if not reason:
-        raise PlanError("Say why the quota is increased: the reason is recorded.")
+        raise Refused("Say why the quota is increased: the reason is recorded.")
     limit = QuotaIncrease._meta.get_field("reason").max_length
     if len(reason) > limit:
-        raise PlanError(f"Keep the reason to {limit} characters.")
+        raise Refused(f"Keep the reason to {limit} characters.")
     _check_free(environment)
     before = {"quota": environment.quota_limit + QuotaIncrease.extra_for(environment)}
     if before["quota"] + extra > MAX_LIMIT:
-        raise PlanError(f"The quota with its increases cannot exceed {MAX_LIMIT}.")
+        raise Refused(f"The quota with its increases cannot exceed {MAX_LIMIT}.")
     with transaction.atomic():
         increase = QuotaIncrease.objects.create(
             environment=environment,
@@ -165,7 +162,7 @@ def revert_due_increases(now: datetime | None = None) -> int:
                     after={"quota": after},
                 )
             reverted += 1
-        except PlanError as exc:
+        except Refused as exc:
             log.warning("Increase %s of %s not reverted yet: %s", increase.pk, environment, exc)
     return reverted
 
@@ -178,15 +175,15 @@ def period_end(moment: datetime, period: str) -> datetime:
 
 def _check_limit(value: int, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PlanError(f"The {name} is a whole number, not {value!r}.")
+        raise Refused(f"The {name} is a whole number, not {value!r}.")
     if not 0 <= value <= MAX_LIMIT:
-        raise PlanError(f"The {name} is between 0 and {MAX_LIMIT}, not {value}.")
+        raise Refused(f"The {name} is between 0 and {MAX_LIMIT}, not {value}.")
 
 
 def _check_free(environment: Environment) -> None:
     holder = runs.holder_of(environment)
     if holder is not None:
-        raise PlanError(
+        raise Refused(
             f"{environment.name} is held by {holder.kind} #{holder.pk} ({holder.status}, "
             f"started by {holder.started_by_name}): change the usage plan once it has ended."
         )
@@ -197,7 +194,7 @@ def _apply(environment: Environment) -> None:
     try:
         engine.apply_one(environment, UsagePlan.key)
     except (ProvisioningError, ValidationError) as exc:
-        raise PlanError(f"The usage plan was not changed: {exc}") from exc
+        raise Refused(f"The usage plan was not changed: {exc}") from exc
 
 
 def _about(increase: QuotaIncrease) -> dict:
