@@ -50,14 +50,12 @@ def declared(environment: Environment) -> dict:
 
 def live(environment: Environment) -> tuple[dict | None, str]:
     """The usage plan as AWS has it now (None: absent), and an error ('' when AWS answered)."""
-    ctx = Context(environment.spec())
-    try:
-        ctx.account_id  # noqa: B018 - another account's plan is not this environment's
-        return UsagePlan(ctx).read(), ""
-    except (BotoCoreError, ClientError, ProvisioningError) as exc:
-        return None, f"Could not read the usage plan from AWS: {exc}"
-    finally:
-        ctx.close()
+    with Context(environment.spec()) as ctx:
+        try:
+            ctx.account_id  # noqa: B018 - another account's plan is not this environment's
+            return UsagePlan(ctx).read(), ""
+        except (BotoCoreError, ClientError, ProvisioningError) as exc:
+            return None, f"Could not read the usage plan from AWS: {exc}"
 
 
 def change_plan(

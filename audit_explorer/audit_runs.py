@@ -27,15 +27,12 @@ PROGRESS_SECONDS = 2  # how often a long redrive says how far it is
 def check_run(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
     day = date.fromisoformat(run.parameters["day"])
     refuse_local_against_aws(spec)
-    ctx = Context(spec, progress)
-    try:
+    with Context(spec, progress) as ctx:
         _collect_step(ctx, run.environment)
         checked = check_and_keep(ctx, run, day)
         sealed = run_step(
             ctx, *SEAL, lambda: seal_and_keep(ctx, checked, reseal=run.parameters.get("reseal"))
         )
-    finally:
-        ctx.close()
     result = {"day": str(day), "complete": checked.complete, "seal": checked.seal_status}
     return result, f"{describe(checked)} {sealed}"
 
@@ -164,10 +161,9 @@ def redrive_run(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
     of a checked ``day``; then check again the checked days it touched."""
     parameters, environment = run.parameters, run.environment
     refuse_local_against_aws(spec)
-    ctx = Context(spec, progress)
     tally = {"redriven": 0, "failed": 0, "failures": []}
     days: set[date] = set()
-    try:
+    with Context(spec, progress) as ctx:
         _collect_step(ctx, environment)
         if "day" in parameters:
             day = date.fromisoformat(parameters["day"])
@@ -177,8 +173,6 @@ def redrive_run(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
             step = lambda: _redrive_letters(ctx, run, parameters, tally, days)  # noqa: E731
         run_step(ctx, "redrive", "Ingest the events again", step)
         run_step(ctx, "recheck", "Check the days", lambda: _recheck(ctx, run, days))
-    finally:
-        ctx.close()
     summary = f"{tally['redriven']} ingested again"
     if tally["failed"]:
         first = tally["failures"][0]

@@ -87,15 +87,14 @@ def drop_due_previews() -> dict[str, int]:
     dropped = {}
     for environment in Environment.objects.filter(preview_retention_days__gt=0):
         spec = environment.spec()
-        ctx = Context(spec)
         limit = audit_runs.today() - timedelta(days=environment.preview_retention_days)
         try:
             refuse_local_against_aws(spec)
-            dropped[environment.name] = sum(
-                drop_previews(ctx, limit - timedelta(days=n)) for n in range(1, CATCH_UP_DAYS + 1)
-            )
+            with Context(spec) as ctx:
+                dropped[environment.name] = sum(
+                    drop_previews(ctx, limit - timedelta(days=n))
+                    for n in range(1, CATCH_UP_DAYS + 1)
+                )
         except (BotoCoreError, ClientError, ProvisioningError) as exc:
             logger.warning("previews of %s not dropped: %s", environment.name, exc)
-        finally:
-            ctx.close()
     return dropped

@@ -53,28 +53,24 @@ def dead_letter_list(request: HttpRequest, name: str) -> HttpResponse:
 
 def _in_queue(environment: Environment) -> int | str:
     """What waits in SQS, not collected yet; the reason when SQS cannot say."""
-    ctx = Context(environment.spec())
-    try:
-        return dead_letters.waiting_in_queue(ctx)
-    except (BotoCoreError, ClientError) as exc:
-        return f"unknown ({exc})"
-    finally:
-        ctx.close()
+    with Context(environment.spec()) as ctx:
+        try:
+            return dead_letters.waiting_in_queue(ctx)
+        except (BotoCoreError, ClientError) as exc:
+            return f"unknown ({exc})"
 
 
 @require_POST
 @permission_required(OPERATE, raise_exception=True)
 def dead_letter_collect(request: HttpRequest, name: str) -> HttpResponse:
     environment = _environment(name)
-    ctx = Context(environment.spec())
-    try:
-        collected = dead_letters.collect(ctx, environment, limit=1000)
-    except (BotoCoreError, ClientError) as exc:
-        messages.error(request, f"The dead-letter queue could not be read: {exc}")
-    else:
-        messages.success(request, f"{collected} new events collected from the queue.")
-    finally:
-        ctx.close()
+    with Context(environment.spec()) as ctx:
+        try:
+            collected = dead_letters.collect(ctx, environment, limit=1000)
+        except (BotoCoreError, ClientError) as exc:
+            messages.error(request, f"The dead-letter queue could not be read: {exc}")
+        else:
+            messages.success(request, f"{collected} new events collected from the queue.")
     return redirect("audit_explorer:dead-letters", name=name)
 
 
@@ -142,16 +138,14 @@ def dead_letter_detail(request: HttpRequest, name: str, pk: int) -> HttpResponse
 
 
 def _read_record(environment: Environment, letter: DeadLetter, key: str) -> tuple[str, str]:
-    ctx = Context(environment.spec())
-    try:
-        found = ctx.client("s3").get_object(
-            Bucket=letter.bucket or ctx.name("AuditBucket"), Key=key
-        )
-        return _pretty(found["Body"].read(64 * 1024).decode(errors="replace")), ""
-    except (BotoCoreError, ClientError) as exc:
-        return "", f"S3 did not give the record: {exc}"
-    finally:
-        ctx.close()
+    with Context(environment.spec()) as ctx:
+        try:
+            found = ctx.client("s3").get_object(
+                Bucket=letter.bucket or ctx.name("AuditBucket"), Key=key
+            )
+            return _pretty(found["Body"].read(64 * 1024).decode(errors="replace")), ""
+        except (BotoCoreError, ClientError) as exc:
+            return "", f"S3 did not give the record: {exc}"
 
 
 def _pretty(text: str) -> str:

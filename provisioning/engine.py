@@ -109,12 +109,9 @@ def _run(
 ) -> Iterator[Context]:
     spec = spec_of(target)
     refuse_local_against_aws(spec)
-    ctx = Context(spec, progress, **({"sleep": sleep} if sleep else {}))
-    try:
+    with Context(spec, progress, **({"sleep": sleep} if sleep else {})) as ctx:
         ctx.account_id  # noqa: B018 - refuses to run in any account but the declared one
         yield ctx
-    finally:
-        ctx.close()
 
 
 def refuse_local_against_aws(spec: Spec) -> None:

@@ -264,8 +264,7 @@ def _rollout(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
     is recorded as soon as the service moves, and becomes live only once it is steady."""
     source_version = run.parameters.get("source_version") or "main"
     engine.refuse_local_against_aws(spec)  # rollouts and checks, as plans and applies
-    ctx = Context(spec, progress)
-    try:
+    with Context(spec, progress) as ctx:
         build = partial(rollout.build_image, ctx, source_version)
         tag = _stage(ctx, "build", build, lambda tag: f"pushed {tag}")
         image = _stage(ctx, "image", lambda: _unheld_image(run, ctx, tag), lambda i: i.digest)
@@ -297,8 +296,6 @@ def _rollout(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
             _end_release(release, Release.Outcome.FAILED, str(exc))
             raise
         _make_live(release)
-    finally:
-        ctx.close()
     if not spec.live_image_tag:
         _bring_alarm_into_force(run, progress)
     # The guide's checklist follows every rollout that went live.
@@ -326,14 +323,11 @@ def _rollback(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
     reason = run.parameters.get("reason", "")
     leaving = run.environment.live_release()
     engine.refuse_local_against_aws(spec)  # rollouts and checks, as plans and applies
-    ctx = Context(spec, progress)
-    try:
-        arn = target.task_definition
+    arn = target.task_definition
+    with Context(spec, progress) as ctx:
         _stage(ctx, "service", lambda: rollout.move_service(ctx, arn), lambda _: "moved")
         follow = partial(rollout.follow_deployment, ctx, arn)
         _stage(ctx, "deployment", follow, lambda _: "steady")
-    finally:
-        ctx.close()
     release = Release.objects.create(
         environment=run.environment,
         run=run,
@@ -412,15 +406,12 @@ def _validate(run: Run, spec: Spec, progress: RunProgress) -> tuple[dict, str]:
     """The guide's validation checklist; each check a step with its evidence. A failed check
     fails the run, a skipped one says why."""
     engine.refuse_local_against_aws(spec)  # rollouts and checks, as plans and applies
-    ctx = Context(spec, progress)
-    checks = validation.Validation(ctx, model_url=settings.LOCAL_MODEL_URL or None)
     outcomes = {}
-    try:
+    with Context(spec, progress) as ctx:
+        checks = validation.Validation(ctx, model_url=settings.LOCAL_MODEL_URL or None)
         for key, title in validation.CHECKS:
             outcome = engine.run_step(ctx, key, title, lambda key=key: str(checks.check(key)))
             outcomes[key] = outcome
-    finally:
-        ctx.close()
     failed = [key for key, outcome in outcomes.items() if outcome.startswith(validation.FAIL)]
     if failed:
         titles = ", ".join(dict(validation.CHECKS)[key] for key in failed)
@@ -485,11 +476,8 @@ def _preflight(run: Run, spec: Spec) -> list[dict]:
     change."""
     if spec.is_local:
         return []
-    ctx = Context(spec)
-    try:
+    with Context(spec) as ctx:
         checks = preflight.run_checks(ctx)
-    finally:
-        ctx.close()
     for check in checks:
         mark = "warning" if check.warning else "pass" if check.ok else "FAIL"
         log(run, f"pre-flight {mark}: {check.name}: {check.reason}", level=_level(check))

@@ -120,8 +120,7 @@ def live(environment: Environment) -> dict[str, Any]:
 
 
 def read_live(environment: Environment) -> dict[str, Any]:
-    ctx = Context(environment.spec())
-    try:
+    with Context(environment.spec()) as ctx:
         return {
             "read_at": timezone.now(),
             "service": _guarded(lambda: _service(ctx)),
@@ -131,8 +130,6 @@ def read_live(environment: Environment) -> dict[str, Any]:
             "lambda_errors": _guarded(lambda: _lambda_errors(ctx)),
             "object_lock": _guarded(lambda: _object_lock(ctx)),
         }
-    finally:
-        ctx.close()
 
 
 def healthy(state: dict[str, Any]) -> bool | None:

@@ -269,6 +269,13 @@ class Context:
             client.meta.events.unregister("before-call", unique_id=self._hook_id)
         self._clients.clear()
 
+    # ``with Context(spec) as ctx:`` closes it however the block ends.
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def say(self, text: str) -> None:
         self.progress.message(self.step, text)
 
