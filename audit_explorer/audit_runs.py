@@ -1,7 +1,7 @@
-"""The audit trail's runs, carried out by ``provisioning.jobs`` like every run (same live page,
-cancel and action log): a completeness check of one day, which also seals the day or checks
-its seal, and a redrive of dead-lettered events or of a day's missing objects, which checks
-the days it touched again."""
+"""The audit trail's runs, two run kinds that ``apps.py`` registers, carried out by
+``provisioning.jobs`` like every run (same live page, cancel and action log): a completeness
+check of one day, which also seals the day or checks its seal, and a redrive of dead-lettered
+events or of a day's missing objects, which checks the days it touched again."""
 
 import time
 from datetime import UTC, date, timedelta
@@ -13,7 +13,11 @@ from audit_explorer import completeness, dead_letters, seals
 from audit_explorer.models import AuditDay, DeadLetter
 from centralllm.audit.contract import parse_timestamp
 from core.actions import Actor, actor_name, record
+from core.permissions import START_PROVISIONING
+from provisioning import runs
 from provisioning.engine import refuse_local_against_aws, run_step
+from provisioning.engine_runs import APPLY, DESTROY
+from provisioning.kinds import RunKind
 from provisioning.models import Environment, Run
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
 
@@ -315,22 +319,36 @@ def yesterday_of(environments: list[Environment]) -> dict[int, AuditDay]:
 def check_yesterday() -> list[int]:
     """The scheduled daily check: yesterday, in every environment that stands (its last
     apply or destroy was an apply that succeeded). Returns the runs started."""
-    from provisioning import runs  # runs names these kinds' steps from this module
-
     day, started = str(today() - timedelta(days=1)), []
     for environment in Environment.objects.all():
-        last = environment.runs.filter(kind__in=(Run.Kind.APPLY, Run.Kind.DESTROY)).filter(
+        last = environment.runs.filter(kind__in=(APPLY.key, DESTROY.key)).filter(
             status=Run.Status.SUCCEEDED
         )
-        if getattr(last.first(), "kind", None) != Run.Kind.APPLY:
+        if getattr(last.first(), "kind", None) != APPLY.key:
             continue
         pending = environment.runs.filter(
-            kind=Run.Kind.AUDIT_CHECK, status__in=Run.ACTIVE, parameters__day=day
+            kind=CHECK.key, status__in=Run.ACTIVE, parameters__day=day
         )
         if not pending.exists():
             started.append(
-                runs.start(
-                    environment, Run.Kind.AUDIT_CHECK, actor=None, parameters={"day": day}
-                ).pk
+                runs.start(environment, CHECK.key, actor=None, parameters={"day": day}).pk
             )
     return started
+
+
+CHECK = RunKind(
+    key="check",
+    title="Audit check",
+    steps=CHECK_STEPS,
+    execute=check_run,
+    permission=START_PROVISIONING,
+    result_template="audit_explorer/_check_result.html",
+)
+REDRIVE = RunKind(
+    key="redrive",
+    title="Redrive",
+    steps=REDRIVE_STEPS,
+    execute=redrive_run,
+    permission=START_PROVISIONING,
+    result_template="audit_explorer/_redrive_result.html",
+)

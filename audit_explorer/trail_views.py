@@ -14,12 +14,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from audit_explorer import audit_runs, dead_letters, seals
+from audit_explorer import audit_runs, dead_letters, retention, seals
 from audit_explorer.models import AuditDay, DeadLetter
 from core import actions
 from core import permissions as perms
 from provisioning import runs
-from provisioning.models import Environment, Run
+from provisioning.models import Environment
 from provisioning.resources.base import Context
 
 VIEW = perms.VIEW_AUDIT
@@ -29,6 +29,17 @@ RAW = perms.VIEW_RAW_AUDIT
 
 def _environment(name: str) -> Environment:
     return get_object_or_404(Environment, name=name)
+
+
+def environment_section(environment: Environment) -> dict:
+    """What the audit trail's section of the environment's page shows."""
+    return {
+        "calendar": audit_runs.calendar(environment),
+        "retention": retention.kept_for(environment),
+        "waiting_letters": environment.dead_letters.filter(
+            status=DeadLetter.Status.WAITING
+        ).count(),
+    }
 
 
 @permission_required(VIEW, raise_exception=True)
@@ -88,7 +99,7 @@ def dead_letter_redrive(request: HttpRequest, name: str) -> HttpResponse:
             return redirect("audit_explorer:dead-letters", name=name)
         parameters = {"letters": [letter.pk for letter in chosen]}
     back = reverse("audit_explorer:dead-letters", args=[name])
-    return _start(request, environment, Run.Kind.REDRIVE, parameters, back)
+    return _start(request, environment, audit_runs.REDRIVE.key, parameters, back)
 
 
 @require_POST
@@ -162,7 +173,7 @@ def audit_day_list(request: HttpRequest, name: str) -> HttpResponse:
     context = {
         "environment": environment,
         "calendar": audit_runs.calendar(environment),
-        "checks": environment.runs.filter(kind=Run.Kind.AUDIT_CHECK)[:10],
+        "checks": environment.runs.filter(kind=audit_runs.CHECK.key)[:10],
     }
     return render(request, "audit_explorer/audit_days.html", context)
 
@@ -197,7 +208,7 @@ def audit_day_check(request: HttpRequest, name: str, day: str) -> HttpResponse:
         messages.error(request, f"{when} is not over yet: check a day once it has ended.")
         return redirect("audit_explorer:audit-day", name=name, day=day)
     back = reverse("audit_explorer:audit-day", args=[name, day])
-    return _start(request, environment, Run.Kind.AUDIT_CHECK, {"day": str(when)}, back)
+    return _start(request, environment, audit_runs.CHECK.key, {"day": str(when)}, back)
 
 
 @require_POST
@@ -212,7 +223,7 @@ def audit_day_seal(request: HttpRequest, name: str, day: str) -> HttpResponse:
         return redirect("audit_explorer:audit-day", name=name, day=day)
     back = reverse("audit_explorer:audit-day", args=[name, day])
     parameters = {"day": str(when), "reseal": True}
-    return _start(request, environment, Run.Kind.AUDIT_CHECK, parameters, back)
+    return _start(request, environment, audit_runs.CHECK.key, parameters, back)
 
 
 @require_POST
@@ -226,7 +237,7 @@ def audit_day_redrive(request: HttpRequest, name: str, day: str) -> HttpResponse
         messages.error(request, f"{when} has nothing missing to redrive: check it first.")
         return redirect("audit_explorer:audit-day", name=name, day=day)
     back = reverse("audit_explorer:audit-day", args=[name, day])
-    return _start(request, environment, Run.Kind.REDRIVE, {"day": str(when)}, back)
+    return _start(request, environment, audit_runs.REDRIVE.key, {"day": str(when)}, back)
 
 
 def _start(

@@ -4,7 +4,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 
 from core import permissions as perms
-from provisioning import engine
+from provisioning import engine, kinds
 from provisioning.models import COMPLIANCE, DECLARED, Environment, Run
 
 COMPLIANCE_CONSEQUENCES = (
@@ -107,7 +107,7 @@ class RunFilterForm(forms.Form):
     environment = forms.ModelChoiceField(
         Environment.objects.all(), required=False, to_field_name="name", empty_label="any"
     )
-    kind = forms.ChoiceField(choices=[("", "any"), *Run.Kind.choices], required=False)
+    kind = forms.ChoiceField(choices=lambda: [("", "any"), *kinds.choices()], required=False)
     status = forms.ChoiceField(choices=[("", "any"), *Run.Status.choices], required=False)
     person = forms.CharField(required=False, max_length=150)
 

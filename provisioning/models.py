@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from centralllm.audit.redaction import RedactionRulesError, parse_rules
+from provisioning import kinds
 from provisioning.resources.base import MAX_SUFFIX_LENGTH, Spec, names_too_long
 
 # The Spec's fields that an operator declares (the rest comes from the environment's history).
@@ -240,19 +241,9 @@ class Environment(models.Model):
 
 
 class Run(models.Model):
-    """One plan, apply, destroy or drift of an environment: the source of truth for what ran
-    (RQ's own results expire). Started through ``provisioning.runs`` only."""
-
-    class Kind(models.TextChoices):
-        PLAN = "plan"
-        APPLY = "apply"
-        DESTROY = "destroy"
-        DRIFT = "drift"
-        ROLLOUT = "rollout"
-        ROLLBACK = "rollback"
-        VALIDATE = "validate"
-        REDRIVE = "redrive"  # dead-lettered audit events ingested again
-        AUDIT_CHECK = "check"  # a day's audit trail checked for completeness
+    """One run of an environment (a plan, an apply, a rollout, an audit check: its kind, as
+    ``provisioning.kinds`` registers it): the source of truth for what ran (RQ's own results
+    expire). Started through ``provisioning.runs`` only."""
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -270,10 +261,11 @@ class Run(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-    MUTATING = (Kind.APPLY, Kind.DESTROY, Kind.ROLLOUT, Kind.ROLLBACK)
 
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="runs")
-    kind = models.CharField(max_length=10, choices=Kind.choices)
+    kind = models.CharField(max_length=40)  # a key of provisioning.kinds: no choices to migrate
+    # Its kind's, copied when the run is created: the lock below reads it.
+    holds_environment = models.BooleanField(default=False, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     explanation = models.TextField(blank=True, help_text="Why it waits, failed or was cancelled.")
     parameters = models.JSONField(default=dict, blank=True)
@@ -305,16 +297,18 @@ class Run(models.Model):
             # The environment lock: it holds across web processes and workers alike.
             models.UniqueConstraint(
                 fields=["environment"],
-                condition=models.Q(
-                    status__in=["queued", "running"],
-                    kind__in=["apply", "destroy", "rollout", "rollback"],
-                ),
-                name="one_mutating_run_per_environment",
+                condition=models.Q(status__in=["queued", "running"], holds_environment=True),
+                name="one_holding_run_per_environment",
             )
         ]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} of {self.environment}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._state.adding:
+            self.holds_environment = kinds.get(self.kind).holds_environment
+        super().save(*args, **kwargs)
 
     @property
     def is_active(self) -> bool:
@@ -323,12 +317,6 @@ class Run(models.Model):
     @property
     def job_id(self) -> str:
         return f"run-{self.pk}"
-
-    @property
-    def step_noun(self) -> str:
-        """What its steps are, for people: an engine run's are resources."""
-        engine = (self.Kind.PLAN, self.Kind.APPLY, self.Kind.DESTROY, self.Kind.DRIFT)
-        return "resources" if self.kind in engine else "steps"
 
     @property
     def elapsed(self) -> str:

@@ -1,8 +1,10 @@
-"""Starting, confirming, cancelling, retrying and reaping runs.
+"""Starting, confirming, cancelling, retrying and reaping runs, of any kind
+(``provisioning.kinds``).
 
 Every function here checks, acts and records who did it in the action log, in one
 transaction. The environment lock is the database's: a partial unique constraint allows one
-queued or running apply or destroy per environment, whichever web process or worker asks.
+queued or running run that holds the environment per environment, whichever web process or
+worker asks.
 """
 
 from contextlib import suppress
@@ -19,12 +21,10 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 
-from audit_explorer import audit_runs
 from core import actions
 from core.actions import Actor
-from provisioning import engine, rollout, validation
-from provisioning.models import Environment, Hold, Release, Run, RunEvent, RunStep
-from provisioning.resources.base import Spec
+from provisioning import kinds
+from provisioning.models import Environment, Run, RunEvent, RunStep
 
 QUEUE = "provisioning"
 
@@ -53,12 +53,27 @@ def log(run: Run, text: str, *, step: str = "", level: str = "info") -> RunEvent
 
 
 def holder_of(environment: Environment) -> Run | None:
-    """The queued or running apply or destroy that holds the environment, if any."""
+    """The queued or running run that holds the environment (an apply, say), if any."""
     return (
-        Run.objects.filter(environment=environment, status__in=Run.ACTIVE, kind__in=Run.MUTATING)
+        Run.objects.filter(environment=environment, status__in=Run.ACTIVE, holds_environment=True)
         .select_related("environment")
         .first()
     )
+
+
+def held_message(holder: Run) -> str:
+    since = timezone.localtime(holder.created_at).strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{holder.environment.name} is held by {holder.kind} #{holder.pk}, started by "
+        f"{holder.started_by_name} at {since} ({holder.status}). Wait for it to end, or cancel it."
+    )
+
+
+def _kind(key: str) -> kinds.RunKind:
+    try:
+        return kinds.get(key)
+    except LookupError as exc:
+        raise Refused(str(exc)) from None
 
 
 def start(
@@ -73,25 +88,23 @@ def start(
 ) -> Run:
     """A new run, queued for a worker once the transaction commits (``enqueue=False``: the
     caller executes it itself, as ``manage.py env`` does)."""
+    run_kind = _kind(kind)
+    parameters = parameters or {}
     try:
         spec = environment.spec()
     except ValidationError as exc:
         problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc)
         raise Refused(f"Environment {environment.name} is not valid: {problems}") from None
-    steps = steps_of(kind, spec)
-    if kind == Run.Kind.ROLLOUT:
-        hold = environment.holds.filter(
-            cleared_at=None, image_tag=(parameters or {}).get("source_version")
-        ).first()
-        if hold is not None:
-            raise Refused(f"{hold.image_tag} is on hold ({hold.reason}): clear the hold first.")
-    for attempt in (1, 2):
+    if run_kind.check is not None:
+        run_kind.check(environment, parameters)
+    steps = run_kind.steps_for(spec)
+    for _ in range(3):
         try:
             with transaction.atomic():
                 run = Run.objects.create(
                     environment=environment,
                     kind=kind,
-                    parameters=parameters or {},
+                    parameters=parameters,
                     started_by=actor,
                     started_by_name=actions.actor_name(actor),
                     plan=plan,
@@ -113,34 +126,10 @@ def start(
             return run
         except IntegrityError:
             holder = holder_of(environment)
-            if holder is None or (attempt == 1 and reap(holder)):
-                continue  # the holder ended meanwhile, or had died: try once more
-            raise Refused(_held_message(holder), holder=holder) from None
-    raise AssertionError("unreachable: the second attempt returns or raises")
-
-
-def steps_of(kind: str, spec: Spec) -> list[tuple[str, str]]:
-    """(key, title) of each step a run of ``kind`` goes through, in order."""
-    if kind == Run.Kind.ROLLOUT:
-        return list(rollout.STAGES)
-    if kind == Run.Kind.VALIDATE:
-        return list(validation.CHECKS)
-    if kind == Run.Kind.AUDIT_CHECK:
-        return audit_runs.CHECK_STEPS
-    if kind == Run.Kind.REDRIVE:
-        return audit_runs.REDRIVE_STEPS
-    if kind == Run.Kind.ROLLBACK:
-        return [stage for stage in rollout.STAGES if stage[0] in ("service", "deployment")]
-    steps = [(cls.key, cls.title) for cls in engine.ordered(spec)]
-    return steps[::-1] if kind == Run.Kind.DESTROY else steps
-
-
-def _held_message(holder: Run) -> str:
-    since = timezone.localtime(holder.created_at).strftime("%Y-%m-%d %H:%M:%S")
-    return (
-        f"{holder.environment.name} is held by {holder.kind} #{holder.pk}, started by "
-        f"{holder.started_by_name} at {since} ({holder.status}). Wait for it to end, or cancel it."
-    )
+            if holder is not None and not reap(holder):
+                raise Refused(held_message(holder), holder=holder) from None
+            # The holder ended meanwhile, or had died: try again.
+    raise Refused(f"{environment.name} changed hands while this {kind} started: start it again.")
 
 
 def _enqueue(run: Run) -> None:
@@ -149,49 +138,63 @@ def _enqueue(run: Run) -> None:
     django_rq.get_queue(QUEUE).enqueue(execute, run.pk, job_id=run.job_id)
 
 
-def confirm(plan: Run, *, actor: Actor) -> Run:
-    """Apply what ``plan`` showed; the apply checks first that it would still do just that."""
-    if plan.kind != Run.Kind.PLAN or plan.status != Run.Status.SUCCEEDED:
-        raise Refused(f"Only a finished plan can be confirmed; {plan} is {plan.status}.")
+def confirm(proposal: Run, *, actor: Actor) -> Run:
+    """Carry out what ``proposal`` (a plan) showed, as a run of the kind it is confirmed as
+    (an apply), which checks first that it would still do just that."""
+    confirmed_as = _kind(proposal.kind).confirmed_as
+    if not confirmed_as or proposal.status != Run.Status.SUCCEEDED:
+        raise Refused(
+            f"Only a finished run that proposes changes can be confirmed; {proposal} is "
+            f"{proposal.status}."
+        )
     with transaction.atomic():
-        decided = Run.objects.filter(pk=plan.pk, decision=Run.Decision.PENDING).update(
+        decided = Run.objects.filter(pk=proposal.pk, decision=Run.Decision.PENDING).update(
             decision=Run.Decision.CONFIRMED
         )
         if not decided:
-            raise Refused(_decided_message(plan))
+            raise Refused(_decided_message(proposal))
         return start(
-            plan.environment, Run.Kind.APPLY, actor=actor, parameters={"plan": plan.pk}, plan=plan
+            proposal.environment,
+            confirmed_as,
+            actor=actor,
+            parameters={"plan": proposal.pk},
+            plan=proposal,
         )
 
 
-def discard(plan: Run, *, actor: Actor) -> str:
+def discard(proposal: Run, *, actor: Actor) -> str:
     with transaction.atomic():
-        decided = Run.objects.filter(pk=plan.pk, decision=Run.Decision.PENDING).update(
+        decided = Run.objects.filter(pk=proposal.pk, decision=Run.Decision.PENDING).update(
             decision=Run.Decision.DISCARDED
         )
         if not decided:
-            raise Refused(_decided_message(plan))
-        actions.record("run.discard", plan, actor=actor)
-    return f"Plan #{plan.pk} discarded: nothing was changed."
+            raise Refused(_decided_message(proposal))
+        actions.record("run.discard", proposal, actor=actor)
+    return f"{_named(proposal)} discarded: nothing was changed."
 
 
-def _decided_message(plan: Run) -> str:
-    plan.refresh_from_db(fields=["decision"])
-    if plan.decision == Run.Decision.CONFIRMED:
-        apply = plan.applies.order_by("-pk").first()
-        where = f": see apply #{apply.pk}" if apply else ""
-        return f"Plan #{plan.pk} was already confirmed{where}."
-    if plan.decision == Run.Decision.DISCARDED:
-        return f"Plan #{plan.pk} was discarded: make a fresh plan."
-    return f"Plan #{plan.pk} has nothing to confirm."
+def _named(run: Run) -> str:
+    return f"{run.kind.capitalize()} #{run.pk}"
+
+
+def _decided_message(proposal: Run) -> str:
+    proposal.refresh_from_db(fields=["decision"])
+    if proposal.decision == Run.Decision.CONFIRMED:
+        confirmed = proposal.applies.order_by("-pk").first()
+        where = f": see {confirmed.kind} #{confirmed.pk}" if confirmed else ""
+        return f"{_named(proposal)} was already confirmed{where}."
+    if proposal.decision == Run.Decision.DISCARDED:
+        return f"{_named(proposal)} was discarded: make a fresh {proposal.kind}."
+    return f"{_named(proposal)} has nothing to confirm."
 
 
 def retry(run: Run, *, actor: Actor) -> Run:
-    """A new run of the same kind and parameters, linked to ``run``. A retried apply resumes
-    the declaration as it stands: what its plan showed is partly done already."""
+    """A new run of the same kind and parameters, linked to ``run``. A retried apply is no
+    longer its plan's: it resumes the declaration as it stands, since what the plan showed is
+    partly done already."""
     if run.status not in (Run.Status.FAILED, Run.Status.CANCELLED):
         raise Refused(f"Only a failed or cancelled run can be retried; {run} is {run.status}.")
-    parameters = {k: v for k, v in run.parameters.items() if k != "plan"}
+    parameters = {key: value for key, value in run.parameters.items() if key != "plan"}
     return start(run.environment, run.kind, actor=actor, parameters=parameters, retry_of=run)
 
 
@@ -325,57 +328,3 @@ def _why_lost(run: Run) -> str | None:
     except NoSuchJobError:
         return "Its job was lost from the queue (Redis restarted or was flushed): retry it."
     return None
-
-
-def roll_back_now(run: Run, *, actor: Actor, reason: str) -> str:
-    """Stop a running rollout and put the service back on the live revision at once, without
-    waiting for ECS's circuit breaker. The image goes on hold with ``reason``."""
-    reason = reason.strip()
-    if not reason:
-        raise Refused("Say why you roll back: the reason is kept with the hold on the image.")
-    if run.kind != Run.Kind.ROLLOUT:
-        raise Refused(f"Only a rollout can be rolled back; {run} is a {run.kind}.")
-    name = actions.actor_name(actor)
-    with transaction.atomic():
-        asked = Run.objects.filter(
-            pk=run.pk, status=Run.Status.RUNNING, cancel_requested_at=None
-        ).update(
-            cancel_requested_at=timezone.now(), cancel_requested_by=name, roll_back_reason=reason
-        )
-        if not asked:
-            raise Refused(f"{run} is not running (or is being cancelled already).")
-        log(run, f"Roll back now, asked by {name}: {reason}", level="warning")
-        actions.record("run.roll_back_now", run, actor=actor, parameters={"reason": reason})
-    return "Rolling back: the service goes back to the live revision at the next check."
-
-
-def roll_back_to(release: Release, *, actor: Actor, reason: str) -> Run:
-    """A rollback run that puts ``release`` (an earlier one) live again."""
-    reason = reason.strip()
-    if not reason:
-        raise Refused("Say why you roll back: the reason is kept with the hold on the image.")
-    if release.outcome == Release.Outcome.LIVE:
-        raise Refused(f"{release.image_tag} is live already.")
-    parameters = {"release": release.pk, "image_tag": release.image_tag, "reason": reason}
-    return start(release.environment, Run.Kind.ROLLBACK, actor=actor, parameters=parameters)
-
-
-def clear_hold(hold: Hold, *, actor: Actor, reason: str) -> str:
-    reason = reason.strip()
-    if not reason:
-        raise Refused("Say why the image may be rolled out again.")
-    name = actions.actor_name(actor)
-    with transaction.atomic():
-        cleared = Hold.objects.filter(pk=hold.pk, cleared_at=None).update(
-            cleared_at=timezone.now(), cleared_by_name=name, clear_reason=reason
-        )
-        if not cleared:
-            raise Refused(f"The hold on {hold.image_tag} was cleared already.")
-        actions.record(
-            "hold.clear",
-            hold,
-            actor=actor,
-            parameters={"reason": reason},
-            before={"reason": hold.reason},
-        )
-    return f"{hold.image_tag} may be rolled out again."

@@ -14,17 +14,19 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from provisioning import engine
+from provisioning.engine_runs import APPLY, DRIFT, PLAN
 from provisioning.models import Environment, Run, RunStep, days
 from provisioning.resources import CATALOGUE
 from provisioning.resources.base import Context
 from provisioning.resources.cloudwatch import Alarm
 from provisioning.resources.s3 import object_lock
 from provisioning.resources.sns import AlarmTopic
+from provisioning.validation_runs import VALIDATE
 
 # Every alarm of the catalogue, however its class is derived.
 ALARMS = [cls for cls in CATALOGUE if issubclass(cls, Alarm)]
 
-SEEN_BY = (Run.Kind.PLAN, Run.Kind.DRIFT, Run.Kind.APPLY)
+SEEN_BY = (PLAN.key, DRIFT.key, APPLY.key)
 _RESOURCE_STATE = {engine.CREATE: "missing", engine.UPDATE: "drifted", engine.NONE: "present"}
 
 
@@ -57,7 +59,7 @@ def last_seen(environment: Environment) -> Resources:
     )
     if run is None:
         return Resources(None, [])
-    if run.kind == Run.Kind.APPLY:
+    if run.kind == APPLY.key:
         rows = [
             {"key": key, "title": title, "state": "present", "fields": {}}
             for key, title in run.steps.values_list("key", "title")
@@ -73,7 +75,7 @@ def last_seen(environment: Environment) -> Resources:
 def last_validation(environment: Environment) -> Run | None:
     """The newest finished validation run: the platform checked end to end."""
     return (
-        environment.runs.filter(kind=Run.Kind.VALIDATE, status__in=Run.TERMINAL)
+        environment.runs.filter(kind=VALIDATE.key, status__in=Run.TERMINAL)
         .order_by("-finished_at", "-pk")
         .first()
     )
@@ -82,7 +84,7 @@ def last_validation(environment: Environment) -> Run | None:
 def outputs(environment: Environment) -> list[RunStep]:
     """The resources with outputs (ARNs, URLs) as the last apply that succeeded left them."""
     apply = (
-        environment.runs.filter(kind=Run.Kind.APPLY, status=Run.Status.SUCCEEDED)
+        environment.runs.filter(kind=APPLY.key, status=Run.Status.SUCCEEDED)
         .order_by("-finished_at", "-pk")
         .first()
     )

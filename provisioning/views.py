@@ -13,12 +13,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from audit_explorer import audit_runs, retention
 from core import actions
 from core import permissions as perms
-from provisioning import runs, state
+from provisioning import kinds, rollout_runs, runs, sections, state
+from provisioning.engine_runs import DESTROY, DRIFT, PLAN
 from provisioning.forms import DestroyForm, EnvironmentForm, RunFilterForm
 from provisioning.models import Environment, Hold, Release, Run
+from provisioning.rollout_runs import ROLLOUT as ROLLOUT_RUN
+from provisioning.validation_runs import VALIDATE
 
 VIEW = perms.VIEW_STATE
 CHANGE = perms.START_PROVISIONING
@@ -55,21 +57,18 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
         "releases": environment.releases.select_related("run")[:10],
         "holds": environment.holds.filter(cleared_at=None),
         "validation": state.last_validation(environment),
-        "calendar": audit_runs.calendar(environment),
-        "retention": retention.kept_for(environment),
-        "waiting_letters": environment.dead_letters.filter(status="waiting").count(),
     }
-    template = "provisioning/environment_detail.html"
     if request.htmx and not request.htmx.boosted:
-        template = "provisioning/_environment_live.html"
-    return render(request, template, context)
+        return render(request, "provisioning/_environment_live.html", context)
+    context["sections"] = sections.rendered(request, context)
+    return render(request, "provisioning/environment_detail.html", context)
 
 
 def _can_delete(environment: Environment) -> bool:
     """Deleting the declaration is safe once nothing of it is left in AWS: never applied, or
     destroyed since its last apply."""
-    last = environment.runs.filter(kind__in=Run.MUTATING, status=Run.Status.SUCCEEDED).first()
-    return last is None or last.kind == Run.Kind.DESTROY
+    last = environment.runs.filter(holds_environment=True, status=Run.Status.SUCCEEDED).first()
+    return last is None or last.kind == DESTROY.key
 
 
 @permission_required(CHANGE, raise_exception=True)
@@ -145,14 +144,14 @@ def run_start(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)
     kind = request.POST.get("kind")
     parameters = {}
-    if kind == Run.Kind.ROLLOUT:
+    if kind == ROLLOUT_RUN.key:
         if not request.user.has_perm(ROLLOUT):
             raise PermissionDenied
         parameters["source_version"] = request.POST.get("source_version", "").strip() or "main"
         if not SOURCE_VERSION.fullmatch(parameters["source_version"]):
             messages.error(request, "A source version is a branch, tag or commit, like main.")
             return redirect("provisioning:environment", name=name)
-    elif kind not in (Run.Kind.PLAN, Run.Kind.DRIFT, Run.Kind.VALIDATE):
+    elif kind not in (PLAN.key, DRIFT.key, VALIDATE.key):
         messages.error(request, "Start a plan, a drift check or a rollout here; apply a plan.")
         return redirect("provisioning:environment", name=name)
     start = partial(runs.start, environment, kind, actor=request.user, parameters=parameters)
@@ -168,9 +167,7 @@ def run_destroy(request: HttpRequest, name: str) -> HttpResponse:
         parameters["confirm_data"] = form.cleaned_data["confirm_data"]
         return _started(
             request,
-            lambda: runs.start(
-                environment, Run.Kind.DESTROY, actor=request.user, parameters=parameters
-            ),
+            lambda: runs.start(environment, DESTROY.key, actor=request.user, parameters=parameters),
             name,
         )
     return render(request, "provisioning/destroy.html", {"form": form, "environment": environment})
@@ -255,6 +252,7 @@ def _live_context(run: Run, *, with_steps: bool = True) -> dict:
     last = run.events.order_by("-seq").first() if stalled else None
     return {
         "run": run,
+        "kind": kinds.get(run.kind),
         "steps": steps,
         "done": sum(step.status in ("done", "failed") for step in steps) if steps else 0,
         "stalled": stalled,
@@ -317,7 +315,7 @@ def run_retry(request: HttpRequest, pk: int) -> HttpResponse:
 def run_roll_back_now(request: HttpRequest, pk: int) -> HttpResponse:
     reason = request.POST.get("reason", "")
     return _run_action(
-        request, pk, lambda run: runs.roll_back_now(run, actor=request.user, reason=reason)
+        request, pk, lambda run: rollout_runs.roll_back_now(run, actor=request.user, reason=reason)
     )
 
 
@@ -326,7 +324,7 @@ def run_roll_back_now(request: HttpRequest, pk: int) -> HttpResponse:
 def release_roll_back(request: HttpRequest, pk: int) -> HttpResponse:
     release = get_object_or_404(Release.objects.select_related("environment"), pk=pk)
     reason = request.POST.get("reason", "")
-    start = partial(runs.roll_back_to, release, actor=request.user, reason=reason)
+    start = partial(rollout_runs.roll_back_to, release, actor=request.user, reason=reason)
     return _started(request, start, release.environment.name)
 
 
@@ -337,7 +335,9 @@ def hold_clear(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         messages.success(
             request,
-            runs.clear_hold(hold, actor=request.user, reason=request.POST.get("reason", "")),
+            rollout_runs.clear_hold(
+                hold, actor=request.user, reason=request.POST.get("reason", "")
+            ),
         )
     except runs.Refused as exc:
         messages.error(request, str(exc))

@@ -41,7 +41,7 @@ def sha(record: dict) -> str:
 def check(ctx: Context, actor=None, **parameters) -> Run:
     started = runs.start(
         ctx.environment,
-        Run.Kind.AUDIT_CHECK,
+        "check",
         actor=actor,
         parameters={"day": str(DAY), **parameters},
         enqueue=False,

@@ -115,7 +115,7 @@ def test_failed_ingests_are_found_missing_and_a_redrive_after_the_fix_completes_
     unthrottle()
     assert delivered == [True] * 4 + [False] * 3
 
-    checked = run(trail, Run.Kind.AUDIT_CHECK, operator, day=str(DAY))
+    checked = run(trail, "check", operator, day=str(DAY))
     assert checked.status == Run.Status.SUCCEEDED, checked.explanation
     day = AuditDay.objects.get(environment=trail.environment, day=DAY)
     assert not day.complete
@@ -137,7 +137,7 @@ def test_failed_ingests_are_found_missing_and_a_redrive_after_the_fix_completes_
     assert {letter.attempts for letter in letters.values()} == {3}
 
     # Redriving before the fix fails again, and the events stay waiting.
-    failed = run(trail, Run.Kind.REDRIVE, operator, letters=[letters[record_key(beta)].pk])
+    failed = run(trail, "redrive", operator, letters=[letters[record_key(beta)].pk])
     assert failed.status == Run.Status.FAILED
     assert "1 failed again" in failed.explanation
     assert DeadLetter.objects.get(pk=letters[record_key(beta)].pk).status == "waiting"
@@ -148,7 +148,7 @@ def test_failed_ingests_are_found_missing_and_a_redrive_after_the_fix_completes_
         audit_runs.discard([letters[malformed]], "truncated by a disk-full host", actor=operator)
         == 1
     )
-    redriven = run(trail, Run.Kind.REDRIVE, operator, all=True)
+    redriven = run(trail, "redrive", operator, all=True)
     assert redriven.status == Run.Status.SUCCEEDED, redriven.explanation
     assert redriven.result == {"redriven": 2, "failed": 0}
 
@@ -168,7 +168,7 @@ def test_failed_ingests_are_found_missing_and_a_redrive_after_the_fix_completes_
         trail, dead_letters.s3_event(trail.name("AuditBucket"), [record_key(beta)])
     )
     assert again["duplicates"] == 1
-    assert run(trail, Run.Kind.AUDIT_CHECK, operator, day=str(DAY)).status == Run.Status.SUCCEEDED
+    assert run(trail, "check", operator, day=str(DAY)).status == Run.Status.SUCCEEDED
     day.refresh_from_db()
     assert day.complete and day.rollup_count == day.items_count == 6
 
@@ -244,7 +244,7 @@ def test_the_pages_list_redrive_and_refuse_bad_input(trail, client, operator, vi
     started = client.post(
         reverse("audit_explorer:dead-letter-redrive", args=[name]), {"letter": [letter.pk]}
     )
-    redrive = Run.objects.get(kind=Run.Kind.REDRIVE, environment=trail.environment)
+    redrive = Run.objects.get(kind="redrive", environment=trail.environment)
     assert started.url == reverse("provisioning:run", args=[redrive.pk])
 
     client.force_login(viewer)
@@ -273,7 +273,7 @@ def test_the_nightly_check_takes_yesterday_in_each_standing_environment(trail, r
     )
     [started] = job.return_value()
     check = Run.objects.get(pk=started)
-    assert (check.environment, check.kind) == (standing, Run.Kind.AUDIT_CHECK)
+    assert (check.environment, check.kind) == (standing, "check")
     assert check.started_by_name == "job: check_yesterday"
     assert check.parameters == {"day": str(audit_runs.today() - timedelta(days=1))}
     assert audit_runs.check_yesterday() == []  # one already waits for a worker
@@ -291,14 +291,14 @@ def test_a_days_missing_objects_are_ingested_in_one_action(trail, monkeypatch, o
     monkeypatch.setattr(ingest, "ingest_record", bug)
     assert not deliver(trail, upload(trail, failing))
     monkeypatch.setattr(ingest, "ingest_record", original)
-    run(trail, Run.Kind.AUDIT_CHECK, operator, day=str(DAY))
+    run(trail, "check", operator, day=str(DAY))
     missing = AuditDay.objects.get(environment=trail.environment, day=DAY).details["missing"]
     assert {(row["requestId"], row["deadLettered"]) for row in missing} == {
         (lost["requestId"], False),
         (failing["requestId"], True),
     }
 
-    redriven = run(trail, Run.Kind.REDRIVE, operator, day=str(DAY))
+    redriven = run(trail, "redrive", operator, day=str(DAY))
     assert redriven.result == {"redriven": 2, "failed": 0}, redriven.explanation
     day = AuditDay.objects.get(environment=trail.environment, day=DAY)
     assert day.complete and day.items_count == day.rollup_count == 3

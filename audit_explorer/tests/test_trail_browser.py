@@ -14,7 +14,6 @@ from audit_explorer.models import AuditDay
 from centralllm.audit.contract import dumps, record_key
 from centralllm.audit.tests.conftest import make_record
 from provisioning import jobs, runs
-from provisioning.models import Run
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,7 +42,7 @@ def test_an_operator_redrives_the_dlq_and_the_day_turns_complete(
         )
     check = runs.start(
         trail.environment,
-        Run.Kind.AUDIT_CHECK,
+        "check",
         actor=None,
         parameters={"day": str(yesterday)},
         enqueue=False,

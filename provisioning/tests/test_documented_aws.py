@@ -89,7 +89,7 @@ def test_a_local_environment_lives_from_nothing_to_destroyed_under_aws_as_docume
         push_image(environment, "0123abc")
         rolled = run(environment, "rollout", source_version="0123abc")
         assert rolled.status == "succeeded", rolled.explanation
-        validated = Run.objects.get(environment=environment, kind=Run.Kind.VALIDATE)
+        validated = Run.objects.get(environment=environment, kind="validate")
         execute(validated.pk)
         validated.refresh_from_db()
         assert validated.status == "succeeded", validated.explanation

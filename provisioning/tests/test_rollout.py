@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 from django.urls import reverse
 
 from centralllm import aws
-from provisioning import engine, rollout, runs
+from provisioning import engine, rollout, rollout_runs, runs
 from provisioning.jobs import execute
 from provisioning.models import Environment, Hold, Release, Run
 from provisioning.resources.base import Context, Progress, ProvisioningError
@@ -147,7 +147,7 @@ def test_roll_back_now_puts_the_service_back_at_once_and_holds_the_image(
 
     def operator_rolls_back_while_following(ctx, arn, **kwargs):
         run = Run.objects.get(kind="rollout", status="running")
-        runs.roll_back_now(run, actor=operator, reason="answers are garbage")
+        rollout_runs.roll_back_now(run, actor=operator, reason="answers are garbage")
         ctx.progress.checkpoint()  # the next poll of the deployment
 
     monkeypatch.setattr(rollout, "follow_deployment", operator_rolls_back_while_following)
@@ -171,8 +171,8 @@ def test_roll_back_now_puts_the_service_back_at_once_and_holds_the_image(
     with pytest.raises(runs.Refused, match="bad0000 is on hold"):
         runs.start(environment, "rollout", actor=operator, parameters={"source_version": "bad0000"})
     with pytest.raises(runs.Refused, match="Say why"):
-        runs.clear_hold(hold, actor=operator, reason=" ")
-    runs.clear_hold(hold, actor=operator, reason="fixed the prompt template")
+        rollout_runs.clear_hold(hold, actor=operator, reason=" ")
+    rollout_runs.clear_hold(hold, actor=operator, reason="fixed the prompt template")
     monkeypatch.undo()
     assert roll_out(environment, "bad0000").status == "succeeded"
 
@@ -205,7 +205,7 @@ def test_rolling_back_to_an_earlier_release_is_one_run(environment, operator):
     roll_out(environment, "4567def")
     earlier = environment.releases.get(image_tag="0123abc")
 
-    run = runs.roll_back_to(earlier, actor=operator, reason="latency doubled")
+    run = rollout_runs.roll_back_to(earlier, actor=operator, reason="latency doubled")
     execute(run.pk)
 
     run.refresh_from_db()

@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from provisioning import engine, runs
-from provisioning.jobs import describe_change, execute
+from provisioning.engine_runs import describe_change
+from provisioning.jobs import execute
 from provisioning.models import Environment, Run
 from provisioning.resources.base import Progress
 
