@@ -212,4 +212,5 @@ DESTROY = RunKind(
     holds_environment=True,
     step_noun="resources",
     check=_check_destroy,
+    asks=("confirm", "confirm_data"),
 )

@@ -29,6 +29,8 @@ class RunKind:
     records_lookups: bool = False  # a resource looked up is a step done (plan, drift)
     # Refuses a start of it (raising runs.Refused): what it needs is missing or wrong.
     check: Callable[["Environment", dict], None] | None = None
+    # Parameters a person types each time (the phrases of a destroy): a retry asks again.
+    asks: tuple[str, ...] = ()
     # The kind a succeeded run of this kind is confirmed into (a plan into an apply).
     confirmed_as: str = ""
     result_template: str = ""  # shows the result on the run's page

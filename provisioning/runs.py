@@ -13,7 +13,7 @@ from functools import partial
 
 import django_rq
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rq.command import send_stop_job_command
@@ -87,8 +87,11 @@ def start(
     enqueue: bool = True,
 ) -> Run:
     """A new run, queued for a worker once the transaction commits (``enqueue=False``: the
-    caller executes it itself, as ``manage.py env`` does)."""
+    caller executes it itself, as ``manage.py env`` does). A person (``actor``) needs the
+    kind's permission; the system (None: the scheduler, a command) does not."""
     run_kind = _kind(kind)
+    if actor is not None and not actor.has_perm(run_kind.permission):
+        raise PermissionDenied(f"{actions.actor_name(actor)} may not start a {kind}.")
     parameters = parameters or {}
     try:
         spec = environment.spec()
@@ -188,14 +191,22 @@ def _decided_message(proposal: Run) -> str:
     return f"{_named(proposal)} has nothing to confirm."
 
 
-def retry(run: Run, *, actor: Actor) -> Run:
-    """A new run of the same kind and parameters, linked to ``run``. A retried apply is no
-    longer its plan's: it resumes the declaration as it stands, since what the plan showed is
-    partly done already."""
+def retry(run: Run, *, actor: Actor, parameters: dict | None = None) -> Run:
+    """A new run of the same kind and parameters, linked to ``run``, started as any run is.
+    What a person types for its kind (a destroy's phrases) is not copied: it comes again in
+    ``parameters``. A retried apply is no longer its plan's: it resumes the declaration as it
+    stands, since what the plan showed is partly done already."""
     if run.status not in (Run.Status.FAILED, Run.Status.CANCELLED):
         raise Refused(f"Only a failed or cancelled run can be retried; {run} is {run.status}.")
-    parameters = {key: value for key, value in run.parameters.items() if key != "plan"}
-    return start(run.environment, run.kind, actor=actor, parameters=parameters, retry_of=run)
+    dropped = {"plan", *_kind(run.kind).asks}
+    kept = {key: value for key, value in run.parameters.items() if key not in dropped}
+    return start(
+        run.environment,
+        run.kind,
+        actor=actor,
+        parameters={**kept, **(parameters or {})},
+        retry_of=run,
+    )
 
 
 def cancel(run: Run, *, actor: Actor) -> str:

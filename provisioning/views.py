@@ -3,14 +3,13 @@ from functools import partial
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from core import actions
@@ -145,8 +144,6 @@ def run_start(request: HttpRequest, name: str) -> HttpResponse:
     kind = request.POST.get("kind")
     parameters = {}
     if kind == ROLLOUT_RUN.key:
-        if not request.user.has_perm(ROLLOUT):
-            raise PermissionDenied
         parameters["source_version"] = request.POST.get("source_version", "").strip() or "main"
         if not SOURCE_VERSION.fullmatch(parameters["source_version"]):
             messages.error(request, "A source version is a branch, tag or commit, like main.")
@@ -161,16 +158,21 @@ def run_start(request: HttpRequest, name: str) -> HttpResponse:
 @permission_required(CHANGE, raise_exception=True)
 def run_destroy(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)
-    form = DestroyForm(request.POST or None, environment=environment)
+    return _destroy(request, environment, partial(runs.start, environment, DESTROY.key))
+
+
+def _destroy(
+    request: HttpRequest, environment: Environment, start, retry_of: Run | None = None
+) -> HttpResponse:
+    """The destroy form; once its phrases are typed, ``start(actor=, parameters=)`` starts
+    the destroy (or the retry of ``retry_of``)."""
+    initial = {"delete_data": retry_of.parameters.get("delete_data")} if retry_of else None
+    form = DestroyForm(request.POST or None, environment=environment, initial=initial)
     if request.method == "POST" and form.is_valid():
-        parameters = {key: form.cleaned_data[key] for key in ("confirm", "delete_data")}
-        parameters["confirm_data"] = form.cleaned_data["confirm_data"]
-        return _started(
-            request,
-            lambda: runs.start(environment, DESTROY.key, actor=request.user, parameters=parameters),
-            name,
-        )
-    return render(request, "provisioning/destroy.html", {"form": form, "environment": environment})
+        started = partial(start, actor=request.user, parameters=dict(form.cleaned_data))
+        return _started(request, started, environment.name)
+    context = {"form": form, "environment": environment, "retry_of": retry_of}
+    return render(request, "provisioning/destroy.html", context)
 
 
 def _started(request: HttpRequest, start, name: str) -> HttpResponse:
@@ -304,9 +306,14 @@ def run_force_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return _run_action(request, pk, lambda run: runs.force_cancel(run, actor=request.user))
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @permission_required(CHANGE, raise_exception=True)
 def run_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _run(pk)
+    if run.kind == DESTROY.key:  # its phrases are typed again, as for the first
+        return _destroy(request, run.environment, partial(runs.retry, run), retry_of=run)
+    if request.method != "POST":
+        return redirect("provisioning:run", pk=run.pk)
     return _run_action(request, pk, lambda run: runs.retry(run, actor=request.user))
 
 
