@@ -181,10 +181,7 @@ def _check_limit(value: int, name: str) -> None:
 def _check_free(environment: Environment) -> None:
     holder = runs.holder_of(environment)
     if holder is not None:
-        raise Refused(
-            f"{environment.name} is held by {holder.kind} #{holder.pk} ({holder.status}, "
-            f"started by {holder.started_by_name}): change the usage plan once it has ended."
-        )
+        raise Refused(runs.held_message(holder))
 
 
 def _apply(environment: Environment) -> None:

@@ -46,6 +46,7 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     context = {
         "environment": environment,
         "holder": holder,
+        "held": runs.held_message(holder) if holder else "",
         "seen": state.last_seen(environment),
         "outputs": outputs,
         "endpoint": state.endpoint_url(outputs),

@@ -129,7 +129,7 @@ def test_nothing_changes_while_an_apply_holds_the_environment(client, admin_user
 
     for response in (changed, increased):
         assert response.status_code == 200
-        assert f"is held by apply #{run.pk} (running, started by otto)" in response.content.decode()
+        assert f"is held by apply #{run.pk}, started by otto" in response.content.decode()
     environment.refresh_from_db()
     assert environment.throttle_rate_limit == 100
     assert in_aws(environment)["throttle"]["rateLimit"] == 100.0

@@ -119,6 +119,9 @@ def test_a_refused_start_in_the_browser_links_to_the_holder(client, operator, en
     assert response["Location"] == reverse("provisioning:run", args=[plan.pk])
     page = client.get(response["Location"]).content.decode()
     assert f"held by apply #{holder.pk}, started by command" in page
+    # The environment's page words it the same way.
+    page = client.get(reverse("provisioning:environment", args=[environment.name])).content
+    assert f"held by apply #{holder.pk}, started by command" in page.decode()
 
 
 @pytest.mark.skipif(
