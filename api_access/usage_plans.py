@@ -188,7 +188,7 @@ def _apply(environment: Environment) -> None:
     """The usage plan in AWS brought to what the environment now declares."""
     try:
         engine.apply_one(environment, UsagePlan.key)
-    except (ProvisioningError, ValidationError) as exc:
+    except (ProvisioningError, Refused, ValidationError) as exc:
         raise Refused(f"The usage plan was not changed: {exc}") from exc
 
 

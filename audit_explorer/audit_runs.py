@@ -14,6 +14,7 @@ from audit_explorer.models import AuditDay, DeadLetter
 from centralllm.audit.contract import parse_timestamp
 from core.actions import Actor, actor_name, record
 from core.permissions import START_PROVISIONING
+from core.refusals import Refused
 from provisioning import runs
 from provisioning.engine import refuse_local_against_aws, run_step
 from provisioning.engine_runs import APPLY, DESTROY
@@ -121,7 +122,7 @@ def discard(letters: list[DeadLetter], reason: str, *, actor: Actor) -> int:
     objects as discarded, not missing. Returns how many were waiting."""
     reason = reason.strip()
     if not reason:
-        raise ValueError("Say why these events are discarded.")
+        raise Refused("Say why these events are discarded.")
     discarded = 0
     with transaction.atomic():
         for letter in letters:

@@ -18,6 +18,8 @@ from audit_explorer import audit_runs, dead_letters, retention, seals
 from audit_explorer.models import AuditDay, DeadLetter
 from core import actions
 from core import permissions as perms
+from core.refusals import Refused
+from core.views import refused
 from provisioning import runs
 from provisioning.models import Environment
 from provisioning.resources.base import Context
@@ -112,7 +114,7 @@ def dead_letter_discard(request: HttpRequest, name: str) -> HttpResponse:
         return redirect("audit_explorer:dead-letters", name=name)
     try:
         discarded = audit_runs.discard(chosen, request.POST.get("reason", ""), actor=request.user)
-    except ValueError as exc:
+    except Refused as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{discarded} events discarded; the reason is recorded.")
@@ -246,7 +248,6 @@ def _start(
     """Start the run and follow it; if it cannot start, back to ``back`` with the reason."""
     try:
         run = runs.start(environment, kind, actor=request.user, parameters=parameters)
-    except runs.Refused as exc:
-        messages.error(request, str(exc))
-        return redirect(back)
-    return redirect("provisioning:run", pk=run.pk)
+    except Refused as exc:
+        return refused(request, exc, back)
+    return redirect(run)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from centralllm import aws
+from core.refusals import Refused
 from provisioning.resources import CATALOGUE
 from provisioning.resources.base import (
     Context,
@@ -33,11 +34,7 @@ _BY_KEY = {cls.key: cls for cls in CATALOGUE}
 SETTLE_POLL_SECONDS = 5
 Sleep = Callable[[float], None]
 # Failures an operator can act on; anything else is a bug and keeps its traceback.
-_EXPECTED = (ClientError, BotoCoreError, ProvisioningError)
-
-
-class Refused(ProvisioningError):
-    """The operation was not confirmed as required; nothing was changed."""
+_EXPECTED = (ClientError, BotoCoreError, ProvisioningError, Refused)
 
 
 @dataclass

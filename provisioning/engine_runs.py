@@ -9,7 +9,7 @@ from provisioning import engine, preflight
 from provisioning.kinds import RunKind
 from provisioning.models import Environment, Run, RunStep
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
-from provisioning.runs import Refused, log
+from provisioning.runs import log
 
 
 def change_as_json(change: engine.Change) -> dict:
@@ -96,15 +96,12 @@ def _destroy(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
 
 
 def _check_destroy(environment: Environment, parameters: dict) -> None:
-    try:
-        engine.check_destroy_confirmed(
-            environment.name,
-            parameters.get("confirm", ""),
-            delete_data=bool(parameters.get("delete_data")),
-            confirm_data=parameters.get("confirm_data", ""),
-        )
-    except engine.Refused as exc:
-        raise Refused(str(exc)) from None
+    engine.check_destroy_confirmed(
+        environment.name,
+        parameters.get("confirm", ""),
+        delete_data=bool(parameters.get("delete_data")),
+        confirm_data=parameters.get("confirm_data", ""),
+    )
 
 
 def _result(result: engine.Result) -> dict:

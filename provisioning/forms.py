@@ -4,6 +4,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 
 from core import permissions as perms
+from core.refusals import Refused
 from provisioning import engine, kinds
 from provisioning.models import COMPLIANCE, DECLARED, Environment, Run
 
@@ -98,7 +99,7 @@ class DestroyForm(forms.Form):
                 delete_data=data.get("delete_data", False),
                 confirm_data=data.get("confirm_data", ""),
             )
-        except engine.Refused as exc:
+        except Refused as exc:
             raise forms.ValidationError(str(exc)) from None
         return data
 

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from rq import get_current_job
 
+from core.refusals import Refused
 from provisioning import engine, kinds
 from provisioning.models import Run, RunStep
 from provisioning.resources.base import Progress, ProvisioningError
@@ -137,7 +138,7 @@ def execute(run_id: int, *, echo: Progress | None = None) -> None:
                 or f"Cancelled by {run.cancel_requested_by}{where}, between two steps: the "
                 "environment is consistent, and applying again resumes it.",
             )
-    except (ProvisioningError, ValidationError) as exc:
+    except (ProvisioningError, Refused, ValidationError) as exc:
         _finish(run, Run.Status.FAILED, _message(exc))
     except Exception as exc:
         logger.exception("run %s failed unexpectedly", run.pk)

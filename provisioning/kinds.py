@@ -27,7 +27,7 @@ class RunKind:
     holds_environment: bool = False
     step_noun: str = "steps"  # what its steps are, for people
     records_lookups: bool = False  # a resource looked up is a step done (plan, drift)
-    # Refuses a start of it (raising runs.Refused): what it needs is missing or wrong.
+    # Refuses a start of it (raising core.refusals.Refused): what it needs is missing or wrong.
     check: Callable[["Environment", dict], None] | None = None
     # Parameters a person types each time (the phrases of a destroy): a retry asks again.
     asks: tuple[str, ...] = ()

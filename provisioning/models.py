@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
 
 from centralllm.audit.redaction import RedactionRulesError, parse_rules
@@ -309,6 +310,9 @@ class Run(models.Model):
         if self._state.adding:
             self.holds_environment = kinds.get(self.kind).holds_environment
         super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("provisioning:run", args=[self.pk])
 
     @property
     def is_active(self) -> bool:

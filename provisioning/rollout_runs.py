@@ -14,13 +14,14 @@ from django.utils import timezone
 from core import actions
 from core.actions import Actor
 from core.permissions import START_ROLLOUT
+from core.refusals import Refused
 from provisioning import engine, rollout, runs
 from provisioning.jobs import RunCancelled
 from provisioning.kinds import RunKind
 from provisioning.models import Environment, Hold, Release, Run
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
 from provisioning.resources.cloudwatch import ServiceHealthAlarm
-from provisioning.runs import Refused, log
+from provisioning.runs import log
 from provisioning.validation_runs import VALIDATE
 
 
@@ -57,7 +58,7 @@ def _rollout(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
                 _end_release(release, Release.Outcome.FAILED, "cancelled")
                 raise
             raise RunCancelled(_roll_back_now(ctx, run, release)) from None
-        except ProvisioningError as exc:
+        except (ProvisioningError, Refused) as exc:
             _end_release(release, Release.Outcome.FAILED, str(exc))
             raise
         _make_live(release)
@@ -92,7 +93,7 @@ def _bring_alarm_into_force(run: Run, progress: Progress) -> None:
     run, now has tasks to watch. A failure here leaves the release live and says what to do."""
     try:
         engine.apply_one(run.environment, ServiceHealthAlarm.key, progress)
-    except ProvisioningError as exc:
+    except (ProvisioningError, Refused) as exc:
         log(run, f"{exc}: the running-tasks alarm stays silent until the next apply", level="error")
 
 

@@ -23,18 +23,11 @@ from rq.worker import Worker
 
 from core import actions
 from core.actions import Actor
+from core.refusals import Refused
 from provisioning import kinds
 from provisioning.models import Environment, Run, RunEvent, RunStep
 
 QUEUE = "provisioning"
-
-
-class Refused(Exception):
-    """A run that cannot be started or changed; the message says why, for an operator."""
-
-    def __init__(self, message: str, *, holder: Run | None = None) -> None:
-        super().__init__(message)
-        self.holder = holder
 
 
 def log(run: Run, text: str, *, step: str = "", level: str = "info") -> RunEvent:
@@ -130,7 +123,7 @@ def start(
         except IntegrityError:
             holder = holder_of(environment)
             if holder is not None and not reap(holder):
-                raise Refused(held_message(holder), holder=holder) from None
+                raise Refused(held_message(holder), see=holder.get_absolute_url()) from None
             # The holder ended meanwhile, or had died: try again.
     raise Refused(f"{environment.name} changed hands while this {kind} started: start it again.")
 

@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
@@ -14,6 +15,8 @@ from django_htmx.http import HttpResponseStopPolling
 
 from core import actions
 from core import permissions as perms
+from core.refusals import Refused
+from core.views import refused
 from provisioning import kinds, rollout_runs, runs, sections, state
 from provisioning.engine_runs import DESTROY, DRIFT, PLAN
 from provisioning.forms import DestroyForm, EnvironmentForm, RunFilterForm
@@ -179,12 +182,9 @@ def _destroy(
 def _started(request: HttpRequest, start, name: str) -> HttpResponse:
     try:
         run = start()
-    except runs.Refused as exc:
-        messages.error(request, str(exc))
-        if exc.holder is not None:
-            return redirect("provisioning:run", pk=exc.holder.pk)
-        return redirect("provisioning:environment", name=name)
-    return redirect("provisioning:run", pk=run.pk)
+    except Refused as exc:
+        return refused(request, exc, reverse("provisioning:environment", args=[name]))
+    return redirect(run)
 
 
 @permission_required(VIEW, raise_exception=True)
@@ -274,9 +274,8 @@ def _run_action(request: HttpRequest, pk: int, act) -> HttpResponse:
     run = _run(pk)
     try:
         outcome = act(run)
-    except runs.Refused as exc:
-        messages.error(request, str(exc))
-        return redirect("provisioning:run", pk=run.pk)
+    except Refused as exc:
+        return refused(request, exc, run.get_absolute_url())
     if isinstance(outcome, Run):
         return redirect("provisioning:run", pk=outcome.pk)
     messages.success(request, outcome)
@@ -347,6 +346,6 @@ def hold_clear(request: HttpRequest, pk: int) -> HttpResponse:
                 hold, actor=request.user, reason=request.POST.get("reason", "")
             ),
         )
-    except runs.Refused as exc:
+    except Refused as exc:
         messages.error(request, str(exc))
     return redirect("provisioning:environment", name=hold.environment.name)

@@ -3,6 +3,7 @@
 import pytest
 
 from centralllm import aws
+from core.refusals import Refused
 from provisioning import engine
 
 USAGE_PLAN = "apigateway.usage_plan"
@@ -29,7 +30,7 @@ def test_one_resource_is_updated_reading_only_its_dependencies(environment):
 def test_a_missing_dependency_is_refused_before_any_change(environment):
     with (
         engine.counting_calls(environment.region) as calls,
-        pytest.raises(engine.Refused, match="is missing: apply the environment first"),
+        pytest.raises(Refused, match="is missing: apply the environment first"),
     ):
         engine.apply_one(environment, USAGE_PLAN)
     assert calls["mutating"] == 0

@@ -7,6 +7,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from centralllm import aws
+from core.refusals import Refused
 from provisioning import engine
 from provisioning.models import Environment
 from provisioning.resources import CATALOGUE
@@ -168,9 +169,9 @@ def test_destroy_removes_everything_but_keeps_the_audit_data_unless_confirmed_tw
         Bucket=f"central-llm-audit{spec.suffix}", Key="logs/2026/11/27/r1.json", Body=b"{}"
     )
 
-    with pytest.raises(engine.Refused):
+    with pytest.raises(Refused):
         engine.destroy(spec, confirm="production")
-    with pytest.raises(engine.Refused):
+    with pytest.raises(Refused):
         engine.destroy(spec, confirm=spec.name, delete_data=True, confirm_data=spec.name)
     assert set(actions(engine.plan(spec)).values()) == {engine.NONE}
 

@@ -4,6 +4,7 @@ against real AWS it would take over (or destroy) another deployment's resources.
 import pytest
 
 from centralllm import aws
+from core.refusals import Refused
 from provisioning import engine
 from provisioning.jobs import execute
 from provisioning.models import Run
@@ -28,7 +29,7 @@ def test_without_an_endpoint_a_local_environment_is_refused_before_any_call(
 ):
     with (
         engine.on_every_call(environment.region, no_aws_call),
-        pytest.raises(engine.Refused, match="every service would be answered by AWS") as refused,
+        pytest.raises(Refused, match="every service would be answered by AWS") as refused,
     ):
         run(environment)
     assert "start the local AWS (make run)" in str(refused.value)
@@ -37,7 +38,7 @@ def test_without_an_endpoint_a_local_environment_is_refused_before_any_call(
 def test_one_service_sent_to_aws_is_named(environment, real_aws, monkeypatch):
     # DynamoDB Local on this machine, everything else on AWS's own endpoints.
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000")
-    with pytest.raises(engine.Refused) as refused:
+    with pytest.raises(Refused) as refused:
         engine.plan(environment)
     assert "apigateway" in str(refused.value) and "dynamodb" not in str(refused.value)
 

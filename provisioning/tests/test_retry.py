@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
 from conftest import make_user
+from core.refusals import Refused
 from provisioning import engine, runs
 from provisioning.models import Environment, Run
 
@@ -98,7 +99,7 @@ def test_a_retried_destroy_asks_for_the_typed_phrases_again(client, operator, en
 def test_a_destroy_retried_without_its_phrases_is_refused_from_any_caller(environment):
     destroy = failed(environment, "destroy", confirm=environment.name)
 
-    with pytest.raises(runs.Refused, match="Destroy not confirmed"):
+    with pytest.raises(Refused, match="Destroy not confirmed"):
         runs.retry(destroy, actor=None)
     retry = runs.retry(destroy, actor=None, parameters={"confirm": environment.name})
 

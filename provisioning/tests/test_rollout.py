@@ -11,6 +11,7 @@ from botocore.stub import Stubber
 from django.urls import reverse
 
 from centralllm import aws
+from core.refusals import Refused
 from provisioning import engine, rollout, rollout_runs, runs
 from provisioning.jobs import execute
 from provisioning.models import Environment, Hold, Release, Run
@@ -168,9 +169,9 @@ def test_roll_back_now_puts_the_service_back_at_once_and_holds_the_image(
     assert (hold.image_tag, hold.created_by_name) == ("bad0000", "otto")
 
     # The held image cannot go out again until the hold is cleared, with a reason.
-    with pytest.raises(runs.Refused, match="bad0000 is on hold"):
+    with pytest.raises(Refused, match="bad0000 is on hold"):
         runs.start(environment, "rollout", actor=operator, parameters={"source_version": "bad0000"})
-    with pytest.raises(runs.Refused, match="Say why"):
+    with pytest.raises(Refused, match="Say why"):
         rollout_runs.clear_hold(hold, actor=operator, reason=" ")
     rollout_runs.clear_hold(hold, actor=operator, reason="fixed the prompt template")
     monkeypatch.undo()

@@ -17,6 +17,7 @@ from rq import SimpleWorker
 
 from centralllm import aws
 from core.models import Action
+from core.refusals import Refused
 from devtools.testing import at_once, test_database_url
 from provisioning import engine, runs
 from provisioning.jobs import execute
@@ -99,7 +100,7 @@ def test_plan_confirm_apply_in_a_worker(
 @pytest.mark.django_db
 def test_a_second_mutating_run_is_refused_with_the_holder_named(environment, operator):
     holder = runs.start(environment, "apply", actor=operator)
-    with pytest.raises(runs.Refused, match=rf"held by apply #{holder.pk}, started by otto"):
+    with pytest.raises(Refused, match=rf"held by apply #{holder.pk}, started by otto"):
         runs.start(environment, "destroy", actor=None, parameters={"confirm": environment.name})
     # Reading is never locked out.
     assert runs.start(environment, "plan", actor=operator).status == "queued"
@@ -116,7 +117,7 @@ def test_a_refused_start_in_the_browser_links_to_the_holder(client, operator, en
 
     response = post(client, "run-confirm", args={"pk": plan.pk})
 
-    assert response["Location"] == reverse("provisioning:run", args=[plan.pk])
+    assert response["Location"] == reverse("provisioning:run", args=[holder.pk])
     page = client.get(response["Location"]).content.decode()
     assert f"held by apply #{holder.pk}, started by command" in page
     # The environment's page words it the same way.
@@ -134,7 +135,7 @@ def test_racing_starts_on_one_environment_let_exactly_one_win(operator):
     def race() -> str:
         try:
             runs.start(environment, "apply", actor=None, enqueue=False)
-        except runs.Refused:
+        except Refused:
             return "refused"
         return "won"
 

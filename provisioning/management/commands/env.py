@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
+from core.refusals import Refused
 from provisioning import engine, runs
 from provisioning.engine_runs import describe_change
 from provisioning.jobs import execute
@@ -53,26 +54,27 @@ class Command(BaseCommand):
             known = ", ".join(Environment.objects.values_list("name", flat=True)) or "none"
             raise CommandError(f"No environment named {name!r} (known: {known}).") from None
         parameters = {}
-        try:
-            if action == "destroy":
-                parameters = {
-                    "confirm": options["confirm"],
-                    "delete_data": options["delete_data"],
-                    "confirm_data": options["confirm_data"],
-                }
+        if action == "destroy":
+            parameters = {
+                "confirm": options["confirm"],
+                "delete_data": options["delete_data"],
+                "confirm_data": options["confirm_data"],
+            }
+            try:
                 engine.check_destroy_confirmed(
                     name,
                     options["confirm"],
                     delete_data=options["delete_data"],
                     confirm_data=options["confirm_data"],
                 )
+            except Refused as exc:
+                raise CommandError(
+                    f"{exc} Pass it with --confirm (--confirm-data for the data)."
+                ) from None
+        try:
             # Recorded as a run like any other, so the console's history shows it.
             run = runs.start(environment, action, actor=None, parameters=parameters, enqueue=False)
-        except engine.Refused as exc:
-            raise CommandError(
-                f"{exc} Pass it with --confirm (--confirm-data for the data)."
-            ) from None
-        except runs.Refused as exc:
+        except Refused as exc:
             raise CommandError(str(exc)) from None
         progress = PrintedProgress(self.stdout, self.style, verbosity=options["verbosity"])
         execute(run.pk, echo=progress)
