@@ -9,9 +9,10 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from centralllm import aws
 from centralllm.audit.redaction import RedactionRulesError, parse_rules
 from provisioning import kinds
-from provisioning.resources.base import MAX_SUFFIX_LENGTH, Spec, names_too_long
+from provisioning.resources.base import MAX_SUFFIX_LENGTH, Spec, names_too_long, resource_name
 
 # The Spec's fields that an operator declares (the rest comes from the environment's history).
 DECLARED = [
@@ -165,6 +166,20 @@ class Environment(models.Model):
     @property
     def subnets(self) -> list[str]:
         return [subnet.strip() for subnet in self.subnet_ids.split(",") if subnet.strip()]
+
+    def resource_name(self, key: str) -> str:
+        """This environment's name for ``key`` of BASE_NAMES (``"AuditTable"``), as provisioning
+        names it."""
+        return resource_name(key, self.suffix)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` in this environment's region."""
+        return aws.client(service, region_name=self.region)
+
+    def audit_table(self) -> dict[str, Any]:
+        """Where ``centralllm.audit``'s reads (items, rollups) find this environment's audit
+        records: keywords for its table and a DynamoDB client in its region."""
+        return {"table": self.resource_name("AuditTable"), "client": self.client("dynamodb")}
 
     def clean(self) -> None:
         errors = {}

@@ -214,9 +214,9 @@ class Page:
     items_read: int = 0  # what DynamoDB read for it, a filter's leftovers included
 
 
-def get_item(request_id: str, *, table: str | None = None) -> dict | None:
+def get_item(request_id: str, *, table: str | None = None, client: Any = None) -> dict | None:
     """The item of one request (the id is unique; its createdAt need not be known)."""
-    response = aws.client("dynamodb").query(
+    response = (client or aws.client("dynamodb")).query(
         TableName=table or table_name(),
         KeyConditionExpression="id = :id AND createdAt < :guard",
         ExpressionAttributeValues={":id": {"S": request_id}, ":guard": {"S": GUARD_SORT_KEY}},
@@ -312,6 +312,7 @@ class TimeQuery(TypedDict, total=False):
     token: str | None
     newest_first: bool
     table: str | None
+    client: Any  # a DynamoDB client (the table's region); None: the process's own
 
 
 def query_user(user: str | None, **options: Unpack[TimeQuery]) -> Page:
@@ -335,6 +336,7 @@ def _query_by_time(
     token: str | None = None,
     newest_first: bool = True,
     table: str | None = None,
+    client: Any = None,
 ) -> Page:
     return _query(
         index,
@@ -344,6 +346,7 @@ def _query_by_time(
         token=token,
         descending=newest_first,
         table=table,
+        client=client,
     )
 
 
@@ -358,6 +361,7 @@ def query_project_latency(
     token: str | None = None,
     slowest_first: bool = True,
     table: str | None = None,
+    client: Any = None,
 ) -> Page:
     """Requests of one project by latency (both bounds included, whole milliseconds).
 
@@ -375,6 +379,7 @@ def query_project_latency(
         token=token,
         descending=slowest_first,
         table=table,
+        client=client,
         created_between=(start, end),
     )
 
@@ -413,6 +418,7 @@ def _query(
     token: str | None,
     descending: bool,
     table: str | None,
+    client: Any = None,
     created_between: tuple[datetime | None, datetime | None] = (None, None),
 ) -> Page:
     """One page over one or more partitions (write shards), merged in sort key order.
@@ -432,7 +438,7 @@ def _query(
     created_filter, filter_values = _created_filter(*created_between)
     if created_filter:
         params["FilterExpression"] = created_filter
-    client = aws.client("dynamodb")
+    client = client or aws.client("dynamodb")
 
     fetched: dict[str, list[dict]] = {}
     resume: dict[str, dict | None] = {}

@@ -322,11 +322,11 @@ def _accumulate(summary: dict, attributes: dict, breakdowns: tuple[str, ...]) ->
 
 
 def read_key_periods(
-    key_ids: Iterable[str], period: str, *, table: str | None = None
+    key_ids: Iterable[str], period: str, *, table: str | None = None, client: Any = None
 ) -> dict[str, dict]:
     """Each key's usage in one quota period (``period_of``): counters, breakdowns and
     ``lastAt``, from BatchGetItem (100 items a call), its write shards added up."""
-    client = aws.client("dynamodb")
+    client = client or aws.client("dynamodb")
     table = table or table_name()
     usage = {key_id: {**_empty(period), "lastAt": None} for key_id in key_ids}
     by_id = {

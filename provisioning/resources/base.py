@@ -129,12 +129,18 @@ NAME_LIMITS: dict[str, int] = {key: _NAME_KINDS[kind][1] for key, kind in _NAME_
 MAX_SUFFIX_LENGTH = min(limit - len(BASE_NAMES[key]) for key, limit in NAME_LIMITS.items())
 
 
+def resource_name(key: str, suffix: str) -> str:
+    """What an environment with ``suffix`` names ``key`` of BASE_NAMES: the one naming rule of
+    provisioning, the audit pages and the API keys."""
+    return BASE_NAMES[key] + suffix
+
+
 def names_too_long(suffix: str) -> list[str]:
     """The names ``suffix`` would make longer than AWS allows, each as a readable problem."""
     problems = []
     for key, kind in _NAME_KIND_OF.items():
         service, limit = _NAME_KINDS[kind]
-        name = BASE_NAMES[key] + suffix
+        name = resource_name(key, suffix)
         if len(name) > limit:
             problems.append(
                 f"{kind} name {name} is {len(name)} characters; {service} allows {limit}"
@@ -293,7 +299,7 @@ class Context:
         return account
 
     def name(self, key: str) -> str:
-        return BASE_NAMES[key] + self.spec.suffix
+        return resource_name(key, self.spec.suffix)
 
     @cached_property
     def placeholders(self) -> dict[str, str]:
