@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import django_rq
 import pytest
@@ -15,6 +16,7 @@ from centralllm import aws
 from console.roles import ADMIN, OPERATOR, VIEWER, sync_roles
 from devtools.services import ensure_os_package
 from devtools.testing import create_audit_table, create_bucket, test_database_url, unique
+from provisioning.models import Environment
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +67,35 @@ def audit_table(monkeypatch) -> str:
     monkeypatch.setenv("TABLE_NAME", name)
     yield name
     aws.client("dynamodb").delete_table(TableName=name)
+
+
+@pytest.fixture
+def audited_environment(db):
+    """Makes environments, each with its own audit table named as provisioning names it (the
+    guide's name and the environment's suffix); the tables are dropped afterwards."""
+    tables = []
+
+    def make(name: str) -> Environment:
+        tag = uuid.uuid4().hex[:8]
+        environment = Environment.objects.create(
+            name=f"{name}-{tag}", suffix=f"-{tag}", is_local=True, region=aws.region()
+        )
+        tables.append(create_audit_table(environment.resource_name("AuditTable")))
+        return environment
+
+    yield make
+    for table in tables:
+        aws.client("dynamodb").delete_table(TableName=table)
+
+
+@pytest.fixture
+def audited(audited_environment, monkeypatch) -> Environment:
+    """The only environment (the migrations' ``local`` is removed), so the audit pages read it
+    unasked; with its own audit table, where the ingest writes (as its Lambda would)."""
+    Environment.objects.filter(name="local").delete()
+    environment = audited_environment("audited")
+    monkeypatch.setenv("TABLE_NAME", environment.resource_name("AuditTable"))
+    return environment
 
 
 def make_user(django_user_model, username: str, role: str | None):

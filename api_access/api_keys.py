@@ -6,7 +6,8 @@ A key's value goes from AWS to its creator's screen once (``reveal``) and is nev
 cached or logged here; afterwards a key is named by its name, id and last four characters.
 A key's projects (a tag too) are those its requests may file under: ``publish`` writes them
 for the serving hosts, which refuse any other project (``inference.attribution``).
-Usage comes from the audit rollups (minutes old), not from API Gateway's (hours old).
+Usage comes from the audit rollups of the key's environment (minutes old), not from API
+Gateway's (hours old).
 """
 
 import json
@@ -173,13 +174,14 @@ def usage(environment: Environment, keys: list[ApiKey]) -> dict[str, dict]:
     """Each key's requests, tokens, errors, projects and users seen in the current quota
     period, with its share of the quota (``percent``) and a warning level."""
     period = rollups.period_of(timezone.now(), environment.quota_period)
-    cache_keys = {f"api-key-usage:{key.id}:{period}": key.id for key in keys}
+    prefix = f"api-key-usage:{environment.pk}"
+    cache_keys = {f"{prefix}:{key.id}:{period}": key.id for key in keys}
     found = {cache_keys[name]: summary for name, summary in cache.get_many(cache_keys).items()}
     missing = [key_id for key_id in cache_keys.values() if key_id not in found]
     if missing:
-        read = rollups.read_key_periods(missing, period)
+        read = rollups.read_key_periods(missing, period, **environment.audit_table())
         cache.set_many(
-            {f"api-key-usage:{key_id}:{period}": read[key_id] for key_id in read}, LIST_SECONDS
+            {f"{prefix}:{key_id}:{period}": read[key_id] for key_id in read}, LIST_SECONDS
         )
         found.update(read)
     quota = quota_of(environment)
@@ -189,11 +191,17 @@ def usage(environment: Environment, keys: list[ApiKey]) -> dict[str, dict]:
     return found
 
 
-def impact(key: ApiKey, days: int = IMPACT_DAYS) -> dict:
+def _hours(environment: Environment, key: ApiKey, days: int) -> list[dict]:
+    """The key's hourly rollups of the last ``days`` days, from its environment's table."""
+    end = timezone.now()
+    start = end - timedelta(days=days)
+    return rollups.read_rollups("apiKey", key.id, start, end, **environment.audit_table())
+
+
+def impact(environment: Environment, key: ApiKey, days: int = IMPACT_DAYS) -> dict:
     """What disabling or deleting the key would break: its last ``days`` days of traffic by
     project and user, from the hourly rollups."""
-    end = timezone.now()
-    hours = rollups.read_rollups("apiKey", key.id, end - timedelta(days=days), end)
+    hours = _hours(environment, key, days)
     total = rollups.summarize(hours)
     by = total["breakdowns"]
     return {
@@ -205,11 +213,10 @@ def impact(key: ApiKey, days: int = IMPACT_DAYS) -> dict:
     }
 
 
-def daily_usage(key: ApiKey, days: int = 30) -> list[dict]:
+def daily_usage(environment: Environment, key: ApiKey, days: int = 30) -> list[dict]:
     """Requests, errors, tokens and latency per day (UTC) from the hourly rollups."""
-    end = timezone.now()
     by_day: dict[str, list[dict]] = {}
-    for hour in rollups.read_rollups("apiKey", key.id, end - timedelta(days=days), end):
+    for hour in _hours(environment, key, days):
         by_day.setdefault(hour["hour"][:10], []).append(hour)
     return [{"day": day, **rollups.summarize(hours)} for day, hours in sorted(by_day.items())]
 
@@ -571,8 +578,12 @@ def last_use(key_id: str, environment: Environment) -> str:
             environment.quota_period,
         ),
     ]
+    where = environment.audit_table()
     return max(
-        (rollups.read_key_periods([key_id], period)[key_id]["lastAt"] or "" for period in periods),
+        (
+            rollups.read_key_periods([key_id], period, **where)[key_id]["lastAt"] or ""
+            for period in periods
+        ),
         default="",
     )
 

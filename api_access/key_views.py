@@ -87,13 +87,13 @@ def key_detail(request: HttpRequest, environment: str, key_id: str) -> HttpRespo
     env = get_object_or_404(Environment, name=environment)
     key = api_keys.find(env, key_id)
     aws_rows, aws_note = api_keys.aws_usage(env, key)
-    impact = api_keys.impact(key)
+    impact = api_keys.impact(env, key)
     context = {
         "environment": env,
         "key": key,
         "usage": api_keys.usage(env, [key])[key.id],
         "quota": api_keys.quota_of(env),
-        "daily": api_keys.daily_usage(key),
+        "daily": api_keys.daily_usage(env, key),
         "impact": impact,
         "projects_to_bind": " ".join(api_keys.projects_to_bind(key, impact)),
         "aws_rows": aws_rows,
@@ -213,7 +213,12 @@ def _confirmed(request: HttpRequest, environment: str, key_id: str, action: str)
             api_keys.set_enabled(env, key, False, actor=request.user)
             messages.success(request, f"{key} is disabled.")
             return redirect("api-key-detail", env.name, key.id)
-    context = {"environment": env, "key": key, "action": action, "impact": api_keys.impact(key)}
+    context = {
+        "environment": env,
+        "key": key,
+        "action": action,
+        "impact": api_keys.impact(env, key),
+    }
     return render(request, "api_access/api_key_confirm.html", context)
 
 
@@ -249,7 +254,7 @@ def key_rotate(request: HttpRequest, environment: str, key_id: str) -> HttpRespo
                 return redirect("api-key-detail", env.name, key.id)
             url = reverse("api-key-created", args=[env.name, rotation.new_key_id])
             return redirect(f"{url}?t={token or ''}")
-    context = {"environment": env, "key": key, "form": form, "impact": api_keys.impact(key)}
+    context = {"environment": env, "key": key, "form": form, "impact": api_keys.impact(env, key)}
     return render(request, "api_access/api_key_rotate.html", context)
 
 

@@ -1,6 +1,7 @@
 """Exports of a search as CSV or JSON lines: streamed to the browser up to ``STREAM_MAX_ROWS``,
-beyond that written by a background job to the audit bucket under ``exports/`` with a
-manifest (search, rows, sha256) beside it, and downloaded through a presigned link.
+beyond that written by a background job to the environment's audit bucket under ``exports/``
+with a manifest (environment, search, rows, sha256) beside it, and downloaded through a
+presigned link.
 
 Memory stays flat either way: rows go out page by page, and the job uploads in multipart
 parts of ``PART_BYTES``.
@@ -14,6 +15,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import django_rq
 from django.db import transaction
@@ -22,8 +24,7 @@ from django.utils import timezone
 
 from audit_explorer import search as audit_search
 from audit_explorer.models import Export
-from centralllm import aws
-from centralllm.audit import contract
+from provisioning.models import Environment
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ class Cancelled(Exception):
     """The export was cancelled while it ran."""
 
 
-def rows_of(search: audit_search.Search) -> Iterator[dict]:
+def rows_of(search: audit_search.Search, environment: Environment) -> Iterator[dict]:
     """Every item of the search, in large pages (the cursor stays bound to the search)."""
-    return audit_search.pages(replace(search, limit=PAGE_ITEMS))
+    return audit_search.pages(replace(search, limit=PAGE_ITEMS), environment=environment)
 
 
 def lines(rows: Iterable[dict], kind: str) -> Iterator[str]:
@@ -92,15 +93,18 @@ def _inert(value: object) -> object:
     return value
 
 
-def expected_rows(search: audit_search.Search) -> int:
+def expected_rows(search: audit_search.Search, environment: Environment) -> int:
     """At most how many rows the export holds, from the rollups (filters only remove)."""
-    found = audit_search.summary(search)
+    found = audit_search.summary(search, environment=environment)
     return 1 if found is None else found["requests"]
 
 
-def start(user, query: str, kind: str, expected: int) -> Export:
-    """A new background export, queued once the transaction commits."""
-    export = Export.objects.create(user=user, query=query, format=kind, expected_rows=expected)
+def start(user, environment: Environment, query: str, kind: str, expected: int) -> Export:
+    """A new background export of ``environment``'s records, queued once the transaction
+    commits."""
+    export = Export.objects.create(
+        user=user, environment=environment, query=query, format=kind, expected_rows=expected
+    )
     transaction.on_commit(
         lambda: django_rq.get_queue(QUEUE).enqueue(
             write, export.pk, job_id=export.job_id, job_timeout=JOB_TIMEOUT
@@ -119,19 +123,21 @@ def cancel(export: Export) -> bool:
 
 
 def write(export_id: int) -> None:
-    """The job: the search's rows to ``exports/`` in the audit bucket, then the manifest."""
+    """The job: the search's rows to ``exports/`` in the environment's audit bucket, then the
+    manifest."""
     updated = Export.objects.filter(pk=export_id, status=Export.Status.QUEUED).update(
         status=Export.Status.RUNNING, started_at=timezone.now()
     )
     if not updated:
         return  # cancelled before it started
-    export = Export.objects.get(pk=export_id)
-    bucket = contract.audit_bucket()
+    export = Export.objects.select_related("environment").get(pk=export_id)
+    environment = export.environment
+    s3, bucket = environment.client("s3"), environment.resource_name("AuditBucket")
     key = export.object_key()
-    upload = MultipartUpload(bucket, key, FORMATS[export.format])
+    upload = MultipartUpload(s3, bucket, key, FORMATS[export.format])
     try:
         search = audit_search.parse(QueryDict(export.query))
-        rows = _counted(export, rows_of(search))
+        rows = _counted(export, rows_of(search, environment))
         for line in lines(rows, export.format):
             upload.write(line.encode())
         upload.finish()
@@ -146,6 +152,7 @@ def write(export_id: int) -> None:
         return
     export.refresh_from_db(fields=["rows"])
     manifest = {
+        "environment": environment.name,
         "search": QueryDict(export.query).dict(),
         "format": export.format,
         "rows": export.rows,
@@ -157,7 +164,7 @@ def write(export_id: int) -> None:
         "createdAt": export.created_at.isoformat(),
         "finishedAt": datetime.now(UTC).isoformat(),
     }
-    aws.client("s3").put_object(
+    s3.put_object(
         Bucket=bucket,
         Key=export.manifest_key(),
         Body=json.dumps(manifest, indent=2).encode(),
@@ -190,10 +197,11 @@ def _progress(export_id: int, count: int) -> None:
 
 def download_url(export: Export, *, filename: str) -> str:
     """A presigned GET of the export's file, valid for ``LINK_SECONDS``."""
-    return aws.client("s3").generate_presigned_url(
+    environment = export.environment
+    return environment.client("s3").generate_presigned_url(
         "get_object",
         Params={
-            "Bucket": contract.audit_bucket(),
+            "Bucket": environment.resource_name("AuditBucket"),
             "Key": export.key,
             "ResponseContentDisposition": f'attachment; filename="{filename}"',
         },
@@ -205,8 +213,8 @@ class MultipartUpload:
     """Bytes to one S3 object in parts of ``PART_BYTES``, hashed on the way; an object that
     stays under one part is a single PutObject."""
 
-    def __init__(self, bucket: str, key: str, content_type: str) -> None:
-        self.s3 = aws.client("s3")
+    def __init__(self, s3: Any, bucket: str, key: str, content_type: str) -> None:
+        self.s3 = s3
         self.bucket, self.key, self.content_type = bucket, key, content_type
         self.buffer = bytearray()
         self.parts: list[dict] = []

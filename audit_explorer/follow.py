@@ -16,6 +16,7 @@ from django.core.cache import cache
 
 from audit_explorer import search as audit_search
 from centralllm.audit.contract import format_timestamp
+from provisioning.models import Environment
 
 POLL_SECONDS = 5
 IDLE = timedelta(minutes=10)
@@ -28,40 +29,47 @@ def can_follow(search: audit_search.Search) -> bool:
     return not (search.request_id or search.project) and search.order == "newest"
 
 
-def start(search: audit_search.Search, user_id: int) -> str:
-    """A new follower of ``search``; what it reads now counts as already shown."""
+def start(search: audit_search.Search, user_id: int, *, environment: Environment) -> str:
+    """A new follower of ``search`` in ``environment``; what it reads now counts as already
+    shown."""
     token = secrets.token_urlsafe(16)
-    state = {"user": user_id, "search": _key(search), "seen": {}, "acted": time.time()}
-    _read_new(search, state)
+    key = _key(search, environment)
+    state = {"user": user_id, "search": key, "seen": {}, "acted": time.time()}
+    _read_new(search, state, environment)
     cache.set(_cache_key(token), state, KEPT.total_seconds())
     return token
 
 
-def poll(search: audit_search.Search, token: str, user_id: int) -> list[dict] | None:
+def poll(
+    search: audit_search.Search, token: str, user_id: int, *, environment: Environment
+) -> list[dict] | None:
     """The records that arrived since the last poll, newest first; None when the follower is
     paused (idle too long) or unknown (expired, another user's, another search's)."""
     state = cache.get(_cache_key(token))
-    if not _owned(state, search, user_id) or time.time() - state["acted"] > IDLE.total_seconds():
+    owned = _owned(state, search, user_id, environment)
+    if not owned or time.time() - state["acted"] > IDLE.total_seconds():
         return None
-    found = _read_new(search, state)
+    found = _read_new(search, state, environment)
     cache.set(_cache_key(token), state, KEPT.total_seconds())
     return found
 
 
-def resume(search: audit_search.Search, token: str, user_id: int) -> bool:
+def resume(
+    search: audit_search.Search, token: str, user_id: int, *, environment: Environment
+) -> bool:
     """The viewer acted: follow for another ``IDLE``. False when the follower is gone."""
     state = cache.get(_cache_key(token))
-    if not _owned(state, search, user_id):
+    if not _owned(state, search, user_id, environment):
         return False
     state["acted"] = time.time()
     cache.set(_cache_key(token), state, KEPT.total_seconds())
     return True
 
 
-def _read_new(search: audit_search.Search, state: dict) -> list[dict]:
+def _read_new(search: audit_search.Search, state: dict, environment: Environment) -> list[dict]:
     now = datetime.now(UTC)
     window = replace(search, start=now - LOOKBACK, end=now, limit=audit_search.MAX_LIMIT)
-    page = audit_search.run(window)
+    page = audit_search.run(window, environment=environment)
     new = [item for item in page.items if item["id"] not in state["seen"]]
     oldest_kept = format_timestamp(now - LOOKBACK - timedelta(minutes=1))
     state["seen"] = {
@@ -73,12 +81,14 @@ def _read_new(search: audit_search.Search, state: dict) -> list[dict]:
     return new
 
 
-def _owned(state: dict | None, search: audit_search.Search, user_id: int) -> bool:
-    return bool(state) and state["user"] == user_id and state["search"] == _key(search)
+def _owned(
+    state: dict | None, search: audit_search.Search, user_id: int, environment: Environment
+) -> bool:
+    return bool(state) and state["user"] == user_id and state["search"] == _key(search, environment)
 
 
-def _key(search: audit_search.Search) -> str:
-    return replace(search, start=None, end=None).key()
+def _key(search: audit_search.Search, environment: Environment) -> str:
+    return f"{environment.pk}:{replace(search, start=None, end=None).key()}"
 
 
 def _cache_key(token: str) -> str:

@@ -22,6 +22,21 @@ class SavedSearch(models.Model):
         return self.name
 
 
+class ChosenEnvironment(models.Model):
+    """The environment whose audit trail a user's audit pages read: chosen on those pages and
+    kept across sessions (``scope.environment_for``)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE
+    )
+    environment = models.ForeignKey(
+        "provisioning.Environment", on_delete=models.CASCADE, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user} reads {self.environment}"
+
+
 class Export(models.Model):
     """A search written to the audit bucket by a background job (``exports.write``): for
     exports too large to stream, downloaded through a presigned link."""
@@ -36,6 +51,13 @@ class Export(models.Model):
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    environment = models.ForeignKey(
+        "provisioning.Environment",
+        null=True,
+        on_delete=models.CASCADE,
+        related_name="exports",
+        help_text="Whose audit trail it read; empty on exports made before they said.",
+    )
     query = models.CharField(max_length=2000, help_text="The search's URL parameters.")
     format = models.CharField(max_length=5)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)

@@ -3,7 +3,8 @@
 Every page is one DynamoDB Query bounded by an index key and a time window (a request id is
 one direct lookup): never a Scan. Filters no index serves are applied to what the query read,
 and the page says how many of how many. The cursor is the query's position, signed and bound
-to the search, so a tampered or foreign one is refused.
+to the search and its environment, so a tampered or foreign one is refused. Every read goes to
+one environment's audit table, in its region.
 """
 
 import hashlib
@@ -16,6 +17,7 @@ from django.core import signing
 
 from audit_explorer import traffic
 from centralllm.audit import items
+from provisioning.models import Environment
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -126,20 +128,17 @@ def parse(params) -> Search:
     return search
 
 
-def run(search: Search, cursor: str = "", *, table: str | None = None) -> Results:
-    """One page: a direct lookup for a request id, else one Query on the search's index."""
+def run(search: Search, cursor: str = "", *, environment: Environment) -> Results:
+    """One page of ``environment``'s records: a direct lookup for a request id, else one Query
+    on the search's index."""
+    where = environment.audit_table()
     if search.request_id:
-        item = items.get_item(search.request_id, table=table)
+        item = items.get_item(search.request_id, **where)
         found = [item] if item else []
         return Results(_filtered(search, found), len(found), None)
-    token = _unsign(cursor, search) if cursor else None
-    options = {
-        "start": search.start,
-        "end": search.end,
-        "limit": search.limit,
-        "token": token,
-        "table": table,
-    }
+    token = _unsign(cursor, search, environment) if cursor else None
+    options = {"start": search.start, "end": search.end, "limit": search.limit, "token": token}
+    options.update(where)
     try:
         if search.project:
             page = items.query_project_latency(
@@ -157,7 +156,7 @@ def run(search: Search, cursor: str = "", *, table: str | None = None) -> Result
             )
     except ValueError as exc:  # a token of another query
         raise BadSearch(f"This page link does not belong to this search ({exc}).") from None
-    next_cursor = _sign(page.next_token, search) if page.next_token else None
+    next_cursor = _sign(page.next_token, search, environment) if page.next_token else None
     return Results(_filtered(search, page.items), len(page.items), next_cursor, page.read_units)
 
 
@@ -168,18 +167,19 @@ def _filtered(search: Search, found: list[dict]) -> list[dict]:
     return [item for item in found if all(str(item.get(a)) == v for a, v in wanted)]
 
 
-def _sign(token: str, search: Search) -> str:
-    return signing.dumps({"t": token, "s": search.key()}, salt=_SALT, compress=True)
+def _sign(token: str, search: Search, environment: Environment) -> str:
+    data = {"t": token, "s": search.key(), "e": environment.pk}
+    return signing.dumps(data, salt=_SALT, compress=True)
 
 
-def _unsign(cursor: str, search: Search) -> str:
+def _unsign(cursor: str, search: Search, environment: Environment) -> str:
     try:
         data = signing.loads(cursor, salt=_SALT)
     except signing.BadSignature:
         raise BadSearch(
             "This page link was changed or is not ours: start the search again."
         ) from None
-    if data.get("s") != search.key():
+    if data.get("s") != search.key() or data.get("e") != environment.pk:
         raise BadSearch("This page link belongs to another search: start the search again.")
     return data["t"]
 
@@ -204,24 +204,24 @@ def _number(value: str, name: str, kind: type):
         raise BadSearch(f"{name} {value!r} is not a number.") from None
 
 
-def summary(search: Search, *, table: str | None = None) -> dict | None:
+def summary(search: Search, *, environment: Environment) -> dict | None:
     """The search's traffic from the hourly rollups, never by reading records (whole hours:
     the rollups' grain). None for a request id: one record."""
     if search.request_id:
         return None
     dimension, value = search.dimension()
     total = traffic.traffic(
-        dimension, value, search.start, search.end, table=table, breakdowns=False
+        dimension, value, search.start, search.end, environment=environment, breakdowns=False
     )
     total["scope"] = f"{dimension} {value}"
     return total
 
 
-def pages(search: Search, *, table: str | None = None):
+def pages(search: Search, *, environment: Environment):
     """Every item of the search, page after page (for exports: memory stays one page)."""
     cursor = ""
     while True:
-        page = run(search, cursor, table=table)
+        page = run(search, cursor, environment=environment)
         yield from page.items
         if not page.next_cursor:
             return

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.core.cache import cache
 
-from centralllm.audit import contract, rollups
+from centralllm.audit import rollups
+from provisioning.models import Environment
 
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 DEFAULT_RANGE = "7d"
@@ -32,12 +33,12 @@ def traffic(
     start: datetime,
     end: datetime,
     *,
-    table: str | None = None,
+    environment: Environment,
     breakdowns: bool = True,
 ) -> dict:
-    """Totals, hourly series (every hour of the range, empty ones as 0) and, with
-    ``breakdowns``, the top values of the dimension's breakdowns."""
-    hours = _hours(dimension, value, start, end, table=table, breakdowns=breakdowns)
+    """``environment``'s totals, hourly series (every hour of the range, empty ones as 0)
+    and, with ``breakdowns``, the top values of the dimension's breakdowns."""
+    hours = _hours(dimension, value, start, end, environment=environment, breakdowns=breakdowns)
     total = rollups.summarize(hours)
     total["errorRate"] = total["errors"] / total["requests"] if total["requests"] else None
     by_hour = {hour["hour"]: hour for hour in hours}
@@ -67,14 +68,16 @@ def _hours(
     start: datetime,
     end: datetime,
     *,
-    table: str | None,
+    environment: Environment,
     breakdowns: bool,
 ) -> list[dict]:
     """The hourly rollups of the range. Whole days that ended ``SETTLED`` ago no longer
     change, so they come from the cache, kept ``DAY_SECONDS``: a month's summary reads
     DynamoDB for today only, once its days have been read."""
     now = datetime.now(UTC)
-    prefix = f"rollup-day:{table or contract.table_name()}:{dimension}:{value}:{breakdowns}"
+    where = environment.audit_table()
+    table = f"{environment.region}:{where['table']}"
+    prefix = f"rollup-day:{table}:{dimension}:{value}:{breakdowns}"
     days = {}
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     while day + timedelta(days=1) <= min(end, now - SETTLED):
@@ -84,9 +87,7 @@ def _hours(
     missing = [day for key, day in days.items() if key not in cached]
     # A day missing from the cache is read whole, so that it can be kept.
     read_from = min(missing) if missing else max(start, day)
-    fresh = rollups.read_rollups(
-        dimension, value, read_from, end, table=table, breakdowns=breakdowns
-    )
+    fresh = rollups.read_rollups(dimension, value, read_from, end, breakdowns=breakdowns, **where)
     cache.set_many(
         {
             key: [hour for hour in fresh if hour["hour"].startswith(f"{day:%Y-%m-%d}")]

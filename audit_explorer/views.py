@@ -12,14 +12,13 @@ from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from audit_explorer import exports, follow, traffic
+from audit_explorer import exports, follow, scope, traffic
 from audit_explorer import search as audit_search
 from audit_explorer.models import Export, SavedSearch
-from centralllm import aws
-from centralllm.audit import contract, items
+from centralllm.audit import items
 from core import actions
 from core import permissions as perms
-from provisioning.models import Release
+from provisioning.models import Environment, Release
 
 SEARCH_FIELDS = (
     "project",
@@ -35,24 +34,41 @@ SEARCH_FIELDS = (
     "max_latency_ms",
     "order",
     "limit",
+    "environment",
 )
+# Said where a page cannot read without an environment (the pages show the selector).
+NO_ENVIRONMENT = "Choose the environment whose audit trail to read."
+
+
+def _scoped(request: HttpRequest, asked: str) -> dict:
+    """The environment the page reads (``asked`` for, remembered or the only one; None if
+    none) and those to choose from, for ``_environment_select.html``."""
+    return {
+        "environment": scope.environment_for(request.user, asked),
+        "environments": Environment.objects.all(),
+    }
 
 
 @permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def audit_home(request: HttpRequest) -> HttpResponse:
-    """The search form, one page of results and the range's summary; the URL holds the whole
-    search."""
+    """The search form, one page of results and the range's summary, in one environment; the
+    URL holds the whole search, its environment included."""
     params = {name: request.GET.get(name, "") for name in SEARCH_FIELDS}
     context = {
+        **_scoped(request, params["environment"]),
         "params": params,
         "error": None,
         "results": None,
         "saved": SavedSearch.objects.filter(user=request.user),
     }
-    if any(params[name] for name in ("project", "user", "status", "request_id")):
+    environment = context["environment"]
+    params["environment"] = environment.name if environment else ""
+    if environment and any(params[name] for name in ("project", "user", "status", "request_id")):
         try:
             found = audit_search.parse(request.GET)
-            results = audit_search.run(found, request.GET.get("cursor", ""))
+            results = audit_search.run(
+                found, request.GET.get("cursor", ""), environment=environment
+            )
         except audit_search.BadSearch as exc:
             context["error"] = str(exc)
         except (BotoCoreError, ClientError) as exc:
@@ -62,7 +78,7 @@ def audit_home(request: HttpRequest) -> HttpResponse:
             # stays bound to the same search however long the reader waits.
             resolved = {**params, "start": found.start.isoformat(), "end": found.end.isoformat()}
             resolved = {name: value for name, value in resolved.items() if value}
-            summary = audit_search.summary(found)
+            summary = audit_search.summary(found, environment=environment)
             live = urlencode(_live_params(params))
             if follow.can_follow(found) and not request.GET.get("cursor") and not params["end"]:
                 context["follow_url"] = f"{reverse('audit_explorer:follow')}?{live}"
@@ -74,7 +90,7 @@ def audit_home(request: HttpRequest) -> HttpResponse:
                 # Saved as typed: "the last 24 hours" stays relative.
                 saved_query=urlencode({name: value for name, value in params.items() if value}),
                 summary=summary,
-                charts=_charts(summary, found.start, found.end) if summary else None,
+                charts=_charts(environment, summary, found.start, found.end) if summary else None,
             )
     template = "audit_explorer/home.html"
     if request.htmx and not request.htmx.boosted:
@@ -93,20 +109,27 @@ def audit_follow(request: HttpRequest) -> HttpResponse:
     the results; after ten idle minutes it pauses until the viewer resumes."""
     params = {name: request.GET.get(name, "") for name in SEARCH_FIELDS}
     context = {"query": urlencode(_live_params(params)), "poll_seconds": follow.POLL_SECONDS}
+    environment = context["environment"] = scope.environment_for(
+        request.user, params["environment"]
+    )
     try:
+        if environment is None:
+            raise audit_search.BadSearch(NO_ENVIRONMENT)
         found = audit_search.parse(request.GET)
         if not follow.can_follow(found):
             raise audit_search.BadSearch(
                 "Follow works on searches by user or status, newest first: a project's "
                 "records are sorted by latency."
             )
-        token = request.GET.get("token", "")
-        if request.GET.get("resume") and not follow.resume(found, token, request.user.pk):
+        token, user = request.GET.get("token", ""), request.user.pk
+        if request.GET.get("resume") and not follow.resume(
+            found, token, user, environment=environment
+        ):
             token = ""  # forgotten while paused: follow afresh
         if token:
-            new = follow.poll(found, token, request.user.pk)
+            new = follow.poll(found, token, user, environment=environment)
         else:
-            token, new = follow.start(found, request.user.pk), []
+            token, new = follow.start(found, user, environment=environment), []
     except audit_search.BadSearch as exc:
         context["error"] = str(exc)
     except (BotoCoreError, ClientError) as exc:
@@ -116,11 +139,11 @@ def audit_follow(request: HttpRequest) -> HttpResponse:
     return render(request, "audit_explorer/_follow.html", context)
 
 
-def _charts(summary: dict, start: datetime, end: datetime) -> dict:
+def _charts(environment: Environment, summary: dict, start: datetime, end: datetime) -> dict:
     """What the charts draw (see console/static/console/charts.js): the hourly series, the
-    latency histogram, and the rollouts of the range as markers."""
+    latency histogram, and the environment's rollouts of the range as markers."""
     releases = Release.objects.select_related("environment").filter(
-        started_at__gte=start - timedelta(hours=1), started_at__lte=end
+        environment=environment, started_at__gte=start - timedelta(hours=1), started_at__lte=end
     )
     return {
         "hours": summary["series"],
@@ -140,25 +163,34 @@ def _charts(summary: dict, start: datetime, end: datetime) -> dict:
 @permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def audit_traffic(request: HttpRequest, dimension: str, value: str) -> HttpResponse:
     """A project's or a user's traffic, errors, latency and tokens over time, and its top
-    users, projects and request types: all from the rollups."""
+    users, projects and request types, in one environment: all from the rollups."""
     range_name = request.GET.get("range", traffic.DEFAULT_RANGE)
-    context = {"dimension": dimension, "value": value, "ranges": traffic.RANGES, "error": None}
+    context = {
+        **_scoped(request, request.GET.get("environment", "")),
+        "dimension": dimension,
+        "value": value,
+        "ranges": traffic.RANGES,
+        "error": None,
+    }
+    environment = context["environment"]
     try:
+        if environment is None:
+            raise ValueError(NO_ENVIRONMENT)
         start, end = traffic.window(range_name)
-        found = traffic.traffic(dimension, value, start, end)
+        found = traffic.traffic(dimension, value, start, end, environment=environment)
     except ValueError as exc:
         context["error"] = str(exc)
     except (BotoCoreError, ClientError) as exc:
         context["error"] = f"DynamoDB did not answer: {exc}"
     else:
-        search = urlencode({dimension: value, "start": start.isoformat(), "end": end.isoformat()})
+        search = {dimension: value, "start": start.isoformat(), "end": end.isoformat()}
         context.update(
             range=range_name,
             start=start,
             end=end,
             traffic=found,
-            charts=_charts(found, start, end),
-            search_query=search,
+            charts=_charts(environment, found, start, end),
+            search_query=urlencode({**search, "environment": environment.name}),
         )
     return render(request, "audit_explorer/traffic.html", context)
 
@@ -168,11 +200,14 @@ def audit_export(request: HttpRequest) -> HttpResponse:
     """The whole search as CSV or JSON lines, streamed page by page (memory stays flat); a
     search larger than the stream's limit is offered as a background export instead."""
     kind = request.GET.get("format", "csv")
+    environment = scope.environment_for(request.user, request.GET.get("environment", ""))
     try:
+        if environment is None:
+            raise audit_search.BadSearch(NO_ENVIRONMENT)
         found = audit_search.parse(request.GET)
         if kind not in exports.FORMATS:
             raise audit_search.BadSearch("format must be csv or jsonl.")
-        expected = exports.expected_rows(found)
+        expected = exports.expected_rows(found, environment)
     except audit_search.BadSearch as exc:
         return HttpResponse(f"{exc}\n", status=400, content_type="text/plain")
     except (BotoCoreError, ClientError) as exc:
@@ -181,37 +216,45 @@ def audit_export(request: HttpRequest) -> HttpResponse:
         query = request.GET.copy()
         query.pop("format", None)
         query.pop("cursor", None)
+        query["environment"] = environment.name
         context = {"expected": expected, "limit": exports.STREAM_MAX_ROWS, "kind": kind}
         context["query"] = query.urlencode()
         return render(request, "audit_explorer/export_large.html", context)
     response = StreamingHttpResponse(
-        exports.lines(exports.rows_of(found), kind), content_type=exports.FORMATS[kind]
+        exports.lines(exports.rows_of(found, environment), kind),
+        content_type=exports.FORMATS[kind],
     )
-    response["Content-Disposition"] = (
-        f'attachment; filename="audit-{found.index.replace(" ", "-")}.{kind}"'
-    )
+    name = f"audit-{environment.name}-{found.index.replace(' ', '-')}.{kind}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
 
 @require_POST
 @permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def export_create(request: HttpRequest) -> HttpResponse:
-    """Start a background export of the search in ``query``."""
+    """Start a background export of the search in ``query``, in its environment."""
     query, kind = request.POST.get("query", ""), request.POST.get("format", "csv")
+    asked = QueryDict(query).get("environment", "")
+    environment = scope.environment_for(request.user, asked)
     try:
+        if environment is None:
+            raise audit_search.BadSearch(NO_ENVIRONMENT)
         found = audit_search.parse(QueryDict(query))
         if kind not in exports.FORMATS:
             raise audit_search.BadSearch("format must be csv or jsonl.")
-        expected = exports.expected_rows(found)
+        expected = exports.expected_rows(found, environment)
     except audit_search.BadSearch as exc:
         messages.error(request, f"Not exported: {exc}")
         return redirect(f"{reverse('audit_explorer:home')}?{query}")
     except (BotoCoreError, ClientError) as exc:
         messages.error(request, f"Not exported: DynamoDB did not answer: {exc}")
         return redirect(f"{reverse('audit_explorer:home')}?{query}")
-    export = exports.start(request.user, query[:2000], kind, expected)
+    export = exports.start(request.user, environment, query[:2000], kind, expected)
     actions.record(
-        "audit.export", export, actor=request.user, parameters={"query": query, "format": kind}
+        "audit.export",
+        export,
+        actor=request.user,
+        parameters={"environment": environment.name, "query": query, "format": kind},
     )
     messages.success(request, f"Export {export.pk} queued: at most {expected} rows.")
     return redirect("audit_explorer:exports")
@@ -220,7 +263,7 @@ def export_create(request: HttpRequest) -> HttpResponse:
 @permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def export_list(request: HttpRequest) -> HttpResponse:
     """The user's background exports, live while any runs."""
-    found = list(Export.objects.filter(user=request.user)[:50])
+    found = list(Export.objects.filter(user=request.user).select_related("environment")[:50])
     context = {"exports": found, "active": any(export.is_active for export in found)}
     template = "audit_explorer/exports.html"
     if request.htmx and not request.htmx.boosted:
@@ -230,7 +273,9 @@ def export_list(request: HttpRequest) -> HttpResponse:
 
 @permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def export_download(request: HttpRequest, pk: int) -> HttpResponse:
-    export = get_object_or_404(Export, pk=pk, user=request.user, status=Export.Status.DONE)
+    # An export made before exports said which environment they read cannot say where it is.
+    done = Export.objects.filter(status=Export.Status.DONE, environment__isnull=False)
+    export = get_object_or_404(done.select_related("environment"), pk=pk, user=request.user)
     actions.record("audit.export_download", export, actor=request.user)
     return redirect(exports.download_url(export, filename=export.filename))
 
@@ -250,16 +295,19 @@ def export_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @never_cache  # raw prompts must not stay in a browser's or a proxy's cache
 @permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
-    """Every field of one record (one GetItem); the raw request and response on demand, for
-    the roles that may read them, each view written to the action log."""
-    item = items.get_item(request_id)
+    """Every field of one record of the environment (one Query); the raw request and response
+    on demand, for the roles that may read them, each view written to the action log."""
+    context = _scoped(request, request.GET.get("environment", ""))
+    environment = context["environment"]
+    item = items.get_item(request_id, **environment.audit_table()) if environment else None
     if item is None:
-        return render(request, "audit_explorer/record.html", {"missing": request_id}, status=404)
+        context["missing"] = request_id
+        return render(request, "audit_explorer/record.html", context, status=404)
     raw = raw_gone = None
     if request.GET.get("raw") and request.user.has_perm(perms.VIEW_RAW_AUDIT):
-        s3 = aws.client("s3")
+        s3 = environment.client("s3")
         try:
-            body = s3.get_object(Bucket=contract.raw_bucket(), Key=item["rawKey"])
+            body = s3.get_object(Bucket=environment.resource_name("RawBucket"), Key=item["rawKey"])
         except s3.exceptions.NoSuchKey:
             # The raw bucket keeps bodies for less time than the table keeps records.
             raw_gone = item["rawKey"]
@@ -271,9 +319,9 @@ def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
             request_id,
             f"audit record {request_id}",
             actor=request.user,
-            parameters={"rawKey": item["rawKey"]},
+            parameters={"environment": environment.name, "rawKey": item["rawKey"]},
         )
-    context = {"item": item, "raw": raw, "raw_gone": raw_gone, "fields": sorted(item.items())}
+    context.update(item=item, raw=raw, raw_gone=raw_gone, fields=sorted(item.items()))
     template = "audit_explorer/record.html"
     if request.htmx and not request.htmx.boosted:
         template = "audit_explorer/_record_fields.html"  # a row expanding in place

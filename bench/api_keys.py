@@ -11,7 +11,6 @@ the list is cached, whatever the number of keys.
 """
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -47,7 +46,10 @@ def _bench(args) -> int:
     from provisioning.models import Environment, Run, RunStep
 
     call_command("migrate", verbosity=0)
-    create_audit_table(os.environ["TABLE_NAME"])
+    # Usage is read from the environment's own table: CentralLLMAudit-bench, as TABLE_NAME.
+    Environment.objects.filter(name="local").update(suffix="-bench")
+    environment = Environment.objects.get(name="local")
+    create_audit_table(environment.resource_name("AuditTable"))
     gateway = aws.client("apigateway")
     plan = gateway.create_usage_plan(name="bench", quota={"limit": 1000, "period": "MONTH"})
     started = time.perf_counter()
@@ -55,7 +57,6 @@ def _bench(args) -> int:
         key = gateway.create_api_key(name=f"key-{n:05d}", enabled=True)
         gateway.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
     print(f"made {args.keys} keys in {time.perf_counter() - started:.1f} s")
-    environment = Environment.objects.get(name="local")
     run = Run.objects.create(environment=environment, kind="apply", status="succeeded")
     RunStep.objects.create(
         run=run, position=1, key="apigateway.usage_plan", title="plan", outputs={"id": plan["id"]}

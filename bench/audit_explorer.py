@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devtools import services
 
-TABLE = "bench-explorer"
+SUFFIX = "-bench"  # of the environment the pages read: its table is CentralLLMAudit-bench
 PROJECT = "volume"
 
 
@@ -56,12 +56,13 @@ def _bench(args, local_aws: services.LocalAWS) -> int:
     from audit_explorer import demo
     from devtools.audit_volume import bulk_load
     from devtools.testing import create_audit_table
+    from provisioning.resources.base import resource_name
 
-    os.environ["TABLE_NAME"] = create_audit_table(TABLE)
+    table = os.environ["TABLE_NAME"] = create_audit_table(resource_name("AuditTable", SUFFIX))
     now = datetime.now(UTC)
     records = demo.records(args.records, days=30, now=now)
     started = time.perf_counter()
-    bulk_load(({**record, "project": PROJECT} for record in records), table=TABLE)
+    bulk_load(({**record, "project": PROJECT} for record in records), table=table)
     seconds = time.perf_counter() - started
     print(f"\nbulk load: {args.records} records in {seconds:.0f} s, {args.records / seconds:.0f}/s")
 
@@ -125,8 +126,11 @@ def _client():
 
     from conftest import make_user
     from console.roles import VIEWER
+    from provisioning.models import Environment
 
     call_command("migrate", verbosity=0)
+    # The only environment, so the pages read it unasked.
+    Environment.objects.filter(name="local").update(suffix=SUFFIX)
     client = Client()
     client.force_login(make_user(get_user_model(), "bench-viewer", VIEWER))
     return client
@@ -173,12 +177,14 @@ def _page(client, search: dict, repeat: int, dynamodb: DynamoDBTime) -> None:
 
 def _summary(now: datetime, repeat: int, dynamodb: DynamoDBTime) -> None:
     from audit_explorer import search as audit_search
+    from provisioning.models import Environment
 
     start = (now - timedelta(days=30)).isoformat()
     found = audit_search.parse({"project": PROJECT, "start": start})
-    ms = _timed(lambda: audit_search.summary(found), repeat, dynamodb)
+    environment = Environment.objects.get(name="local")
+    ms = _timed(lambda: audit_search.summary(found, environment=environment), repeat, dynamodb)
     calls = ", ".join(f"{n} {name} {where}" for (name, where), n in sorted(dynamodb.calls.items()))
-    requests = audit_search.summary(found)["requests"]
+    requests = audit_search.summary(found, environment=environment)["requests"]
     print(f"\nsummary, 30 days of rollups (search.summary, {requests} requests)")
     _print_times(ms, 100)
     print(f"  DynamoDB calls: {calls}")

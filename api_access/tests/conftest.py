@@ -6,10 +6,10 @@ from provisioning.models import Environment, Run, RunStep
 
 
 @pytest.fixture
-def keyed(audit_table) -> Environment:
+def keyed(audited) -> Environment:
     """An environment whose last apply left a usage plan and an audit bucket (made here,
-    straight in moto)."""
-    environment = Environment.objects.create(name=unique("keys")[:30], suffix="-k", is_local=True)
+    straight in moto), with its audit table."""
+    environment = audited
     plan = aws.client("apigateway").create_usage_plan(
         name=unique("plan"), quota={"limit": 1000, "period": "MONTH"}
     )

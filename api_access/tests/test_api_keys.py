@@ -120,6 +120,29 @@ def test_usage_this_period_and_quota_warnings(client, admin_user, keyed):
     assert "busy" in dashboard and "at 90% of its quota" in dashboard
 
 
+def test_a_keys_usage_is_read_from_its_own_environment(
+    client, admin_user, keyed, audited_environment, monkeypatch
+):
+    """Issue 21, item 3: usage was read from the console's own TABLE_NAME, so one
+    environment's keys showed another's usage."""
+    other = audited_environment("prod")
+    monkeypatch.setenv("TABLE_NAME", other.resource_name("AuditTable"))  # beside prod
+    client.force_login(admin_user)
+    key_id, _ = create(client, keyed)
+    for environment, requests in ((keyed, 3), (other, 5)):
+        for _ in range(requests):
+            record = make_record(api_key_id=key_id, created_at=datetime.now(UTC))
+            ingest_record(record, table=environment.resource_name("AuditTable"))
+
+    listing = client.get(reverse("api-key-list", args=[keyed.name])).content.decode()
+    assert "3 of 10 (30%)" in listing
+    disable = client.get(reverse("api-key-disable", args=[keyed.name, key_id])).content.decode()
+    assert "made <strong>3</strong> requests" in disable
+    detail = client.get(reverse("api-key-detail", args=[keyed.name, key_id])).content.decode()
+    assert "3 of 10 requests (30%)" in detail
+    assert f"<td>{datetime.now(UTC):%Y-%m-%d}</td><td>3</td>" in detail  # by day
+
+
 def test_rotation_keeps_both_keys_through_the_grace_then_disables_the_quiet_old_one(
     client, admin_user, keyed
 ):

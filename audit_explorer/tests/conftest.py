@@ -1,15 +1,13 @@
 """Audit records seeded through the real ingest, for the explorer's tests."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from centralllm import aws
 from centralllm.audit.ingest import ingest_record
-from centralllm.audit.table import create_table_request
 from centralllm.audit.tests.conftest import make_record
-from devtools.testing import unique
+from devtools.testing import create_bucket, unique
 from provisioning.models import Environment
 from provisioning.resources.base import Context
 
@@ -17,8 +15,17 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture
-def seeded(audit_table) -> dict[str, dict]:
-    """Seven requests of project alpha over the last hours: users, statuses, latencies."""
+def audit_bucket(audited, monkeypatch) -> str:
+    """The audited environment's audit bucket, where the uploader (and the demo) write."""
+    name = create_bucket(audited.resource_name("AuditBucket"))
+    monkeypatch.setenv("AUDIT_BUCKET", name)
+    return name
+
+
+@pytest.fixture
+def seeded(audited) -> dict[str, dict]:
+    """Seven requests of project alpha over the last hours, in the audited environment's
+    table: users, statuses, latencies."""
     rows = [
         ("r1", "ann", 200, 120.0, "chat", 1),
         ("r2", "bob", 200, 950.0, "chat", 2),
@@ -59,23 +66,18 @@ def dynamodb_calls():
 
 
 @pytest.fixture
-def trail(db, monkeypatch) -> Context:
+def trail(audited_environment, monkeypatch) -> Context:
     """An environment of its own with the audit bucket, table and DLQ (nothing else), and the
     ingest's settings pointing at them, as its Lambda's would."""
-    tag = uuid.uuid4().hex[:8]
-    environment = Environment.objects.create(
-        name=f"trail-{tag}", suffix=f"-t{tag}", is_local=True, region=aws.region()
-    )
+    environment: Environment = audited_environment("trail")
     ctx = Context(environment.spec())
     ctx.environment = environment
     ctx.client("s3").create_bucket(
         Bucket=ctx.name("AuditBucket"),
         CreateBucketConfiguration={"LocationConstraint": aws.region()},
     )
-    ctx.client("dynamodb").create_table(**create_table_request(ctx.name("AuditTable")))
     ctx.client("sqs").create_queue(QueueName=ctx.name("DlqName"))
     monkeypatch.setenv("TABLE_NAME", ctx.name("AuditTable"))
     monkeypatch.setenv("INGEST_LOG_GROUP", f"/aws/lambda/{unique('llm-audit-ingest')}")
     yield ctx
-    ctx.client("dynamodb").delete_table(TableName=ctx.name("AuditTable"))
     ctx.close()

@@ -21,11 +21,14 @@ EARLY_ROWS = 10_000
 PROJECT = "volume"
 
 
-def test_an_export_keeps_memory_flat_from_the_first_10000_rows_on(client, viewer, audit_table):
+def test_an_export_keeps_memory_flat_from_the_first_10000_rows_on(client, viewer, audited):
     now = datetime.now(UTC)
     records = demo.records(ROWS, days=30, now=now)
     started = time.perf_counter()
-    bulk_load(({**record, "project": PROJECT} for record in records), table=audit_table)
+    bulk_load(
+        ({**record, "project": PROJECT} for record in records),
+        table=audited.resource_name("AuditTable"),
+    )
     seeded = time.perf_counter() - started
 
     client.force_login(viewer)

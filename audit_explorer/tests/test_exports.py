@@ -28,7 +28,7 @@ def wait_until_finished(export_id: int, seconds: float = 60) -> Export:
 
 
 def test_a_background_export_writes_the_file_and_its_manifest_and_links_to_it(
-    client, viewer, seeded, audit_bucket, rq_worker
+    client, viewer, seeded, audited, audit_bucket, rq_worker
 ):
     client.force_login(viewer)
     streamed = b"".join(
@@ -41,6 +41,7 @@ def test_a_background_export_writes_the_file_and_its_manifest_and_links_to_it(
 
     export = wait_until_finished(Export.objects.get().pk)
     assert (export.status, export.rows, export.expected_rows) == ("done", 6, 6)
+    assert export.environment == audited  # its bucket is the environment's
     s3 = aws.client("s3")
     body = s3.get_object(Bucket=audit_bucket, Key=export.key)["Body"].read()
     assert body == streamed  # the same rows as the stream, byte for byte
@@ -48,6 +49,7 @@ def test_a_background_export_writes_the_file_and_its_manifest_and_links_to_it(
         s3.get_object(Bucket=audit_bucket, Key=export.manifest_key())["Body"].read()
     )
     assert manifest["rows"] == 6 and manifest["search"] == {"project": "alpha"}
+    assert manifest["environment"] == audited.name
     assert manifest["sha256"] == hashlib.sha256(body).hexdigest() == export.sha256
     assert manifest["createdBy"] == "vera" and export.key.startswith("exports/")
 
@@ -63,7 +65,7 @@ def test_a_background_export_writes_the_file_and_its_manifest_and_links_to_it(
 
 
 def test_a_search_beyond_the_stream_limit_is_offered_as_a_background_export(
-    client, viewer, seeded, monkeypatch
+    client, viewer, seeded, audited, monkeypatch
 ):
     monkeypatch.setattr(exports, "STREAM_MAX_ROWS", 5)
     client.force_login(viewer)
@@ -71,12 +73,13 @@ def test_a_search_beyond_the_stream_limit_is_offered_as_a_background_export(
     page = response.content.decode()
     assert not response.streaming
     assert "holds up to <strong>6</strong> records" in page
-    assert 'name="query" value="project=alpha"' in page and 'value="jsonl"' in page
+    query = f"project=alpha&amp;environment={audited.name}"
+    assert f'name="query" value="{query}"' in page and 'value="jsonl"' in page
 
 
 def test_a_large_file_goes_up_in_parts_and_a_failed_one_leaves_nothing(audit_bucket):
     s3 = aws.client("s3")
-    upload = exports.MultipartUpload(audit_bucket, "exports/big.csv", "text/csv")
+    upload = exports.MultipartUpload(s3, audit_bucket, "exports/big.csv", "text/csv")
     chunk = b"x" * (1024 * 1024 - 1) + b"\n"
     for _ in range(int(exports.PART_BYTES / len(chunk) * 2.5)):
         upload.write(chunk)
@@ -85,7 +88,7 @@ def test_a_large_file_goes_up_in_parts_and_a_failed_one_leaves_nothing(audit_buc
     head = s3.head_object(Bucket=audit_bucket, Key="exports/big.csv")
     assert head["ContentLength"] == upload.size and head["ETag"].endswith('-3"')
 
-    failed = exports.MultipartUpload(audit_bucket, "exports/failed.csv", "text/csv")
+    failed = exports.MultipartUpload(s3, audit_bucket, "exports/failed.csv", "text/csv")
     for _ in range(int(exports.PART_BYTES / len(chunk)) + 1):
         failed.write(chunk)
     failed.abort()
@@ -112,7 +115,7 @@ def test_a_cancelled_export_stops_and_others_cannot_touch_it(
     )
 
 
-def test_an_export_of_a_bad_search_is_refused_with_a_message(client, viewer, audit_table):
+def test_an_export_of_a_bad_search_is_refused_with_a_message(client, viewer, audited):
     client.force_login(viewer)
     response = client.post(
         reverse("audit_explorer:export-create"),

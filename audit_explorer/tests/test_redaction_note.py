@@ -10,7 +10,7 @@ from centralllm.audit.tests.conftest import make_record
 pytestmark = pytest.mark.django_db
 
 
-def test_a_redacted_preview_names_its_rules(client, viewer, audit_table, monkeypatch):
+def test_a_redacted_preview_names_its_rules(client, viewer, audited, monkeypatch):
     monkeypatch.setenv("REDACTION_RULES", '["email", "card"]')
     prompt = "ann@example.com, bob@example.com, 4111 1111 1111 1111"
     for request_id, text in (("red1", prompt), ("plain1", "hello")):

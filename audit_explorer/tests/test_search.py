@@ -12,6 +12,7 @@ from audit_explorer.tests.conftest import NOW, dynamodb_calls
 from centralllm import aws
 from centralllm.audit.table import STATUS_SHARDS
 from core.models import Action
+from devtools.testing import create_bucket
 
 pytestmark = pytest.mark.django_db
 URL = reverse("audit_explorer:home")
@@ -111,7 +112,7 @@ def test_a_results_page_is_one_query_never_a_scan(client, viewer, seeded):
         ),
     ],
 )
-def test_bad_input_gets_a_message_not_a_500(client, viewer, audit_table, params, message):
+def test_bad_input_gets_a_message_not_a_500(client, viewer, audited, params, message):
     client.force_login(viewer)
     page = get(client, **params) if params else get(client, status="")
     if params:
@@ -176,10 +177,9 @@ def test_export_streams_the_whole_search_as_csv_and_json_lines(client, viewer, s
 
 
 def test_a_record_shows_every_field_and_its_raw_body_only_to_operators(
-    client, viewer, operator, seeded, audit_bucket, monkeypatch
+    client, viewer, operator, seeded, audited
 ):
-    raw_bucket = audit_bucket  # any bucket will do for the raw object
-    monkeypatch.setenv("RAW_BUCKET", raw_bucket)
+    raw_bucket = create_bucket(audited.resource_name("RawBucket"))
     record = seeded["r2"]
     aws.client("s3").put_object(
         Bucket=raw_bucket, Key=record["rawKey"], Body=json.dumps({"request": {"body": "secret"}})
@@ -200,12 +200,10 @@ def test_a_record_shows_every_field_and_its_raw_body_only_to_operators(
     assert "no-store" in client.get(url, {"raw": 1})["Cache-Control"]
 
 
-def test_a_record_older_than_its_raw_bodies_says_so(
-    client, operator, seeded, audit_bucket, monkeypatch
-):
+def test_a_record_older_than_its_raw_bodies_says_so(client, operator, seeded, audited):
     """Issue 21, item 4: the raw bucket keeps bodies 90 days and the table records 400, so
     every older record's raw view answered 500 (NoSuchKey)."""
-    monkeypatch.setenv("RAW_BUCKET", audit_bucket)  # which holds no raw object of r2
+    create_bucket(audited.resource_name("RawBucket"))  # which holds no raw object of r2
     client.force_login(operator)
     response = client.get(reverse("audit_explorer:record", args=["r2"]), {"raw": 1})
     assert response.status_code == 200
@@ -214,9 +212,7 @@ def test_a_record_older_than_its_raw_bodies_says_so(
     assert "latencyMs" in page
 
 
-def test_demo_traffic_goes_through_the_real_path_and_is_searchable(
-    client, viewer, audit_bucket, audit_table
-):
+def test_demo_traffic_goes_through_the_real_path_and_is_searchable(client, viewer, audit_bucket):
     from django.core.management import call_command
 
     out = io.StringIO()

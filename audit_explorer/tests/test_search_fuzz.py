@@ -32,7 +32,7 @@ PARAMS = st.dictionaries(st.sampled_from([*SEARCH_FIELDS, "cursor"]), ANYTHING, 
 @example(params={"project": "0", "max_latency_ms": "INF"})
 @example(params={"user": "0", "limit": "1e3"})
 @example(params={"user": "0", "start": "00030101000000000"})
-def test_any_search_parameters_give_a_page_or_a_message(client, viewer, audit_table, params):
+def test_any_search_parameters_give_a_page_or_a_message(client, viewer, audited, params):
     client.force_login(viewer)
     params = {name: value.replace("\x00", "") for name, value in params.items()}
     response = client.get(reverse("audit_explorer:home"), params)

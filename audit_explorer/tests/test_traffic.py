@@ -66,27 +66,31 @@ def test_a_user_page_counts_its_projects(client, viewer, seeded):
     assert reverse("audit_explorer:project", args=["alpha"]) in page
 
 
-def test_a_bad_range_gets_a_message(client, viewer, audit_table):
+def test_a_bad_range_gets_a_message(client, viewer, audited):
     client.force_login(viewer)
     response = client.get(reverse("audit_explorer:project", args=["alpha"]), {"range": "1y"})
     assert response.status_code == 200
     assert "range &#x27;1y&#x27;: one of 24h, 7d, 30d" in response.content.decode()
 
 
-def test_rollouts_of_the_range_are_marked_on_the_charts(client, viewer, seeded):
-    environment = Environment.objects.create(name="marked", suffix="-mk", is_local=True)
-    Release.objects.create(
-        environment=environment,
-        image_tag="0123abc",
-        image_digest="sha256:1",
-        task_definition="arn:aws:ecs:eu-central-1:123456789012:task-definition/x:1",
-        outcome="live",
-    )
+def test_the_environments_rollouts_of_the_range_are_marked_on_the_charts(
+    client, viewer, seeded, audited
+):
+    other = Environment.objects.create(name="other", suffix="-other", is_local=True)
+    for environment, tag in ((audited, "0123abc"), (other, "fedcba9")):
+        Release.objects.create(
+            environment=environment,
+            image_tag=tag,
+            image_digest="sha256:1",
+            task_definition="arn:aws:ecs:eu-central-1:123456789012:task-definition/x:1",
+            outcome="live",
+        )
     client.force_login(viewer)
-    page = client.get(reverse("audit_explorer:home"), {"project": "alpha"}).content.decode()
+    home = reverse("audit_explorer:home")
+    page = client.get(home, {"project": "alpha", "environment": audited.name}).content.decode()
     [marker] = chart_data(page)["markers"]
-    assert marker["label"] == "marked: 0123abc (live)"
-    assert "Rollouts in this range: marked: 0123abc (live)" in page
+    assert marker["label"] == f"{audited.name}: 0123abc (live)"
+    assert f"Rollouts in this range: {audited.name}: 0123abc (live)" in page
 
 
 def test_times_show_in_the_timezone_the_user_picked(client, viewer, seeded):
@@ -123,7 +127,7 @@ def test_an_unknown_timezone_or_a_foreign_next_is_refused(client, viewer):
     assert not Preference.objects.filter(user=viewer).exists()
 
 
-def test_settled_days_are_read_once_then_kept(seeded):
+def test_settled_days_are_read_once_then_kept(seeded, audited):
     end = NOW
     start = NOW - timedelta(days=3)
     starts = []
@@ -134,9 +138,9 @@ def test_settled_days_are_read_once_then_kept(seeded):
 
     dynamodb.meta.events.register("before-parameter-build.dynamodb.Query", note, unique_id="starts")
     try:
-        first = traffic.traffic("project", "alpha", start, end)
+        first = traffic.traffic("project", "alpha", start, end, environment=audited)
         starts_first, starts[:] = list(starts), []
-        second = traffic.traffic("project", "alpha", start, end)
+        second = traffic.traffic("project", "alpha", start, end, environment=audited)
     finally:
         dynamodb.meta.events.unregister("before-parameter-build.dynamodb.Query", unique_id="starts")
     assert second["requests"] == first["requests"] == len(seeded)

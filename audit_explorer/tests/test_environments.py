@@ -1,0 +1,83 @@
+"""Every audit page reads one environment's trail: its table and buckets, named as provisioning
+names them; the environment is chosen on the page and remembered per user."""
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from django.urls import reverse
+
+from centralllm.audit.ingest import ingest_record
+from centralllm.audit.tests.conftest import make_record
+from provisioning.models import Environment
+
+pytestmark = pytest.mark.django_db
+HOME = reverse("audit_explorer:home")
+
+
+def ids(page: str) -> list[str]:
+    return re.findall(r'data-request-id="([^"]+)"', page)
+
+
+def ingest(environment: Environment, request_id: str) -> None:
+    record = make_record(
+        request_id=request_id, user="ann", project="alpha", created_at=datetime.now(UTC)
+    )
+    ingest_record(record, table=environment.resource_name("AuditTable"))
+
+
+def get(client, **params) -> str:
+    response = client.get(HOME, params)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_each_environment_is_searched_in_its_own_table(
+    client, viewer, audited_environment, monkeypatch
+):
+    """Issue 21, item 3: the explorer read the console's own TABLE_NAME whatever the
+    environment, so staging could not be searched at all."""
+    staging, prod = audited_environment("staging"), audited_environment("prod")
+    monkeypatch.setenv("TABLE_NAME", prod.resource_name("AuditTable"))  # beside prod
+    ingest(staging, "s1")
+    client.force_login(viewer)
+
+    page = get(client, environment=staging.name, user="ann")
+    assert ids(page) == ["s1"]
+    assert "<strong>1</strong> requests (user ann" in page  # the summary, from its rollups
+    assert ids(get(client, environment=prod.name, user="ann")) == []
+
+    record = reverse("audit_explorer:record", args=["s1"])
+    assert client.get(record, {"environment": staging.name}).status_code == 200
+    assert client.get(record, {"environment": prod.name}).status_code == 404
+    export = reverse("audit_explorer:export")
+    streamed = client.get(export, {"environment": staging.name, "user": "ann"})
+    assert b",s1," in b"".join(streamed.streaming_content)
+    streamed = client.get(export, {"environment": prod.name, "user": "ann"})
+    assert b",s1," not in b"".join(streamed.streaming_content)
+
+
+def test_the_chosen_environment_is_remembered_across_sessions(client, viewer, audited_environment):
+    staging, _ = audited_environment("staging"), audited_environment("prod")
+    ingest(staging, "s1")
+    client.force_login(viewer)
+    assert "Choose the environment whose audit trail to read" in get(client, user="ann")
+
+    get(client, environment=staging.name)
+    client.logout()
+    client.force_login(viewer)
+
+    page = get(client, user="ann")
+    assert ids(page) == ["s1"]
+    assert f'<option value="{staging.name}" selected>' in page
+    assert f"environment={staging.name}" in page  # its links keep to it
+
+
+def test_the_only_environment_is_read_unasked_and_none_is_said(client, viewer, audited_environment):
+    Environment.objects.all().delete()
+    client.force_login(viewer)
+    assert "No environment yet" in get(client, user="ann")
+
+    only = audited_environment("only")
+    ingest(only, "o1")
+    assert ids(get(client, user="ann")) == ["o1"]
