@@ -14,8 +14,10 @@ urlpatterns = [
     path("saved/", views.saved_search_create, name="saved-create"),
     path("saved/<int:pk>/delete/", views.saved_search_delete, name="saved-delete"),
     path("records/<path:request_id>", views.audit_record, name="record"),
-    path("projects/<path:value>", views.audit_traffic, {"dimension": "project"}, name="project"),
-    path("users/<path:value>", views.audit_traffic, {"dimension": "user"}, name="user"),
+    path("traffic", views.audit_traffic, name="traffic"),
+    # Links from before the value moved to the query string (issue 21, item 8).
+    path("projects/<path:value>", views.traffic_moved, {"dimension": "project"}),
+    path("users/<path:value>", views.traffic_moved, {"dimension": "user"}),
     path("trail/<slug:name>/dead-letters/", trail_views.dead_letter_list, name="dead-letters"),
     path(
         "trail/<slug:name>/dead-letters/collect",

@@ -161,9 +161,12 @@ def _charts(environment: Environment, summary: dict, start: datetime, end: datet
 
 
 @permission_required(perms.VIEW_AUDIT, raise_exception=True)
-def audit_traffic(request: HttpRequest, dimension: str, value: str) -> HttpResponse:
-    """A project's or a user's traffic, errors, latency and tokens over time, and its top
-    users, projects and request types, in one environment: all from the rollups."""
+def audit_traffic(request: HttpRequest) -> HttpResponse:
+    """A project's or a user's (``?project=`` or ``?user=``) traffic, errors, latency and tokens
+    over time, and its top users, projects and request types, in one environment: all from
+    the rollups."""
+    dimension = next((name for name in ("project", "user") if request.GET.get(name)), "")
+    value = request.GET.get(dimension, "")
     range_name = request.GET.get("range", traffic.DEFAULT_RANGE)
     context = {
         **_scoped(request, request.GET.get("environment", "")),
@@ -176,6 +179,8 @@ def audit_traffic(request: HttpRequest, dimension: str, value: str) -> HttpRespo
     try:
         if environment is None:
             raise ValueError(NO_ENVIRONMENT)
+        if not dimension:
+            raise ValueError("Name a project or a user: ?project=… or ?user=….")
         start, end = traffic.window(range_name)
         found = traffic.traffic(dimension, value, start, end, environment=environment)
     except ValueError as exc:
@@ -193,6 +198,15 @@ def audit_traffic(request: HttpRequest, dimension: str, value: str) -> HttpRespo
             search_query=urlencode({**search, "environment": environment.name}),
         )
     return render(request, "audit_explorer/traffic.html", context)
+
+
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
+def traffic_moved(request: HttpRequest, dimension: str, value: str) -> HttpResponse:
+    """``/audit/projects/<value>`` and ``/audit/users/<value>``: the value was in the path, where
+    ``../`` in a caller's project name made links to other pages; now in the query string."""
+    query = request.GET.copy()
+    query[dimension] = value
+    return redirect(f"{reverse('audit_explorer:traffic')}?{query.urlencode()}", permanent=True)
 
 
 @permission_required(perms.VIEW_AUDIT, raise_exception=True)

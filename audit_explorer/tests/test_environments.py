@@ -3,6 +3,8 @@ names them; the environment is chosen on the page and remembered per user."""
 
 import re
 from datetime import UTC, datetime
+from html import unescape
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from django.urls import reverse
@@ -81,3 +83,29 @@ def test_the_only_environment_is_read_unasked_and_none_is_said(client, viewer, a
     only = audited_environment("only")
     ingest(only, "o1")
     assert ids(get(client, user="ann")) == ["o1"]
+
+
+def test_a_project_or_user_named_like_a_path_links_nowhere_else(client, viewer, audited):
+    """Issue 21, item 8: project and user values went into link paths, so a project named
+    ../../environments/prod/destroy/ made a link that browsers resolve to the destroy page."""
+    hostile = "../../environments/prod/destroy/"
+    record = make_record(
+        request_id="h1", project=hostile, user=hostile, created_at=datetime.now(UTC)
+    )
+    ingest_record(record)
+    client.force_login(viewer)
+
+    for params in ({"user": hostile}, {"project": hostile}):
+        assert_links_stay(client, HOME, params)
+    assert_links_stay(client, reverse("audit_explorer:record", args=["h1"]), {})
+    for params in ({"user": hostile}, {"project": hostile}):
+        assert_links_stay(client, reverse("audit_explorer:traffic"), params)
+
+
+def assert_links_stay(client, url: str, params: dict) -> None:
+    """No link of the page opens the destroy page; the caller's value is in a query string."""
+    page = client.get(url, params).content.decode()
+    hrefs = [unescape(href) for href in re.findall(r'href="([^"]*)"', page)]
+    opened = {urlsplit(urljoin(f"http://testserver{url}", href)).path for href in hrefs}
+    assert not any(path.endswith("/destroy/") for path in opened), (url, params)
+    assert any("=..%2F..%2Fenvironments%2Fprod%2Fdestroy%2F" in href for href in hrefs)

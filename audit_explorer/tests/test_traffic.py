@@ -17,6 +17,7 @@ from core.models import Action
 from provisioning.models import Environment, Release
 
 pytestmark = pytest.mark.django_db
+TRAFFIC = reverse("audit_explorer:traffic")
 
 
 def chart_data(page: str) -> dict:
@@ -32,12 +33,13 @@ def top_rows(page: str, breakdown: str) -> list[tuple[str, int]]:
     ]
 
 
-def test_a_project_page_agrees_with_the_records_and_reads_only_rollups(client, viewer, seeded):
+def test_a_project_page_agrees_with_the_records_and_reads_only_rollups(
+    client, viewer, seeded, audited
+):
     client.force_login(viewer)
-    url = reverse("audit_explorer:project", args=["alpha"])
     calls, stop = dynamodb_calls()
     try:
-        page = client.get(url, {"range": "24h"}).content.decode()
+        page = client.get(TRAFFIC, {"project": "alpha", "range": "24h"}).content.decode()
     finally:
         stop()
     in_range = [
@@ -49,26 +51,32 @@ def test_a_project_page_agrees_with_the_records_and_reads_only_rollups(client, v
     users = Counter(r["user"] for r in in_range)
     assert top_rows(page, "user") == sorted(users.items(), key=lambda kv: (-kv[1], kv[0]))
     assert top_rows(page, "requestType") == [("chat", 5), ("embedding", 1)]
-    assert reverse("audit_explorer:user", args=["ann"]) in page
+    assert f"{TRAFFIC}?environment={audited.name}&amp;user=ann&amp;range=24h" in page
     charts = chart_data(page)
     assert sum(charts["hours"]["requests"]) == len(in_range)
     assert sum(charts["hours"]["tokens"]) == sum(r["usage"]["totalTokens"] for r in in_range)
 
-    month = client.get(url, {"range": "30d"}).content.decode()
+    month = client.get(TRAFFIC, {"project": "alpha", "range": "30d"}).content.decode()
     assert f"<strong>{len(seeded)}</strong> requests" in month  # r7, 30 hours ago, too
+
+
+def test_a_link_from_before_the_value_moved_to_the_query_string_still_works(client, viewer):
+    client.force_login(viewer)
+    response = client.get("/audit/projects/team/alpha", {"range": "24h"})
+    assert response.status_code == 301
+    assert response["Location"] == f"{TRAFFIC}?range=24h&project=team%2Falpha"
 
 
 def test_a_user_page_counts_its_projects(client, viewer, seeded):
     client.force_login(viewer)
-    page = client.get(reverse("audit_explorer:user", args=["ann"]), {"range": "7d"})
-    page = page.content.decode()
+    page = client.get(TRAFFIC, {"user": "ann", "range": "7d"}).content.decode()
     assert top_rows(page, "project") == [("alpha", 4)]
-    assert reverse("audit_explorer:project", args=["alpha"]) in page
+    assert "&amp;project=alpha&amp;range=7d" in page
 
 
 def test_a_bad_range_gets_a_message(client, viewer, audited):
     client.force_login(viewer)
-    response = client.get(reverse("audit_explorer:project", args=["alpha"]), {"range": "1y"})
+    response = client.get(TRAFFIC, {"project": "alpha", "range": "1y"})
     assert response.status_code == 200
     assert "range &#x27;1y&#x27;: one of 24h, 7d, 30d" in response.content.decode()
 
