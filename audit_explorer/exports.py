@@ -4,7 +4,8 @@ with a manifest (environment, search, rows, sha256) beside it, and downloaded th
 presigned link.
 
 Memory stays flat either way: rows go out page by page, and the job uploads in multipart
-parts of ``PART_BYTES``.
+parts of ``PART_BYTES``. The job beats a heartbeat with every page; ``reap_all`` (RQ's cron,
+and the exports page) fails an export whose worker died or whose job was lost, saying why.
 """
 
 import csv
@@ -14,13 +15,17 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import django_rq
+from django.conf import settings
 from django.db import transaction
 from django.http import QueryDict
 from django.utils import timezone
+from rq import Worker, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from audit_explorer import search as audit_search
 from audit_explorer.models import Export
@@ -125,8 +130,12 @@ def cancel(export: Export) -> bool:
 def write(export_id: int) -> None:
     """The job: the search's rows to ``exports/`` in the environment's audit bucket, then the
     manifest."""
+    now, job = timezone.now(), get_current_job()
     updated = Export.objects.filter(pk=export_id, status=Export.Status.QUEUED).update(
-        status=Export.Status.RUNNING, started_at=timezone.now()
+        status=Export.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        worker_name=job.worker_name if job else "",
     )
     if not updated:
         return  # cancelled before it started
@@ -180,7 +189,7 @@ def write(export_id: int) -> None:
 
 
 def _counted(export: Export, rows: Iterable[dict]) -> Iterator[dict]:
-    """The rows, with progress saved (and a cancel noticed) every page."""
+    """The rows, with progress and a heartbeat saved (and a cancel noticed) every page."""
     count = 0
     for row in rows:
         yield row
@@ -191,8 +200,69 @@ def _counted(export: Export, rows: Iterable[dict]) -> Iterator[dict]:
 
 
 def _progress(export_id: int, count: int) -> None:
-    if not Export.objects.filter(pk=export_id, status=Export.Status.RUNNING).update(rows=count):
-        raise Cancelled
+    running = Export.objects.filter(pk=export_id, status=Export.Status.RUNNING)
+    if not running.update(rows=count, heartbeat_at=timezone.now()):
+        raise Cancelled  # or reaped meanwhile
+
+
+def _timeout() -> timedelta:
+    return timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT_SECONDS)  # as for runs
+
+
+def reap(export: Export) -> bool:
+    """Fail ``export`` if its worker died (killed, out of memory) or its job was lost, saying
+    why in its error; True when it did. Cheap while the export is alive: one look at its
+    heartbeat, and Redis only when that is older than the timeout."""
+    last = export.heartbeat_at or export.created_at
+    if not export.is_active or timezone.now() - last < _timeout():
+        return False
+    reason = _why_stopped(export, last)
+    if reason is None:
+        return False
+    ended = Export.objects.filter(pk=export.pk, status=export.status).update(
+        status=Export.Status.FAILED, error=reason, finished_at=timezone.now()
+    )
+    export.refresh_from_db()
+    return bool(ended)
+
+
+def reap_all() -> int:
+    """Reap every active export that needs it; returns how many were marked failed."""
+    return sum(reap(export) for export in Export.objects.filter(status__in=Export.ACTIVE))
+
+
+def _why_stopped(export: Export, last: datetime) -> str | None:
+    """Why the export's job no longer runs; None while it waits in the queue or its worker
+    still answers RQ."""
+    try:
+        job = Job.fetch(export.job_id, connection=django_rq.get_connection(QUEUE))
+    except NoSuchJobError:
+        return "Its job was lost from the queue (Redis restarted or was flushed): export again."
+    status = job.get_status()
+    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        return None
+    if status == JobStatus.STARTED and _worker_on(export, job):
+        return None
+    why = "it was killed or ran out of memory"
+    if status == JobStatus.FAILED:  # RQ's word, as when the work horse was killed
+        result = job.latest_result()
+        why = ((result and result.exc_string) or why).strip().splitlines()[-1].rstrip(" ;.")
+    return (
+        f"The worker ({export.worker_name or 'unknown'}) stopped at "
+        f"{last.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC after {export.rows} rows: {why}. "
+        "Nothing was kept: export again."
+    )
+
+
+def _worker_on(export: Export, job: Job) -> bool:
+    """Whether the worker that took the export still answers RQ's heartbeat and runs it."""
+    if not export.worker_name:
+        return False
+    key = Worker.redis_worker_namespace_prefix + export.worker_name
+    worker = Worker.find_by_key(key, connection=job.connection)
+    if worker is None or worker.get_current_job_id() != job.id:
+        return False
+    return bool(worker.last_heartbeat) and timezone.now() - worker.last_heartbeat < _timeout()
 
 
 def download_url(export: Export, *, filename: str) -> str:

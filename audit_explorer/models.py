@@ -69,6 +69,10 @@ class Export(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the worker writing it last wrote a page."
+    )
+    worker_name = models.CharField(max_length=200, blank=True, help_text="RQ's name for it.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

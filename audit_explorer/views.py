@@ -276,8 +276,11 @@ def export_create(request: HttpRequest) -> HttpResponse:
 
 @permission_required(perms.VIEW_AUDIT, raise_exception=True)
 def export_list(request: HttpRequest) -> HttpResponse:
-    """The user's background exports, live while any runs."""
+    """The user's background exports, live while any runs; one whose worker died is failed
+    here too, with the reason, so the page stops polling."""
     found = list(Export.objects.filter(user=request.user).select_related("environment")[:50])
+    for export in found:
+        exports.reap(export)
     context = {"exports": found, "active": any(export.is_active for export in found)}
     template = "audit_explorer/exports.html"
     if request.htmx and not request.htmx.boosted:

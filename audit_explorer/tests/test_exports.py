@@ -1,20 +1,33 @@
 """Background exports: a real RQ worker writes the file and its manifest to S3 (moto); the
-download is a presigned link; large searches are offered as one instead of a stream."""
+download is a presigned link; large searches are offered as one instead of a stream; an
+export whose worker died or whose job was lost is failed by the reaper, saying why."""
 
 import csv
 import hashlib
 import io
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 import urllib.request
+from contextlib import suppress
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
+from django_rq.cron import DjangoCronScheduler
 
 from audit_explorer import exports
 from audit_explorer.models import Export
 from centralllm import aws
 from core.models import Action
+from devtools.testing import test_database_url
+from provisioning import cron
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,3 +154,99 @@ def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_stays_text():
     assert (rows[0]["project"], rows[0]["promptPreview"]) == ("'+cmd", "'@SUM(A1)")
     assert (rows[0]["requestType"], rows[0]["model"]) == ("'-2+3", "plain text")
     assert rows[0]["latencyMs"] == "-1"
+
+
+@pytest.mark.parametrize(
+    ("killed", "why"),
+    [
+        # The out-of-memory killer takes the work horse; the worker says so to RQ.
+        ("horse", "Work-horse terminated unexpectedly"),
+        # The machine goes: the worker and its horse at once.
+        ("worker", "it was killed or ran out of memory"),
+    ],
+)
+def test_a_killed_worker_fails_its_export_and_the_page_stops_polling(
+    client, viewer, seeded, audit_bucket, redis_conn, settings, killed, why
+):
+    """A worker killed mid-export left it "running" for ever and its page polling every 2 s."""
+    settings.RUN_HEARTBEAT_TIMEOUT_SECONDS = 2
+    # DynamoDB as the worker sees it: takes the connection, never answers; so the export is
+    # surely under way when the kill comes.
+    silent = socket.create_server(("127.0.0.1", 0))
+    endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", exports.QUEUE],
+        env={
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        client.force_login(viewer)
+        client.post(reverse("audit_explorer:export-create"), {"query": "user=ann", "format": "csv"})
+        export = Export.objects.get()
+        deadline = time.monotonic() + 60
+        while export.status != "running":
+            assert time.monotonic() < deadline, "the worker never started the export"
+            time.sleep(0.05)
+            export.refresh_from_db()
+        [horse] = children(worker.pid)  # RQ forks it into a session of its own
+        os.kill(horse, signal.SIGKILL)
+        if killed == "worker":
+            os.killpg(worker.pid, signal.SIGKILL)
+
+        deadline = time.monotonic() + 60
+        while export.status == "running":
+            assert time.monotonic() < deadline, "the reaper did not fail the export in a minute"
+            client.get(reverse("audit_explorer:exports"), HTTP_HX_REQUEST="true")  # its poll
+            time.sleep(0.5)
+            export.refresh_from_db()
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)  # also when the test failed: leave no worker
+        worker.wait(10)
+        silent.close()
+
+    assert export.status == "failed"
+    assert "stopped at" in export.error and why in export.error
+    assert export.worker_name and export.worker_name in export.error
+    fragment = client.get(reverse("audit_explorer:exports"), HTTP_HX_REQUEST="true")
+    text = fragment.content.decode()
+    assert 'data-status="failed"' in text and why in text  # the reason, on the page
+    assert "hx-trigger" not in text  # which stops polling
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_an_export_whose_job_is_lost_is_failed_by_the_scheduled_reaper(viewer, audited, redis_conn):
+    silent = timezone.now() - timedelta(minutes=5)
+    export = Export.objects.create(  # its job gone with a flushed Redis
+        user=viewer,
+        environment=audited,
+        query="user=ann",
+        format="csv",
+        expected_rows=4000,
+        status="running",
+        started_at=silent,
+        heartbeat_at=silent,
+        rows=2000,
+    )
+    scheduler = DjangoCronScheduler()
+    scheduler.load_config_from_file("console.cron")
+    [job] = [job for job in scheduler.get_jobs() if job.func == exports.reap_all]
+    assert job.interval == cron.REAP_SECONDS  # as often as the runs' reaper
+
+    assert job.func() == 1
+    export.refresh_from_db()
+    assert export.status == "failed" and "lost from the queue" in export.error
+    assert job.func() == 0  # once
