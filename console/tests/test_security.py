@@ -115,5 +115,8 @@ def test_polls_are_not_use_but_opening_a_page_is(client, viewer):
     assert client.session[idle.LAST_USED] > an_hour_ago
 
 
-def test_a_session_ends_at_the_latest_twelve_hours_after_sign_in():
-    assert settings.SESSION_COOKIE_AGE == 12 * 3600
+def test_a_session_ends_at_the_latest_twelve_hours_after_sign_in(client, operator):
+    signed_in = _sign_in(client, "otto-password-123")
+
+    assert signed_in.status_code == 302
+    assert signed_in.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == 12 * 3600
