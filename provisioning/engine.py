@@ -19,11 +19,16 @@ from centralllm import aws
 from core.refusals import Refused
 from provisioning.resources import CATALOGUE
 from provisioning.resources.base import (
+    DRIFTED,
+    MISSING,
+    PRESENT,
+    UNKNOWN,
     Context,
     Pending,
     Progress,
     ProvisioningError,
     Resource,
+    Seen,
     Spec,
     duration,
     is_read_only,
@@ -137,10 +142,9 @@ def _blocked(ctx: Context, cls: type[Resource]) -> list[str]:
     ]
 
 
-def _observe(ctx: Context, keys: set[str] | None = None) -> list[tuple[Resource, dict | None]]:
+def _observe(ctx: Context, keys: set[str] | None = None) -> Iterator[tuple[Resource, dict | None]]:
     """Read every resource (or those of ``keys``) in order, recording outputs (pending for
-    what is absent)."""
-    observed = []
+    what is absent); each is yielded as soon as it is read."""
     for cls in ordered(ctx.spec):
         if keys is not None and cls.key not in keys:
             continue
@@ -150,8 +154,32 @@ def _observe(ctx: Context, keys: set[str] | None = None) -> list[tuple[Resource,
             current = None if _blocked(ctx, cls) else resource.read()
             ctx.outputs[cls.key] = Pending() if current is None else resource.outputs(current)
         ctx.progress.looked_up(cls.key, cls.title, current is not None)
-        observed.append((resource, current))
-    return observed
+        yield resource, current
+
+
+def _seen(
+    ctx: Context,
+    resource: Resource,
+    state: str,
+    current: dict | None = None,
+    differences: dict | None = None,
+) -> None:
+    """Tell the run what ``resource`` is in AWS now; ``current``: what was read of it."""
+    outputs = {} if current is None else dict(ctx.outputs[resource.key])
+    kept = resource.holds_data or (current is not None and not resource.owns(current))
+    seen = Seen(resource.key, resource.title, state, outputs, differences or {}, kept)
+    ctx.progress.observed(seen)
+
+
+@contextmanager
+def _unknown_if_it_fails(ctx: Context, resource: Resource) -> Iterator[None]:
+    """A change that failed (or was cancelled) may have been made half-way: what the resource
+    is now, only a fresh look tells."""
+    try:
+        yield
+    except Exception:
+        _seen(ctx, resource, UNKNOWN)
+        raise
 
 
 def plan(target: Spec | Declared, progress: Progress | None = None) -> list[Change]:
@@ -167,10 +195,12 @@ def plan(target: Spec | Declared, progress: Progress | None = None) -> list[Chan
                 changes.append(
                     Change(cls.key, cls.title, CREATE, note=note, expected_seconds=expected)
                 )
+                _seen(ctx, resource, MISSING)
                 continue
             with _about(resource):
                 fields = diff(resource.desired(), current)
             changes.append(Change(cls.key, cls.title, UPDATE if fields else NONE, fields))
+            _seen(ctx, resource, DRIFTED if fields else PRESENT, current, fields)
         return changes
 
 
@@ -228,20 +258,22 @@ def _dependencies(wanted: dict[str, type[Resource]], key: str) -> set[str]:
 
 def _ensure(ctx: Context, resource: Resource) -> str:
     outcome = "unchanged"
-    current = resource.read()
-    desired = resource.desired()
-    if current is None:
-        resource.create(desired)
-        current = _read_until(ctx, resource, desired, created=True)
-        outcome = "created"
-    fields = diff(desired, current)
-    if fields:
-        ctx.say(("setting " if outcome == "created" else "changing ") + ", ".join(fields))
-        resource.update(desired, current, list(fields))
-        current = _read_until(ctx, resource, desired, created=False)
-        if outcome != "created":
-            outcome = "updated " + ", ".join(fields)
-    ctx.outputs[resource.key] = resource.outputs(current)
+    with _unknown_if_it_fails(ctx, resource):
+        current = resource.read()
+        desired = resource.desired()
+        if current is None:
+            resource.create(desired)
+            current = _read_until(ctx, resource, desired, created=True)
+            outcome = "created"
+        fields = diff(desired, current)
+        if fields:
+            ctx.say(("setting " if outcome == "created" else "changing ") + ", ".join(fields))
+            resource.update(desired, current, list(fields))
+            current = _read_until(ctx, resource, desired, created=False)
+            if outcome != "created":
+                outcome = "updated " + ", ".join(fields)
+        ctx.outputs[resource.key] = resource.outputs(current)
+    _seen(ctx, resource, PRESENT, current)
     return outcome
 
 
@@ -294,15 +326,25 @@ def destroy(
     check_destroy_confirmed(spec.name, confirm, delete_data=delete_data, confirm_data=confirm_data)
     with _run(spec, progress, None) as ctx:
         outcomes = {}
-        for resource, current in reversed(_observe(ctx)):
+        for resource, current in reversed(list(_observe(ctx))):
             blocked = _blocked(ctx, type(resource))
-            remove = partial(_remove, resource, current, blocked, delete_data=delete_data)
+            remove = partial(_remove, ctx, resource, current, blocked, delete_data=delete_data)
             outcomes[resource.key] = _step(ctx, resource, remove)
+            # A resource not looked up counts as missing, as a plan counts it.
+            if current is None or outcomes[resource.key] == "deleted":
+                _seen(ctx, resource, MISSING)
+            else:
+                _seen(ctx, resource, PRESENT, current)
         return Result(outcomes, dict(ctx.calls), _plain_outputs(ctx))
 
 
 def _remove(
-    resource: Resource, current: dict | None, blocked: list[str], *, delete_data: bool
+    ctx: Context,
+    resource: Resource,
+    current: dict | None,
+    blocked: list[str],
+    *,
+    delete_data: bool,
 ) -> str:
     if blocked:
         # Not looked up, so it may still exist (if made by hand): say so rather than "absent".
@@ -313,7 +355,8 @@ def _remove(
         return f"left in place ({resource.kept_because})"
     if resource.holds_data and not delete_data:
         return "kept (holds audit data)"
-    resource.delete(current)
+    with _unknown_if_it_fails(ctx, resource):
+        resource.delete(current)
     return "deleted"
 
 

@@ -15,8 +15,8 @@ from rq import get_current_job
 
 from core.refusals import Refused
 from provisioning import engine, kinds
-from provisioning.models import Run, RunStep
-from provisioning.resources.base import Progress, ProvisioningError
+from provisioning.models import ResourceState, Run, RunStep
+from provisioning.resources.base import Progress, ProvisioningError, Seen
 from provisioning.runs import log
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ class RunProgress(Progress):
         if self.record_lookups:
             now = timezone.now()
             self._save_step(step, RunStep.Status.DONE, "present" if found else "absent", now, now)
+
+    def observed(self, seen: Seen) -> None:
+        ResourceState.record(self.run, seen)
 
     def started(self, step: str, title: str) -> None:
         self._stop_if_cancelled()

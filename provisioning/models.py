@@ -1,3 +1,4 @@
+import json
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
@@ -12,7 +13,14 @@ from django.utils import timezone
 from centralllm import aws
 from centralllm.audit.redaction import RedactionRulesError, parse_rules
 from provisioning import kinds
-from provisioning.resources.base import MAX_SUFFIX_LENGTH, Spec, names_too_long, resource_name
+from provisioning.resources.base import (
+    MAX_SUFFIX_LENGTH,
+    RESOURCE_STATES,
+    Seen,
+    Spec,
+    names_too_long,
+    resource_name,
+)
 
 # The Spec's fields that an operator declares (the rest comes from the environment's history).
 DECLARED = [
@@ -372,6 +380,57 @@ class RunStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run}: {self.key}"
+
+
+class ResourceState(models.Model):
+    """One resource of an environment as AWS last showed it to a run (a plan or drift saw it,
+    an apply or destroy left it so): what the environment's page, the dashboard and the API
+    key pages read. Deleting runs leaves it as it is."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="resources")
+    key = models.CharField(max_length=60)
+    title = models.CharField(max_length=100)
+    state = models.CharField(max_length=10, choices=[(state, state) for state in RESOURCE_STATES])
+    outputs = models.JSONField(default=dict, blank=True, help_text="Names, ARNs, URLs.")
+    differences = models.JSONField(
+        default=dict, blank=True, help_text="What differs: {field: [in AWS, declared]}."
+    )
+    kept = models.BooleanField(
+        default=False, help_text="A destroy leaves it: not made here, or it holds audit data."
+    )
+    seen_at = models.DateTimeField()
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="resources_seen"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "key"], name="one_state_per_resource")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} of {self.environment}: {self.state}"
+
+    @classmethod
+    def record(cls, run: Run, seen: Seen) -> None:
+        """Keep what ``run`` saw of a resource (or left of it) just now."""
+        cls.objects.update_or_create(
+            environment=run.environment,
+            key=seen.key,
+            defaults={
+                "title": seen.title,
+                "state": seen.state,
+                "outputs": _as_json(seen.outputs),
+                "differences": _as_json(seen.differences),
+                "kept": seen.kept,
+                "seen_at": timezone.now(),
+                "run": run,
+            },
+        )
+
+
+def _as_json(value: dict) -> dict:
+    return json.loads(json.dumps(value, default=str))
 
 
 class RunEvent(models.Model):

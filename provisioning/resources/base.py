@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from string import Template
@@ -202,11 +202,33 @@ class Spec:
     quota_extra: int = 0
 
 
+# A resource in AWS as a run saw or left it: there, not there, there but differing from the
+# declaration, or not known (a step failed half-way through changing it).
+PRESENT, MISSING, DRIFTED, UNKNOWN = "present", "missing", "drifted", "unknown"
+RESOURCE_STATES = (PRESENT, MISSING, DRIFTED, UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One resource as a run saw it in AWS, or left it there."""
+
+    key: str
+    title: str
+    state: str  # one of RESOURCE_STATES
+    outputs: dict = field(default_factory=dict)  # its names, ARNs, URLs, while it exists
+    differences: dict = field(default_factory=dict)  # field: (in AWS, declared), if drifted
+    kept: bool = False  # a destroy leaves it in place: not made here, or it holds audit data
+
+
 class Progress:
     """Receives a run's progress. These do nothing: override what you show (a command, a job)."""
 
     def looked_up(self, step: str, title: str, found: bool) -> None:
         """A resource was read (plan, drift, and the first pass of destroy)."""
+
+    def observed(self, seen: Seen) -> None:
+        """What a resource is in AWS now, as a plan or drift saw it or an apply or destroy
+        left it."""
 
     def checkpoint(self) -> None:
         """A long wait polls again: a run may stop here (it raises when cancelled)."""
