@@ -76,14 +76,14 @@ def _client():
 
 
 def _output(environment: Environment, resource: str, name: str, what: str) -> str:
-    for step in state.outputs(environment):
-        if step.key == resource:
-            return step.outputs[name]
-    raise Refused(f"{environment.name} has no {what} yet: apply the environment first.")
+    value = state.output(environment, resource, name)
+    if value is None:
+        raise Refused(f"{environment.name} has no {what}: apply the environment first.")
+    return value
 
 
 def plan_id(environment: Environment) -> str:
-    """The environment's usage plan, as its last successful apply left it."""
+    """The environment's usage plan, as the runs last saw it in AWS."""
     return _output(environment, "apigateway.usage_plan", "id", "usage plan")
 
 

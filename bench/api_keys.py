@@ -40,10 +40,11 @@ def _bench(args) -> int:
     from django.core.cache import cache
     from django.core.management import call_command
     from django.test import Client
+    from django.utils import timezone
 
     from centralllm import aws
     from devtools.testing import create_audit_table
-    from provisioning.models import Environment, Run, RunStep
+    from provisioning.models import Environment, ResourceState
 
     call_command("migrate", verbosity=0)
     # Usage is read from the environment's own table: CentralLLMAudit-bench, as TABLE_NAME.
@@ -57,9 +58,13 @@ def _bench(args) -> int:
         key = gateway.create_api_key(name=f"key-{n:05d}", enabled=True)
         gateway.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
     print(f"made {args.keys} keys in {time.perf_counter() - started:.1f} s")
-    run = Run.objects.create(environment=environment, kind="apply", status="succeeded")
-    RunStep.objects.create(
-        run=run, position=1, key="apigateway.usage_plan", title="plan", outputs={"id": plan["id"]}
+    ResourceState.objects.create(
+        environment=environment,
+        key="apigateway.usage_plan",
+        title="API Gateway usage plan",
+        state="present",
+        outputs={"id": plan["id"]},
+        seen_at=timezone.now(),
     )
     admin = User.objects.create_user("bench")  # logged in below, never by password
     admin.groups.add(Group.objects.get(name="admin"))

@@ -1,6 +1,6 @@
-"""What an environment looks like: its resources as the last plan, drift or apply saw them,
-and its live state in AWS (service, alarms, dead letters), cached in Redis so that many
-viewers cost one set of AWS calls per cache period."""
+"""What an environment looks like: its resources as the runs last saw them in AWS (kept per
+resource, whatever runs are deleted), and its live state in AWS (service, alarms, dead
+letters), cached in Redis so that many viewers cost one set of AWS calls per cache period."""
 
 import time
 from collections import Counter
@@ -13,11 +13,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from provisioning import engine
-from provisioning.engine_runs import APPLY, DRIFT, PLAN
-from provisioning.models import Environment, Run, RunStep, days
+from provisioning.models import Environment, ResourceState, Run, days
 from provisioning.resources import CATALOGUE
-from provisioning.resources.base import Context
+from provisioning.resources.base import DRIFTED, MISSING, UNKNOWN, Context
 from provisioning.resources.cloudwatch import Alarm
 from provisioning.resources.s3 import object_lock
 from provisioning.resources.sns import AlarmTopic
@@ -25,51 +23,59 @@ from provisioning.validation_runs import VALIDATE
 
 # Every alarm of the catalogue, however its class is derived.
 ALARMS = [cls for cls in CATALOGUE if issubclass(cls, Alarm)]
-
-SEEN_BY = (PLAN.key, DRIFT.key, APPLY.key)
-_RESOURCE_STATE = {engine.CREATE: "missing", engine.UPDATE: "drifted", engine.NONE: "present"}
+# The catalogue's order: each resource's dependencies come before it.
+_POSITION = {cls.key: position for position, cls in enumerate(CATALOGUE)}
+IN_SYNC, OUT_OF_SYNC, NOT_DEPLOYED = "in sync", "out of sync", "not deployed"
 
 
 @dataclass
 class Resources:
-    """Every resource as one run saw it (None: never looked at)."""
+    """Every resource of an environment a run has seen, as it last saw it."""
 
-    run: Run | None
-    rows: list[dict]
+    rows: list[ResourceState]
 
     @property
     def counts(self) -> dict[str, int]:
-        """How many resources are present, missing, drifted."""
-        return dict(Counter(row["state"] for row in self.rows).most_common())
+        """How many resources are present, missing, drifted, unknown."""
+        return dict(Counter(row.state for row in self.rows).most_common())
 
     @property
-    def in_sync(self) -> bool | None:
-        if self.run is None:
-            return None
-        return all(row["state"] == "present" for row in self.rows)
+    def last(self) -> ResourceState | None:
+        """The resource seen last: when (and by which run, unless deleted) the state was news."""
+        return max(self.rows, key=lambda row: row.seen_at, default=None)
+
+    @property
+    def outputs(self) -> list[ResourceState]:
+        """The resources in AWS with outputs (names, ARNs, URLs)."""
+        return [row for row in self.rows if row.outputs]
+
+    @property
+    def left(self) -> list[ResourceState]:
+        """What a destroy would delete that is (or may be) in AWS."""
+        return [row for row in self.rows if row.state != MISSING and not row.kept]
+
+    @property
+    def kept(self) -> list[ResourceState]:
+        """What a destroy leaves in AWS on purpose: the audit data, what was not made here."""
+        return [row for row in self.rows if row.state != MISSING and row.kept]
+
+    @property
+    def sync(self) -> str:
+        """In a word: in sync, out of sync, not deployed (nothing left that a destroy would
+        delete) or unknown (never looked at, or a step failed half-way)."""
+        states = {row.state for row in self.rows}
+        if not states:
+            return UNKNOWN
+        if not self.left:
+            return NOT_DEPLOYED
+        if states & {MISSING, DRIFTED}:
+            return OUT_OF_SYNC
+        return UNKNOWN if UNKNOWN in states else IN_SYNC
 
 
 def last_seen(environment: Environment) -> Resources:
-    """The newest succeeded plan, drift or apply: a plan or drift knows each resource's
-    state; an apply that succeeded left every resource present."""
-    run = (
-        environment.runs.filter(kind__in=SEEN_BY, status=Run.Status.SUCCEEDED)
-        .order_by("-finished_at", "-pk")
-        .first()
-    )
-    if run is None:
-        return Resources(None, [])
-    if run.kind == APPLY.key:
-        rows = [
-            {"key": key, "title": title, "state": "present", "fields": {}}
-            for key, title in run.steps.values_list("key", "title")
-        ]
-    else:
-        rows = [
-            {**change, "state": _RESOURCE_STATE[change["action"]]}
-            for change in run.result["changes"]
-        ]
-    return Resources(run, rows)
+    rows = environment.resources.select_related("run")
+    return Resources(sorted(rows, key=lambda row: _POSITION.get(row.key, len(_POSITION))))
 
 
 def last_validation(environment: Environment) -> Run | None:
@@ -81,21 +87,15 @@ def last_validation(environment: Environment) -> Run | None:
     )
 
 
-def outputs(environment: Environment) -> list[RunStep]:
-    """The resources with outputs (ARNs, URLs) as the last apply that succeeded left them."""
-    apply = (
-        environment.runs.filter(kind=APPLY.key, status=Run.Status.SUCCEEDED)
-        .order_by("-finished_at", "-pk")
-        .first()
-    )
-    if apply is None:
-        return []
-    return list(RunStep.objects.filter(run=apply).exclude(outputs={}))
+def output(environment: Environment, key: str, name: str) -> Any:
+    """One output of the resource ``key`` while it is in AWS (None: not there, or not seen)."""
+    row = environment.resources.filter(key=key).first()
+    return row.outputs.get(name) if row else None
 
 
-def endpoint_url(steps: list[RunStep]) -> str | None:
+def endpoint_url(rows: list[ResourceState]) -> str | None:
     """Where clients call the platform: the API Gateway stage's URL."""
-    return next((step.outputs.get("url") for step in steps if step.key == "apigateway.stage"), None)
+    return next((row.outputs.get("url") for row in rows if row.key == "apigateway.stage"), None)
 
 
 def live(environment: Environment) -> dict[str, Any]:

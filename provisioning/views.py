@@ -45,18 +45,17 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     if holder is not None and runs.reap(holder):
         holder = None  # its worker had died: the environment is free again
     live = state.live(environment)
-    outputs = state.outputs(environment)
+    seen = state.last_seen(environment)
     context = {
         "environment": environment,
         "holder": holder,
         "held": runs.held_message(holder) if holder else "",
-        "seen": state.last_seen(environment),
-        "outputs": outputs,
-        "endpoint": state.endpoint_url(outputs),
+        "seen": seen,
+        "endpoint": state.endpoint_url(seen.outputs),
         "live": live,
         "healthy": state.healthy(live),
         "recent": environment.runs.all()[:10],
-        "destroyable": _can_delete(environment),
+        "destroyable": not seen.left,
         "releases": environment.releases.select_related("run")[:10],
         "holds": environment.holds.filter(cleared_at=None),
         "validation": state.last_validation(environment),
@@ -65,13 +64,6 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
         return render(request, "provisioning/_environment_live.html", context)
     context["sections"] = sections.rendered(request, context)
     return render(request, "provisioning/environment_detail.html", context)
-
-
-def _can_delete(environment: Environment) -> bool:
-    """Deleting the declaration is safe once nothing of it is left in AWS: never applied, or
-    destroyed since its last apply."""
-    last = environment.runs.filter(holds_environment=True, status=Run.Status.SUCCEEDED).first()
-    return last is None or last.kind == DESTROY.key
 
 
 @permission_required(CHANGE, raise_exception=True)
@@ -124,7 +116,7 @@ def environment_delete(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)
     if request.POST.get("confirm") != environment.name:
         messages.error(request, f"Not deleted: type the environment's name, {environment.name}.")
-    elif not _can_delete(environment):
+    elif state.last_seen(environment).left:
         messages.error(request, f"Destroy {environment.name} first: its resources still exist.")
     else:
         with transaction.atomic():

@@ -20,7 +20,9 @@ from centralllm.audit import contract
 from centralllm.audit.ingest import ingest_record
 from centralllm.audit.tests.conftest import make_record
 from core.models import Action
-from provisioning.models import Environment
+from provisioning import runs
+from provisioning.jobs import execute
+from provisioning.models import Environment, Run
 
 pytestmark = pytest.mark.django_db
 
@@ -242,10 +244,34 @@ def test_a_key_of_another_environment_is_not_found_here(client, admin_user, keye
     key_id, _ = create(client, keyed)
     other = Environment.objects.create(name="other-env", suffix="-o", is_local=True)
     page = client.get(reverse("api-key-detail", args=[other.name, key_id]), follow=True)
-    assert "has no usage plan yet: apply the environment first" in page.content.decode()
+    assert "has no usage plan: apply the environment first" in page.content.decode()
     response = client.post(reverse("api-key-disable", args=[other.name, key_id]), follow=True)
     assert aws.client("apigateway").get_api_key(apiKey=key_id)["enabled"] is True
     assert response.status_code == 200
+
+
+def _run(environment: Environment, kind: str, **parameters) -> Run:
+    started = runs.start(environment, kind, actor=None, parameters=parameters, enqueue=False)
+    execute(started.pk)
+    started.refresh_from_db()
+    assert started.status == "succeeded", started.explanation
+    return started
+
+
+def test_after_a_destroy_the_keys_page_says_to_apply_first(client, admin_user):
+    tag = uuid.uuid4().hex[:8]
+    environment = Environment.objects.create(name=f"gone-{tag}", suffix=f"-g{tag}", is_local=True)
+    _run(environment, "apply")
+    plans = aws.client("apigateway").get_usage_plans()["items"]
+    made = next(plan for plan in plans if plan["name"] == f"central-llm-usage-plan-g{tag}")
+    assert api_keys.plan_id(environment) == made["id"]
+
+    _run(environment, "destroy", confirm=environment.name)
+
+    client.force_login(admin_user)
+    page = client.get(reverse("api-key-list", args=[environment.name])).content.decode()
+    assert f"{environment.name} has no usage plan: apply the environment first." in page
+    assert made["id"] not in page
 
 
 def test_the_role_matrix(client, viewer, operator, admin_user, keyed):

@@ -1,9 +1,10 @@
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from core.models import Action
 from provisioning import state
-from provisioning.models import Environment, Run
+from provisioning.models import Environment, ResourceState, Run
 
 pytestmark = pytest.mark.django_db
 
@@ -56,24 +57,28 @@ def test_an_edit_records_what_changed_before_and_after(client, operator):
     assert action.before == {"desired_count": 1} and action.after == {"desired_count": 3}
 
 
-def test_delete_waits_for_a_destroy(client, operator):
+def test_delete_waits_until_a_destroy_left_nothing_it_deletes(client, operator):
     environment = Environment.objects.create(name="gone", suffix="-gone", is_local=True)
-    Run.objects.create(
-        environment=environment, kind="apply", status="succeeded", started_by_name="otto"
-    )
+    seen = {"environment": environment, "state": "present", "seen_at": timezone.now()}
+    service = ResourceState.objects.create(key="ecs.service", title="ECS service", **seen)
+    ResourceState.objects.create(key="s3.audit_bucket", title="S3 audit bucket", kept=True, **seen)
     client.force_login(operator)
     url = reverse("provisioning:environment-delete", args=["gone"])
 
     client.post(url, {"confirm": "gone"})
     assert Environment.objects.filter(name="gone").exists()
+    ResourceState.objects.filter(pk=service.pk).update(state="unknown")  # a destroy that failed
+    client.post(url, {"confirm": "gone"})
+    assert Environment.objects.filter(name="gone").exists()
 
-    Run.objects.create(
-        environment=environment, kind="destroy", status="succeeded", started_by_name="otto"
-    )
+    ResourceState.objects.filter(pk=service.pk).update(state="missing")
     client.post(url, {"confirm": "wrong"})
     assert Environment.objects.filter(name="gone").exists()
+    page = client.get(reverse("provisioning:environment", args=["gone"])).content.decode()
+    assert "Nothing of it is left in AWS but what a destroy keeps: S3 audit bucket." in page
     client.post(url, {"confirm": "gone"})
     assert not Environment.objects.filter(name="gone").exists()
+    assert not ResourceState.objects.exists()
     assert Action.objects.get(verb="environment.delete").before["suffix"] == "-gone"
 
 
