@@ -2,10 +2,14 @@
 a destroy, a failed apply, a drift, and whatever runs are deleted."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from botocore.exceptions import ClientError
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
+from django.utils import timezone
 
 from centralllm import aws
 from provisioning import runs, state
@@ -122,3 +126,92 @@ def test_a_drift_that_finds_a_resource_missing_shows_it_missing(client, viewer, 
     assert "S3 audit bucket" in after["outputs"]
     rows = {row.key: row for row in state.last_seen(environment).rows}
     assert rows["sqs.dlq"].run == drift and rows["s3.audit_bucket"].run == drift
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upgrade_fills_the_state_from_the_runs_so_far():
+    before = ("provisioning", "0011_run_kinds_hold_the_environment")
+    after = ("provisioning", "0012_resource_state")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    old = executor.loader.project_state([before]).apps
+    OldEnvironment, OldRun, OldStep = (
+        old.get_model("provisioning", name) for name in ("Environment", "Run", "RunStep")
+    )
+    at = iter(timezone.now() - timedelta(minutes=minutes) for minutes in range(10, 0, -1))
+
+    def ran(environment, kind: str, *steps, status="succeeded", result=None) -> None:
+        """An old run: each step (key, status, outcome, outputs) as it was recorded."""
+        made = OldRun.objects.create(
+            environment=environment, kind=kind, status=status, result=result, finished_at=next(at)
+        )
+        for position, (key, step_status, outcome, outputs) in enumerate(steps):
+            OldStep.objects.create(
+                run=made,
+                position=position,
+                key=key,
+                title=key,
+                status=step_status,
+                outcome=outcome,
+                outputs=outputs,
+            )
+
+    drifted = OldEnvironment.objects.create(name="drifted", suffix="-d", is_local=True)
+    ran(
+        drifted,
+        "apply",
+        ("s3.audit_bucket", "done", "created", {"name": "audit-d"}),
+        ("sqs.dlq", "done", "created", {"name": "dlq-d"}),
+        ("apigateway.usage_plan", "done", "created", {"id": "plan-d"}),
+    )
+    changes = [
+        {"key": "sqs.dlq", "title": "dlq", "action": "create", "fields": {}},
+        {"key": "apigateway.usage_plan", "title": "plan", "action": "none", "fields": {}},
+        {"key": "s3.audit_bucket", "title": "bucket", "action": "update", "fields": {"x": [1, 2]}},
+    ]
+    ran(drifted, "drift", result={"changes": changes})
+    destroyed = OldEnvironment.objects.create(name="destroyed", suffix="-x", is_local=True)
+    ran(
+        destroyed,
+        "apply",
+        ("s3.audit_bucket", "done", "created", {"name": "audit-x"}),
+        ("ecs.service", "done", "created", {"arn": "service-x"}),
+    )
+    ran(
+        destroyed,
+        "destroy",
+        ("ecs.service", "done", "deleted", {}),
+        ("s3.audit_bucket", "done", "kept (holds audit data)", {}),
+    )
+    failed = OldEnvironment.objects.create(name="failed", suffix="-f", is_local=True)
+    ran(
+        failed,
+        "apply",
+        ("s3.audit_bucket", "done", "created", {}),
+        ("ecs.service", "failed", "AccessDenied", {}),
+        ("apigateway.usage_plan", "pending", "", {}),
+        status="failed",
+    )
+
+    MigrationExecutor(connection).migrate([after])
+
+    def states(name: str) -> dict:
+        seen = state.last_seen(Environment.objects.get(name=name))
+        return {row.key: (row.state, row.outputs) for row in seen.rows} | {"sync": seen.sync}
+
+    assert states("drifted") == {
+        "s3.audit_bucket": ("drifted", {"name": "audit-d"}),
+        "sqs.dlq": ("missing", {}),
+        "apigateway.usage_plan": ("present", {"id": "plan-d"}),
+        "sync": "out of sync",
+    }
+    assert states("destroyed") == {
+        "s3.audit_bucket": ("present", {"name": "audit-x"}),
+        "ecs.service": ("missing", {}),
+        "sync": "not deployed",
+    }
+    assert states("failed") == {
+        "s3.audit_bucket": ("present", {}),
+        "ecs.service": ("unknown", {}),
+        "sync": "unknown",
+    }
