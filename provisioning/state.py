@@ -11,11 +11,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from provisioning import engine
 from provisioning.models import Environment, ResourceState, Run, days
 from provisioning.resources import CATALOGUE
-from provisioning.resources.base import DRIFTED, MISSING, UNKNOWN, Context
+from provisioning.resources.base import DRIFTED, MISSING, UNKNOWN, Context, Resource
 from provisioning.resources.cloudwatch import Alarm
 from provisioning.resources.s3 import object_lock
 from provisioning.resources.sns import AlarmTopic
@@ -30,9 +32,11 @@ IN_SYNC, OUT_OF_SYNC, NOT_DEPLOYED = "in sync", "out of sync", "not deployed"
 
 @dataclass
 class Resources:
-    """Every resource of an environment a run has seen, as it last saw it."""
+    """Every resource of an environment a run has seen, as it last saw it, and the titles of
+    those it declares that no run has seen yet."""
 
     rows: list[ResourceState]
+    unseen: list[str]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -62,7 +66,8 @@ class Resources:
     @property
     def sync(self) -> str:
         """In a word: in sync, out of sync, not deployed (nothing left that a destroy would
-        delete) or unknown (never looked at, or a step failed half-way)."""
+        delete) or unknown (never looked at, not every resource seen, or a step failed
+        half-way)."""
         states = {row.state for row in self.rows}
         if not states:
             return UNKNOWN
@@ -70,12 +75,23 @@ class Resources:
             return NOT_DEPLOYED
         if states & {MISSING, DRIFTED}:
             return OUT_OF_SYNC
-        return UNKNOWN if UNKNOWN in states else IN_SYNC
+        return UNKNOWN if UNKNOWN in states or self.unseen else IN_SYNC
 
 
 def last_seen(environment: Environment) -> Resources:
-    rows = environment.resources.select_related("run")
-    return Resources(sorted(rows, key=lambda row: _POSITION.get(row.key, len(_POSITION))))
+    rows = sorted(
+        environment.resources.select_related("run"),
+        key=lambda row: _POSITION.get(row.key, len(_POSITION)),
+    )
+    seen = {row.key for row in rows}
+    return Resources(rows, [cls.title for cls in _declared(environment) if cls.key not in seen])
+
+
+def _declared(environment: Environment) -> list[type[Resource]]:
+    try:
+        return engine.ordered(environment.spec())
+    except ValidationError:
+        return []  # runs refuse it as well, until it is corrected
 
 
 def last_validation(environment: Environment) -> Run | None:

@@ -180,5 +180,5 @@ def test_an_operator_rolls_out_watches_the_stages_and_sees_the_validation(
     expect(log).to_contain_text("validation #")
     page.get_by_role("link", name="← rolled").click()
     expect(page.locator('[data-badge="validation"] .state')).to_have_text("passed", timeout=60_000)
-    expect(page.locator("table").first).to_contain_text("0123abc")
+    expect(page.locator("section:has(> h2:text-is('Image')) table")).to_contain_text("0123abc")
     page.screenshot(path="var/rollout-environment.png", full_page=True)

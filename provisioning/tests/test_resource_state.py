@@ -12,9 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from centralllm import aws
-from provisioning import runs, state
+from provisioning import engine, runs, state
 from provisioning.jobs import execute
-from provisioning.models import Environment, Run
+from provisioning.models import Environment, ResourceState, Run
 from provisioning.resources.ecs import Service
 
 pytestmark = pytest.mark.django_db
@@ -126,6 +126,20 @@ def test_a_drift_that_finds_a_resource_missing_shows_it_missing(client, viewer, 
     assert "S3 audit bucket" in after["outputs"]
     rows = {row.key: row for row in state.last_seen(environment).rows}
     assert rows["sqs.dlq"].run == drift and rows["s3.audit_bucket"].run == drift
+
+
+def test_a_resource_no_run_has_seen_keeps_the_environment_from_in_sync(client, viewer, environment):
+    first, *others = engine.ordered(environment.spec())
+    seen = {"environment": environment, "state": "present", "seen_at": timezone.now()}
+    for cls in others:
+        ResourceState.objects.create(key=cls.key, title=cls.title, **seen)
+    client.force_login(viewer)
+    assert shown(client, environment)["sync"] == "unknown"
+    page = client.get(reverse("provisioning:environment", args=[environment.name])).content
+    assert f"<td>{first.title}</td><td>not looked at yet</td>".encode() in page
+
+    ResourceState.objects.create(key=first.key, title=first.title, **seen)
+    assert shown(client, environment)["sync"] == "in sync"
 
 
 @pytest.mark.django_db(transaction=True)
