@@ -152,3 +152,20 @@ def page(monkeypatch):
         browser.close()
     refused = [text for text in refused if "Content Security Policy" in text]
     assert not refused, f"the Content-Security-Policy refused: {refused}"
+
+
+# Fixtures through which a test reaches the database (pytest-django's, and ours built on them).
+_DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ONLY_DATABASE_TESTS=1 (CI's PostgreSQL pass) keep the tests that touch the
+    database: the others already ran on SQLite and would ask PostgreSQL nothing."""
+    if os.environ.get("ONLY_DATABASE_TESTS") != "1":
+        return
+    kept, skipped = [], []
+    for item in items:
+        marked = item.get_closest_marker("django_db")
+        (kept if marked or _DATABASE_FIXTURES & set(item.fixturenames) else skipped).append(item)
+    config.hook.pytest_deselected(items=skipped)
+    items[:] = kept
