@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint install clean vllm-env serve-model manage
+.PHONY: run test lint install clean vllm-env serve-model manage tour
 
 $(INSTALLED): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
@@ -22,6 +22,10 @@ run: $(INSTALLED)
 # A management command against the running `make run`, e.g. make manage CMD="env plan local"
 manage: $(INSTALLED)
 	$(PY) -m devtools.manage $(CMD)
+
+# Screenshots of the main pages, as admin and viewer, from the running `make run` (docs/tour/).
+tour: $(INSTALLED)
+	$(PY) -m devtools.tour $(TOUR_ARGS)
 
 test: $(INSTALLED)
 	$(PY) -m devtools.prepare_tests

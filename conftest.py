@@ -14,7 +14,7 @@ from rq import Worker
 
 from centralllm import aws
 from console.roles import ADMIN, OPERATOR, VIEWER, sync_roles
-from devtools.services import ensure_os_package
+from devtools.browser import launch_chromium
 from devtools.testing import create_audit_table, create_bucket, test_database_url, unique
 from provisioning.models import Environment
 
@@ -124,25 +124,13 @@ def admin_user(django_user_model):
     return make_user(django_user_model, "ada", ADMIN)
 
 
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 @pytest.fixture
 def page(monkeypatch):
     # Playwright's sync API runs an event loop in this thread; the live server's ORM calls
     # happen in another thread, so Django's async-safety guard does not apply to them.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    chromium = ensure_os_package("chromium", "chromium")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        browser = launch_chromium(playwright)
         page = browser.new_page()
         # Chromium reports what the Content-Security-Policy refused on the console: every
         # browser test also holds that no page needs an inline script or style.

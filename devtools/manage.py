@@ -11,12 +11,17 @@ import sys
 from devtools.run import LOCAL_ENV, MANAGE
 
 
-def main(args: list[str]) -> None:
+def load_local_env() -> None:
+    """The addresses of the services the running `make run` started, into os.environ."""
     if not LOCAL_ENV.exists():
-        sys.exit("make manage: start `make run` first (it writes var/local.env)")
+        sys.exit("start `make run` first (it writes var/local.env)")
     for line in LOCAL_ENV.read_text().splitlines():
         name, _, value = line.partition("=")
         os.environ.setdefault(name, value)
+
+
+def main(args: list[str]) -> None:
+    load_local_env()
     sys.exit(subprocess.call([*MANAGE, *args]))
 
 
