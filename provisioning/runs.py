@@ -266,6 +266,24 @@ def stalled_after() -> timedelta:
     return timedelta(seconds=settings.RUN_STALLED_SECONDS)
 
 
+def is_stalled(run: Run) -> bool:
+    """Running, but its worker silent (no event, no AWS call) for ``RUN_STALLED_SECONDS``."""
+    return (
+        run.status == Run.Status.RUNNING
+        and run.heartbeat_at is not None
+        and timezone.now() - run.heartbeat_at > stalled_after()
+    )
+
+
+def stalled(environment: Environment) -> list[Run]:
+    """The environment's stalled runs, quietest first (one query)."""
+    return list(
+        environment.runs.filter(
+            status=Run.Status.RUNNING, heartbeat_at__lt=timezone.now() - stalled_after()
+        ).order_by("heartbeat_at")
+    )
+
+
 def reap(run: Run) -> bool:
     """Mark ``run`` failed if its worker died (SIGKILL, out of memory) or its job was lost,
     freeing the environment. True when it did. Cheap when the run is alive: one look at its

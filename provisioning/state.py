@@ -5,7 +5,7 @@ letters), cached in Redis so that many viewers cost one set of AWS calls per cac
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,10 +15,11 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from provisioning import engine
-from provisioning.models import Environment, ResourceState, Run, days
+from provisioning.models import Environment, Release, ResourceState, Run, days
 from provisioning.resources import CATALOGUE
 from provisioning.resources.base import DRIFTED, MISSING, UNKNOWN, Context, Resource
 from provisioning.resources.cloudwatch import Alarm
+from provisioning.resources.ecs import TaskDefinition
 from provisioning.resources.s3 import object_lock
 from provisioning.resources.sns import AlarmTopic
 from provisioning.validation_runs import VALIDATE
@@ -101,6 +102,40 @@ def last_validation(environment: Environment) -> Run | None:
         .order_by("-finished_at", "-pk")
         .first()
     )
+
+
+@dataclass(frozen=True)
+class LiveImage:
+    """What the environment's ECS service runs: the image its last rollout put live, or,
+    never rolled out, the declared image its task definition was applied with."""
+
+    image: str  # repository:tag
+    digest: str  # "sha256:...", or "" when never rolled out (nothing was built here)
+    since: datetime | None  # when it went live; None when never rolled out
+    run: Run | None  # the rollout that put it live, or the run that saw the task definition
+
+    @property
+    def short_digest(self) -> str:
+        """``sha256:ab12cd34…``: enough to tell images apart at a glance."""
+        return f"{self.digest[:15]}…" if len(self.digest) > 15 else self.digest
+
+
+def live_image(environment: Environment) -> LiveImage | None:
+    """From the live release, else the resource state (two queries at most); None when no
+    task definition is in AWS."""
+    repository = environment.resource_name("EcrRepository")
+    release = environment.releases.filter(outcome=Release.Outcome.LIVE).select_related("run")
+    if found := release.first():
+        return LiveImage(
+            f"{repository}:{found.image_tag}",
+            found.image_digest,
+            found.finished_at or found.started_at,
+            found.run,
+        )
+    applied = environment.resources.filter(key=TaskDefinition.key).exclude(state=MISSING)
+    if row := applied.select_related("run").first():
+        return LiveImage(f"{repository}:{environment.image_tag}", "", None, row.run)
+    return None
 
 
 def output(environment: Environment, key: str, name: str) -> Any:

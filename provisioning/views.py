@@ -8,7 +8,6 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
@@ -239,11 +238,7 @@ def _live_context(run: Run, *, with_steps: bool = True) -> dict:
     steps = list(run.steps.all()) if with_steps else None
     # The heartbeat marks the worker's last activity (an event or an AWS call), so a healthy
     # refresh needs no extra query; only a stalled run looks up what it last said.
-    stalled = (
-        run.status == Run.Status.RUNNING
-        and run.heartbeat_at is not None
-        and timezone.now() - run.heartbeat_at > runs.stalled_after()
-    )
+    stalled = runs.is_stalled(run)
     last = run.events.order_by("-seq").first() if stalled else None
     return {
         "run": run,
