@@ -656,10 +656,43 @@ def disable_expired_keys() -> int:
     return disabled
 
 
+ALERTS_SECONDS = 15 * 60  # how long a note lives: ``check_keys`` renews it every minute
+
+
 def alerts(environment: Environment) -> dict:
     """Keys at 80% and 95% of their quota and keys expiring within 7 days, for the dashboard:
-    kept in the cache by ``check_keys`` so the dashboard reads no AWS."""
-    return cache.get(f"api-key-alerts:{environment.pk}") or {"quota": [], "expiring": []}
+    the note ``check_keys`` keeps, so the dashboard reads no AWS. Without one (no scheduler
+    yet, Redis emptied) it is made here, as the keys page reads keys and usage; an
+    environment never applied has no keys and no alerts."""
+    found = cache.get(f"api-key-alerts:{environment.pk}")
+    if found is not None:
+        return found
+    try:
+        return note_alerts(environment)
+    except Refused:
+        return {"quota": [], "expiring": []}
+
+
+def note_alerts(environment: Environment) -> dict:
+    """Read the keys and their usage this period (``keys_of``, ``usage``: the keys page's
+    cached reads) and keep the alerts ``ALERTS_SECONDS``."""
+    enabled = [key for key in keys_of(environment) if key.enabled]
+    found = usage(environment, enabled)
+    noted = {
+        "quota": [
+            {"key": str(key), "id": key.id, "percent": round(found[key.id]["percent"])}
+            for key in enabled
+            if found[key.id]["warning"]
+        ],
+        "expiring": [
+            {"key": str(key), "id": key.id, "expires": key.expires.isoformat()}
+            for key in enabled
+            if key.expires_soon
+        ],
+        "at": datetime.now(UTC).isoformat(),
+    }
+    cache.set(f"api-key-alerts:{environment.pk}", noted, ALERTS_SECONDS)
+    return noted
 
 
 def check_keys() -> int:
@@ -667,24 +700,8 @@ def check_keys() -> int:
     done = finish_due_rotations() + disable_expired_keys()
     for environment in Environment.objects.all():
         try:
-            keys = keys_of(environment)
+            note_alerts(environment)
         except Refused:
-            continue
+            continue  # never applied: no keys
         _publish_soon(environment)
-        enabled = [key for key in keys if key.enabled]
-        found = usage(environment, enabled)
-        noted = {
-            "quota": [
-                {"key": str(key), "id": key.id, "percent": round(found[key.id]["percent"])}
-                for key in enabled
-                if found[key.id]["warning"]
-            ],
-            "expiring": [
-                {"key": str(key), "id": key.id, "expires": key.expires.isoformat()}
-                for key in enabled
-                if key.expires_soon
-            ],
-            "at": datetime.now(UTC).isoformat(),
-        }
-        cache.set(f"api-key-alerts:{environment.pk}", noted, 15 * 60)
     return done
