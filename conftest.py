@@ -9,6 +9,7 @@ import pytest
 from django.apps import apps
 from django.contrib.auth.models import Group
 from django.core.cache import cache
+from django.utils import timezone
 from playwright.sync_api import sync_playwright
 from rq import Worker
 
@@ -16,7 +17,7 @@ from centralllm import aws
 from console.roles import ADMIN, OPERATOR, VIEWER, sync_roles
 from devtools.browser import launch_chromium
 from devtools.testing import create_audit_table, create_bucket, test_database_url, unique
-from provisioning.models import Environment
+from provisioning.models import Environment, ResourceState
 
 
 @pytest.fixture(autouse=True)
@@ -95,6 +96,30 @@ def audited(audited_environment, monkeypatch) -> Environment:
     Environment.objects.filter(name="local").delete()
     environment = audited_environment("audited")
     monkeypatch.setenv("TABLE_NAME", environment.resource_name("AuditTable"))
+    return environment
+
+
+@pytest.fixture
+def keyed(audited) -> Environment:
+    """An environment whose usage plan and audit bucket (made here, straight in moto) a run
+    saw in AWS, with its audit table: the API key pages' and the dashboard's alerts'."""
+    environment = audited
+    plan = aws.client("apigateway").create_usage_plan(
+        name=unique("plan"), quota={"limit": 1000, "period": "MONTH"}
+    )
+    bucket = create_bucket(unique("audit").lower())
+    seen = {"apigateway.usage_plan": {"id": plan["id"]}, "s3.audit_bucket": {"name": bucket}}
+    for key, outputs in seen.items():
+        ResourceState.objects.create(
+            environment=environment,
+            key=key,
+            title=key,
+            state="present",
+            outputs=outputs,
+            seen_at=timezone.now(),
+        )
+    environment.quota_limit = 10
+    environment.save()
     return environment
 
 

@@ -8,9 +8,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from api_access import api_keys
 from audit_explorer import audit_runs
-from console import health, timezones
+from console import alerts, health, timezones
 from core import actions
 from core import permissions as perms
 from core.models import Action
@@ -54,17 +53,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "healthy": state.healthy(state.live(environment)),
             "validation": state.last_validation(environment),
             "running": environment.runs.filter(status__in=Run.ACTIVE).first(),
+            "image": state.live_image(environment),
         }
         for environment in Environment.objects.all()
     ]
     checked = audit_runs.yesterday_of([row["environment"] for row in environments])
     for row in environments:
         row["audit_day"] = checked.get(row["environment"].pk)
-    alerts = [(row["environment"], api_keys.alerts(row["environment"])) for row in environments]
     context = {
         "checks": health.run_checks(),
         "environments": environments,
-        "key_alerts": [(env, seen) for env, seen in alerts if seen["quota"] or seen["expiring"]],
+        "alerts": alerts.gather([row["environment"] for row in environments], request.user),
         "cache_seconds": settings.AWS_STATE_CACHE_SECONDS,
     }
     return render(request, template, context)

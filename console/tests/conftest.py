@@ -1,0 +1,67 @@
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from api_access import api_keys
+from audit_explorer import audit_runs
+from audit_explorer.models import AuditDay, DeadLetter
+from centralllm.audit.ingest import ingest_record
+from centralllm.audit.tests.conftest import make_record
+from provisioning import runs
+from provisioning.models import Environment, Release, Run
+
+DIGEST = "sha256:" + "ab12cd34" * 8
+
+
+def make_key(environment, actor, name: str, requests: int = 0, expires=None) -> str:
+    """A key on the plan, made as the keys page makes it, with ``requests`` ingested today."""
+    key_id, _ = api_keys.create(
+        environment,
+        name=name,
+        project="billing",
+        owner="bea",
+        expires=expires,
+        actor=actor,
+        request_id=str(uuid.uuid4()),
+    )
+    for _ in range(requests):
+        ingest_record(make_record(api_key_id=key_id, created_at=datetime.now(UTC)))
+    return key_id
+
+
+@pytest.fixture
+def troubled(keyed, admin_user) -> Environment:
+    """``keyed`` with a key at 90% of its quota, a dead letter waiting, yesterday incomplete
+    and a stalled drift; its live image rolled out 3 days ago."""
+    make_key(keyed, admin_user, "busy", requests=9)
+    DeadLetter.objects.create(
+        environment=keyed,
+        message_id="m-1",
+        body="{}",
+        keys=["logs/2026/11/27/r1.json"],
+        error="ValidationError: no request_id",
+        failed_at=timezone.now(),
+    )
+    AuditDay.objects.create(
+        environment=keyed, day=audit_runs.today() - timedelta(days=1), complete=False,
+        missing_count=2, objects_count=2, items_count=0, rollup_count=0,
+    )  # fmt: skip
+    drift = runs.start(keyed, "drift", actor=None, enqueue=False)
+    runs.log(drift, "waiting for the NLB to become active")
+    quiet_since = timezone.now() - timedelta(minutes=5)
+    Run.objects.filter(pk=drift.pk).update(status="running", heartbeat_at=quiet_since)
+    rollout = Run.objects.create(
+        environment=keyed, kind="rollout", status="succeeded", started_by_name="otto"
+    )
+    Release.objects.create(
+        environment=keyed,
+        run=rollout,
+        image_tag="main",
+        image_digest=DIGEST,
+        task_definition="arn:aws:ecs:eu-central-1:123456789012:task-definition/vllm:3",
+        outcome=Release.Outcome.LIVE,
+        finished_at=timezone.now() - timedelta(days=3),
+    )
+    return keyed
