@@ -346,12 +346,11 @@ class Run(models.Model):
         return f"run-{self.pk}"
 
     @property
-    def elapsed(self) -> str:
-        """How long it ran (or has been running), for people: ``42 s``, ``3 min 5 s``."""
+    def duration_seconds(self) -> float | None:
+        """How long it ran, or has been running so far; None before it starts."""
         if self.started_at is None:
-            return ""
-        seconds = int(((self.finished_at or timezone.now()) - self.started_at).total_seconds())
-        return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+            return None
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
 
 
 class RunStep(models.Model):
