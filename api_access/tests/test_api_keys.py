@@ -143,6 +143,8 @@ def test_a_keys_usage_is_read_from_its_own_environment(
     detail = client.get(reverse("api-key-detail", args=[keyed.name, key_id])).content.decode()
     assert "3 of 10 requests (30%)" in detail
     assert f"<td>{datetime.now(UTC):%Y-%m-%d}</td><td>3</td>" in detail  # by day
+    # Requests, errors, tokens, then p50 and p95 as durations (records of 123.4 ms).
+    assert re.search(r"<td>3</td><td>0</td><td>63</td><td>1\d\d ms</td><td>1\d\d ms</td>", detail)
 
 
 def test_rotation_keeps_both_keys_through_the_grace_then_disables_the_quiet_old_one(

@@ -412,5 +412,6 @@ def test_a_silent_running_run_is_shown_stalled_with_what_it_last_said(
 
     assert "stalled" in page
     assert "it last said: waiting for the ECS service to become stable" in page
+    assert 'last heard from <time datetime="' in page and ">1 min ago</time>" in page
     Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
     assert "stalled" not in client.get(reverse("provisioning:run", args=[run.pk])).content.decode()
