@@ -16,7 +16,13 @@ from rq import Worker
 from centralllm import aws
 from console.roles import ADMIN, OPERATOR, VIEWER, sync_roles
 from devtools.browser import launch_chromium
-from devtools.testing import create_audit_table, create_bucket, test_database_url, unique
+from devtools.testing import (
+    create_audit_table,
+    create_bucket,
+    password_of,
+    test_database_url,
+    unique,
+)
 from provisioning.models import Environment, ResourceState
 
 
@@ -125,7 +131,7 @@ def keyed(audited) -> Environment:
 
 def make_user(django_user_model, username: str, role: str | None):
     user = django_user_model.objects.create_user(
-        username=username, password=f"{username}-password-123", is_staff=role == ADMIN
+        username=username, password=password_of(username), is_staff=role == ADMIN
     )
     if role:
         # Transactional tests flush the groups the migration made.

@@ -59,3 +59,19 @@ def at_once(function: Callable[[], T], times: int = 2) -> list[T]:
     for thread in threads:
         thread.join(30)
     return results
+
+
+def password_of(username: str) -> str:
+    """The password the tests' users are made with (conftest.make_user)."""
+    return f"{username}-password-123"
+
+
+def log_in(page, base_url: str, username: str) -> None:
+    """Sign in through the login form in the browser, as a person would, and wait for it."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password_of(username))
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()

@@ -12,6 +12,7 @@ from audit_explorer import audit_runs
 from audit_explorer.models import AuditDay
 from centralllm.audit.contract import dumps, record_key
 from centralllm.audit.tests.conftest import make_record
+from devtools.testing import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,10 +41,7 @@ def test_an_operator_sees_the_changed_record_and_seals_the_day_again(
     s3.put_object(Bucket=bucket, Key=record_key(records[0]), Body=forged)
     audit_runs.seal_and_keep(trail, checked)  # and the next check finds it
 
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_label("Username").fill("otto")
-    page.get_by_label("Password").fill("otto-password-123")
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server.url, "otto")
     row = page.locator("tr", has=page.get_by_role("link", name=trail.environment.name))
     row.get_by_role("link", name="changed since sealed").click()
 

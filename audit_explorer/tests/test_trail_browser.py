@@ -13,6 +13,7 @@ from audit_explorer import audit_runs, dead_letters
 from audit_explorer.models import AuditDay
 from centralllm.audit.contract import dumps, record_key
 from centralllm.audit.tests.conftest import make_record
+from devtools.testing import log_in
 from provisioning import jobs, runs
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -50,10 +51,7 @@ def test_an_operator_redrives_the_dlq_and_the_day_turns_complete(
     jobs.execute(check.pk)
     assert AuditDay.objects.get(environment=trail.environment).missing_count == 2
 
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_label("Username").fill("otto")
-    page.get_by_label("Password").fill("otto-password-123")
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server.url, "otto")
     row = page.locator("tr", has=page.get_by_role("link", name=trail.environment.name))
     expect(row.locator("[data-audit-day]")).to_have_text("2 missing")
 

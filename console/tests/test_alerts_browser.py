@@ -4,14 +4,13 @@ letters' alert to where they are redriven: Debian's chromium, a live server, the
 import pytest
 from playwright.sync_api import expect
 
+from devtools.testing import log_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_an_admin_follows_an_alert_to_where_it_is_fixed(page, live_server, troubled, admin_user):
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_label("Username").fill("ada")
-    page.get_by_label("Password").fill("ada-password-123")
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server.url, "ada")
 
     shown = page.locator("#alerts li.alert")
     expect(shown).to_have_count(4)

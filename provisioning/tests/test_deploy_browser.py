@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from devtools.testing import test_database_url
+from devtools.testing import log_in, test_database_url
 from provisioning import runs
 from provisioning.models import Environment, Run
 
@@ -31,21 +31,13 @@ def provisioning_worker(redis_conn):
     process.wait(10)
 
 
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(f"{username}-password-123")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-
-
 def test_an_operator_creates_staging_plans_confirms_and_watches_the_apply(
     page, live_server, operator, provisioning_worker
 ):
     suffix = f"-b{int(time.time()) % 100000}"
     # A transactional test starts from empty tables: the migration's local environment is gone.
     Environment.objects.get_or_create(name="local", defaults={"is_local": True})
-    log_in(page, live_server, "otto")
+    log_in(page, live_server.url, "otto")
     page.goto(f"{live_server.url}/environments/local/")
     page.get_by_role("link", name="Copy").click()
     page.locator("#id_name").fill("staging")
@@ -87,7 +79,7 @@ def test_reloading_a_running_run_continues_its_log_without_gaps_or_repeats(
     Run.objects.filter(pk=run.pk).update(status="running", heartbeat_at=timezone.now())
     for n in range(1, 251):
         runs.log(run, f"line {n}")
-    log_in(page, live_server, "vera")
+    log_in(page, live_server.url, "vera")
     page.goto(f"{live_server.url}/environments/runs/{run.pk}/")
     events = page.locator("#run-log [data-seq]")
     expect(events).to_have_count(200)  # it opens at its tail
@@ -130,7 +122,7 @@ def test_a_held_environment_is_named_and_a_queued_run_is_cancelled_in_the_browse
             "declaration": {},
         },
     )
-    log_in(page, live_server, "otto")
+    log_in(page, live_server.url, "otto")
     page.goto(f"{live_server.url}/environments/runs/{plan.pk}/")
 
     page.get_by_role("button", name="Confirm and apply").click()
@@ -159,7 +151,7 @@ def test_an_operator_rolls_out_watches_the_stages_and_sees_the_validation(
     environment = Environment.objects.create(name="rolled", suffix="-rl", is_local=True)
     engine.apply(environment)
     push_image(environment, "0123abc")  # what the build would push: moto's CodeBuild runs none
-    log_in(page, live_server, "otto")
+    log_in(page, live_server.url, "otto")
     page.goto(f"{live_server.url}/environments/rolled/")
     expect(page.get_by_text("Never rolled out")).to_be_visible()
 
