@@ -8,13 +8,16 @@ nothing.
 """
 
 import ipaddress
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as NoAnswerInTime
 from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
 from urllib.parse import urlparse
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from provisioning.resources.base import (
     MAX_SUFFIX_LENGTH,
@@ -64,6 +67,37 @@ GATED_PUBLISHERS = ("mistralai/",)
 # https://docs.aws.amazon.com/codebuild/latest/userguide/access-tokens-github.html
 GITHUB_SERVERS = ("GITHUB", "GITHUB_ENTERPRISE")
 Cidr = ipaddress.IPv4Network | ipaddress.IPv6Network
+# What the checks call, and the IAM action each needs: what to grant when AWS refuses one.
+# GetCallerIdentity needs none, HeadBucket needs s3:ListBucket:
+# https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
+# https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html
+PERMISSIONS = {
+    "HeadBucket": "s3:ListBucket",
+    **{
+        operation: f"ec2:{operation}"
+        for operation in (
+            "DescribeVpcs",
+            "DescribeSubnets",
+            "DescribeSecurityGroups",
+            "DescribeRouteTables",
+            "DescribeInstanceTypeOfferings",
+            "DescribeInstanceTypes",
+        )
+    },
+    "GetServiceQuota": "servicequotas:GetServiceQuota",
+    "GetAWSDefaultServiceQuota": "servicequotas:GetAWSDefaultServiceQuota",
+    "GetRole": "iam:GetRole",
+    "DescribeSecret": "secretsmanager:DescribeSecret",
+    "ListSourceCredentials": "codebuild:ListSourceCredentials",
+    "DescribeImages": "ecr:DescribeImages",
+}
+# How each service says "these credentials may not make this call" (EC2:
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html; the others'
+# common errors).
+DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
+# How STS refuses credentials it does not accept: an unknown or deleted key, an expired
+# session, a wrong secret key (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html).
+REFUSED_CREDENTIALS = ("InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch")
 
 # The EC2 "Running On-Demand ... instances" quotas (service code ec2), counted in vCPUs.
 _GPU_QUOTA = ("L-DB2E81BA", "Running On-Demand G and VT instances")
@@ -79,12 +113,26 @@ QUOTAS = {
 
 @dataclass(frozen=True)
 class Check:
-    """One line of the pre-flight: a warning is a pass (ok) the operator should still read."""
+    """One line of the pre-flight: a warning is a pass (ok) the operator should still read.
+    An unchecked line is no pass either: AWS gave no answer to judge by (the call was refused,
+    or did not come back in time), or a check it builds on had none."""
 
     name: str
     ok: bool
     reason: str
     warning: bool = False
+    unchecked: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """What the operator reads first: passed, warning, failed or could not check."""
+        if self.ok:
+            return "warning" if self.warning else "passed"
+        return "could not check" if self.unchecked else "failed"
+
+
+# Runs one check by its name, making a line of whatever AWS answers.
+Guard = Callable[[str, Callable[[], Check]], Check]
 
 
 @dataclass
@@ -101,68 +149,161 @@ class _Network:
         return {id_: subnet["AvailabilityZone"] for id_, subnet in self.subnets.items()}
 
 
-def run_checks(ctx: Context) -> list[Check]:
+def run_checks(
+    ctx: Context, *, seconds_each: float | None = None, seconds_in_all: float | None = None
+) -> list[Check]:
     """The checks of ``CHECKS`` in order, so a plan against real AWS starts only from known
     ground.
 
-    Never raises for AWS errors: a failed call fails its check. A check that needs what an
-    earlier one could not establish fails with what it waits on, without calling AWS. A local
-    environment has nothing to check.
+    Never raises for AWS errors: a refused or failed call leaves its check unchecked, saying
+    what to grant or to do. A check that needs what an earlier one could not establish waits
+    on it, without calling AWS. A local environment has nothing to check.
+
+    With ``seconds_each``, a check that takes longer is left unchecked and the next one runs
+    (an endpoint that does not answer holds nobody); none starts once ``seconds_in_all`` have
+    passed. Without, each takes as long as its clients' own timeouts and retries allow.
     """
     if ctx.spec.is_local:
         return []
-    account = _guarded(ACCOUNT, lambda: _account(ctx))
+    guarded = _Timed(seconds_each, seconds_in_all) if seconds_each else _Inline()
+    try:
+        return _checks(ctx, guarded)
+    finally:
+        guarded.close()
+
+
+def _checks(ctx: Context, guarded: Guard) -> list[Check]:
+    account = guarded(ACCOUNT, lambda: _account(ctx))
     if not account.ok:
         # Anything else would be answered by another account, or by no credentials at all.
         waiting = f"waits on the {ACCOUNT} check"
-        return [account, *(Check(name, False, waiting) for name in CHECKS[1:])]
-    checks = [account, _name_lengths(ctx.spec), _guarded(BUCKETS, lambda: _buckets(ctx))]
+        return [account, *(Check(name, False, waiting, unchecked=True) for name in CHECKS[1:])]
+    checks = [account, _name_lengths(ctx.spec), guarded(BUCKETS, lambda: _buckets(ctx))]
     found = _Network()
-    checks.append(_guarded(NETWORK, lambda: _network(ctx, found)))
+    network = guarded(NETWORK, lambda: _network(ctx, found))
+    if network.unchecked:
+        found = _Network()  # one that ran out of time may still be filling it in
+    checks.append(network)
     subnets = "the subnets are not known"
     checks += [
-        _after(NETWORK_PATH, found.subnets, subnets, lambda: _network_path(ctx, found.subnets)),
         _after(
+            guarded,
+            NETWORK_PATH,
+            found.subnets,
+            subnets,
+            lambda: _network_path(ctx, found.subnets),
+        ),
+        _after(
+            guarded,
             SERVING_PORT,
             found.vpc and found.group,
             "the VPC or its security group is not known",
             lambda: _serving_port(ctx, found),
         ),
-        _after(ZONES, found.subnets, subnets, lambda: _zones(ctx, found.zones)),
-        _guarded(QUOTA, lambda: _quota(ctx)),
-        _guarded(SERVICE_ROLE, lambda: _service_role(ctx)),
-        _guarded(MODEL_TOKEN, lambda: _model_token(ctx)),
-        _guarded(BUILD_SOURCE, lambda: _build_source(ctx)),
-        _guarded(IMAGE, lambda: _image(ctx)),
+        _after(guarded, ZONES, found.subnets, subnets, lambda: _zones(ctx, found.zones)),
+        guarded(QUOTA, lambda: _quota(ctx)),
+        guarded(SERVICE_ROLE, lambda: _service_role(ctx)),
+        guarded(MODEL_TOKEN, lambda: _model_token(ctx)),
+        guarded(BUILD_SOURCE, lambda: _build_source(ctx)),
+        guarded(IMAGE, lambda: _image(ctx)),
     ]
     return checks
 
 
 def failures(checks: list[Check]) -> list[Check]:
-    """The checks that stop a plan (warnings do not)."""
+    """The checks that stop a plan (warnings do not; neither does an unchecked one pass)."""
     return [check for check in checks if not check.ok]
 
 
-def _after(name: str, known: object, missing: str, check: Callable[[], Check]) -> Check:
+def _after(
+    guarded: Guard, name: str, known: object, missing: str, check: Callable[[], Check]
+) -> Check:
     """``check()`` once the network check has established what it needs (``known``)."""
     if not known:
-        return Check(name, False, f"waits on the {NETWORK} check: {missing}")
-    return _guarded(name, check)
+        return Check(name, False, f"waits on the {NETWORK} check: {missing}", unchecked=True)
+    return guarded(name, check)
+
+
+class _Inline:
+    """Runs each check where it is called; what AWS refuses or fails becomes its line."""
+
+    def __call__(self, name: str, check: Callable[[], Check]) -> Check:
+        return _guarded(name, check)
+
+    def close(self) -> None:
+        pass
+
+
+class _Timed(_Inline):
+    """Runs each check in a thread of its own and waits for it ``seconds_each`` at most; none
+    starts once ``seconds_in_all`` have passed. A check left behind ends at its clients' own
+    timeouts; the threads are never waited for."""
+
+    def __init__(self, seconds_each: float, seconds_in_all: float | None) -> None:
+        self.each = seconds_each
+        self.in_all = seconds_in_all or seconds_each * len(CHECKS)
+        self.deadline = time.monotonic() + self.in_all
+        # A thread per check: one left behind never holds up the next.
+        self.pool = ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="preflight")
+
+    def __call__(self, name: str, check: Callable[[], Check]) -> Check:
+        left = min(self.each, self.deadline - time.monotonic())
+        if left <= 0:
+            reason = f"not started: the checks stop after {self.in_all:g} s; check again"
+            return Check(name, False, reason, unchecked=True)
+        try:
+            return self.pool.submit(_guarded, name, check).result(timeout=left)
+        except NoAnswerInTime:
+            reason = f"AWS did not answer within {left:.1f} s: check again"
+            return Check(name, False, reason, unchecked=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _guarded(name: str, check: Callable[[], Check]) -> Check:
     try:
         return check()
     except ClientError as exc:
-        message = exc.response.get("Error", {}).get("Message", "")
-        return Check(name, False, f"{error_code(exc)}: {message}")
+        code = error_code(exc)
+        message = exc.response.get("Error", {}).get("Message", "").rstrip(". ")
+        if code in DENIED:
+            grant = PERMISSIONS.get(exc.operation_name, exc.operation_name)
+            said = f"{code}: {message}: allow {grant} to the console's credentials"
+        elif code.isdigit():  # no AWS error in the answer (a proxy's page, say): its status
+            said = f"{exc.operation_name} answered HTTP {code}: check again"
+        else:
+            said = f"{code}: {message}: check again"
+        return Check(name, False, said, unchecked=True)
     except BotoCoreError as exc:
-        return Check(name, False, str(exc))
+        return Check(name, False, f"{exc}: check again", unchecked=True)
 
 
 def _account(ctx: Context) -> Check:
-    identity = ctx.client("sts").get_caller_identity()
-    account, declared = identity["Account"], ctx.spec.account_id
+    """Whose credentials the console holds. STS answers GetCallerIdentity to any valid
+    credentials (no permission needed), so a refusal means the credentials themselves."""
+    declared = ctx.spec.account_id
+    try:
+        identity = ctx.client("sts").get_caller_identity()
+    except NoCredentialsError:
+        return Check(
+            ACCOUNT,
+            False,
+            f"the console found no AWS credentials: give it credentials for {declared} "
+            "(AWS_PROFILE, the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables, or the "
+            "instance's or task's role) and restart it",
+        )
+    except ClientError as exc:
+        if error_code(exc) not in REFUSED_CREDENTIALS:
+            raise
+        message = exc.response.get("Error", {}).get("Message", "")
+        return Check(
+            ACCOUNT,
+            False,
+            f"AWS refused the console's credentials ({error_code(exc)}: {message}): renew "
+            f"them, or give the console valid credentials for {declared}",
+        )
+    account = identity["Account"]
     if account != declared:
         return Check(
             ACCOUNT,

@@ -269,8 +269,12 @@ class Context:
         progress: Progress | None = None,
         *,
         sleep: Callable[[float], None] | None = None,
+        client_options: dict[str, float] | None = None,
     ) -> None:
         self.spec = spec
+        # ``aws.client``'s timeouts and attempts, for callers that must give up sooner than a
+        # run (a check asked from a page).
+        self.client_options = client_options or {}
         self.progress = progress or Progress()
         self.sleep = sleep or Context.default_sleep
         self.step = ""
@@ -282,7 +286,7 @@ class Context:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            client = aws.client(service, region_name=self.spec.region)
+            client = aws.client(service, region_name=self.spec.region, **self.client_options)
             client.meta.events.register("before-call", self._count, unique_id=self._hook_id)
             self._clients[service] = client
         return self._clients[service]

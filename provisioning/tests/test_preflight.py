@@ -6,12 +6,14 @@ end of this file."""
 
 import dataclasses
 import json
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
-from botocore.exceptions import NoCredentialsError
+from botocore.exceptions import ConnectTimeoutError, NoCredentialsError
 from botocore.stub import Stubber
 
 from centralllm import aws as aws_clients
@@ -29,10 +31,12 @@ TOKEN_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:hf-token-AbCdEf"
 
 
 class Stubbed:
-    """A real-AWS context whose clients Stubbers answer, and the operations called."""
+    """A real-AWS context whose clients Stubbers answer, and the operations called.
+    ``client_options`` (``aws.client``'s) choose the clients: code that builds its own
+    context with the same options and region gets the same, stubbed, clients."""
 
-    def __init__(self, **declared: object) -> None:
-        environment = Environment(
+    def __init__(self, client_options: dict | None = None, **declared: object) -> None:
+        self.environment = Environment(
             name="stub",
             is_local=False,
             region=REGION,
@@ -42,7 +46,7 @@ class Stubbed:
             security_group_id="sg-1",
             **{"suffix": "-stub", "hf_token_secret_arn": TOKEN_ARN, **declared},
         )
-        self.ctx = Context(environment.spec())
+        self.ctx = Context(self.environment.spec(), client_options=client_options)
         self.operations: list[str] = []
         self.checks: list[Check] = []
         self.stubbers = {}
@@ -74,12 +78,14 @@ class Stubbed:
         self.ctx.close()
 
 
-@pytest.fixture
-def aws():
+@contextmanager
+def stubbed_aws(**client_options: float) -> Iterator[Callable[..., Stubbed]]:
+    """``make(**declared)``: a Stubbed account; on leaving, every stubbed answer was asked
+    for, and nothing but reads."""
     opened: list[Stubbed] = []
 
     def make(**declared: object) -> Stubbed:
-        opened.append(Stubbed(**declared))
+        opened.append(Stubbed(client_options, **declared))
         return opened[-1]
 
     yield make
@@ -95,6 +101,12 @@ def aws():
         # The checks turn botocore errors into failed lines, the Stubber's own among them: an
         # unexpected call or unexpected parameters would otherwise pass as a plain failure.
         assert not [c for c in stubbed.checks if "Error getting response stub" in c.reason]
+
+
+@pytest.fixture
+def aws():
+    with stubbed_aws() as make:
+        yield make
 
 
 def answer_account(aws: Stubbed, account: str = ACCOUNT) -> None:
@@ -494,7 +506,10 @@ def test_everything_in_place_passes(aws):
     ]
     assert [check.name for check in checks] == list(preflight.CHECKS)
     assert all(check.ok and not check.warning for check in checks), checks
+    assert {check.outcome for check in checks} == {"passed"}
     assert preflight.failures(checks) == []
+    # What to grant is known for every call (GetCallerIdentity needs no permission).
+    assert set(stubbed.operations) - {"GetCallerIdentity"} <= set(preflight.PERMISSIONS)
     assert stubbed.operations == [
         "GetCallerIdentity",
         "HeadBucket",
@@ -539,6 +554,7 @@ def test_credentials_for_another_account_fail_and_nothing_else_is_asked(aws):
     assert not account.ok
     assert "999999999999" in account.reason and ACCOUNT in account.reason
     assert [check.reason for check in checks[1:]] == ["waits on the account check"] * 11
+    assert [check.outcome for check in checks] == ["failed"] + ["could not check"] * 11
     assert [check.name for check in checks] == list(preflight.CHECKS)
     assert preflight.failures(checks) == checks
 
@@ -553,7 +569,13 @@ def test_missing_credentials_are_a_failed_check_not_an_exception(aws, monkeypatc
 
     checks = stubbed.run()
 
-    assert checks[0] == Check("account", False, "Unable to locate credentials")
+    assert checks[0] == Check(
+        "account",
+        False,
+        "the console found no AWS credentials: give it credentials for 123456789012 "
+        "(AWS_PROFILE, the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables, or the "
+        "instance's or task's role) and restart it",
+    )
     assert len(preflight.failures(checks)) == len(preflight.CHECKS)
 
 
@@ -728,7 +750,9 @@ def test_access_denied_fails_its_own_check_and_the_others_still_run(aws):
         Check(
             "image",
             False,
-            "AccessDeniedException: User is not authorized to perform: ecr:DescribeImages",
+            "AccessDeniedException: User is not authorized to perform: ecr:DescribeImages: "
+            "allow ecr:DescribeImages to the console's credentials",
+            unchecked=True,
         )
     ]
     assert len(checks) == len(preflight.CHECKS)
@@ -749,12 +773,126 @@ def test_access_denied_on_the_network_fails_it_and_the_zone_check_waits(aws):
     checks = by_name(stubbed.run())
 
     assert checks["network"].reason == (
-        "UnauthorizedOperation: You are not authorized to perform this operation."
+        "UnauthorizedOperation: You are not authorized to perform this operation: allow "
+        "ec2:DescribeVpcs to the console's credentials"
     )
+    assert checks["network"].outcome == "could not check"
     assert not checks["availability zones"].ok
     assert not checks["serving port"].ok
     assert not checks["instance network path"].ok
     assert checks["vCPU quota"].ok and checks["image"].ok
+
+
+def test_an_answer_without_an_aws_error_is_named_by_its_status_not_printed(aws):
+    """Botocore makes the HTTP status the error code when the body holds no AWS error."""
+    stubbed = aws()
+    answer_all(stubbed, image=lambda: None)
+    stubbed["ecr"].add_client_error(
+        "describe_images",
+        service_error_code="502",
+        service_message="<html><body><h1>502 Bad Gateway</h1></body></html>",
+        http_status_code=502,
+    )
+
+    image = stubbed.run()[-1]
+
+    assert image == Check(
+        "image", False, "DescribeImages answered HTTP 502: check again", unchecked=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("InvalidClientTokenId", "The security token included in the request is invalid."),
+        ("ExpiredToken", "The security token included in the request is expired"),
+    ],
+)
+def test_credentials_sts_refuses_fail_the_account_check_saying_what_to_do(aws, code, message):
+    """GetCallerIdentity needs no permission, and an explicit deny does not stop it
+    (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html): what
+    STS refuses, with a 403, is the credentials themselves: a key that does not exist, a
+    session that expired (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html)."""
+    stubbed = aws()
+    stubbed["sts"].add_client_error(
+        "get_caller_identity",
+        service_error_code=code,
+        service_message=message,
+        http_status_code=403,
+    )
+
+    checks = stubbed.run()
+
+    assert checks[0] == Check(
+        "account",
+        False,
+        f"AWS refused the console's credentials ({code}: {message}): renew them, or give the "
+        f"console valid credentials for {ACCOUNT}",
+    )
+    assert [check.outcome for check in checks] == ["failed"] + ["could not check"] * 11
+    assert stubbed.operations == ["GetCallerIdentity"]
+
+
+@contextmanager
+def no_answer(stubbed: Stubbed, service: str, operation: str) -> Iterator[None]:
+    """``operation`` hangs, as against an endpoint that does not answer, until the block
+    ends; then it fails as the client's own connect timeout would."""
+    released = threading.Event()
+
+    def hang(**kwargs) -> None:
+        released.wait(30)
+        raise ConnectTimeoutError(endpoint_url=f"https://{service}.{REGION}.amazonaws.com/")
+
+    # The Stubber would answer, or refuse a call it has no answer for, before any hook of ours.
+    stubbed[service].deactivate()
+    events, event = stubbed.ctx.client(service).meta.events, f"before-call.{service}.{operation}"
+    events.register_first(event, hang, unique_id="no-answer")  # before any request is sent
+    try:
+        yield
+    finally:
+        released.set()
+        events.unregister(event, unique_id="no-answer")
+
+
+def test_a_check_without_an_answer_in_time_is_left_unchecked_and_the_next_ones_run(aws):
+    """Asked from a page, a check that AWS does not answer holds it ``seconds_each`` only."""
+    stubbed = aws()
+    answer_all(stubbed, service_role=lambda: None)
+
+    with no_answer(stubbed, "iam", "GetRole"):
+        stubbed.checks = preflight.run_checks(stubbed.ctx, seconds_each=1, seconds_in_all=5)
+
+    checks = by_name(stubbed.checks)
+    role = checks.pop("ECS service-linked role")
+    assert role == Check(
+        "ECS service-linked role",
+        False,
+        "AWS did not answer within 1.0 s: check again",
+        unchecked=True,
+    )
+    assert {check.outcome for check in checks.values()} == {"passed"}
+
+
+def test_no_check_starts_once_the_time_in_all_has_passed(aws):
+    stubbed = aws()
+    answer_all(
+        stubbed,
+        service_role=lambda: None,
+        token=lambda: None,
+        source=lambda: None,
+        image=lambda: None,
+    )
+
+    with no_answer(stubbed, "iam", "GetRole"):
+        stubbed.checks = preflight.run_checks(stubbed.ctx, seconds_each=3, seconds_in_all=2)
+
+    checks = stubbed.checks
+    assert [check.outcome for check in checks[:8]] == ["passed"] * 8
+    assert checks[8].reason.startswith("AWS did not answer within ")
+    assert [check.reason for check in checks[9:]] == [
+        "not started: the checks stop after 2 s; check again"
+    ] * 3
+    assert {check.outcome for check in checks[8:]} == {"could not check"}
 
 
 def test_a_local_environment_is_not_checked():
@@ -1208,15 +1346,19 @@ class MotoAccount:
     test makes, whatever other tests did. CodeBuild's source credentials and Service Quotas,
     which moto lacks, are answered by Stubbers as AWS would."""
 
-    def __init__(self) -> None:
+    def __init__(self, **client_options: float) -> None:
+        """``client_options`` (``aws.client``'s) choose the clients answered as this account."""
         self.id = str(uuid.uuid4().int)[:12]
-        self.clients = {
-            name: aws_clients.client(name, region_name=MOTO_REGION) for name in MOTO_SERVICES
-        }
-        for client in self.clients.values():
-            client.meta.events.register("before-sign", self._as_account, unique_id="preflight")
-        self.codebuild = Stubber(aws_clients.client("codebuild", region_name=MOTO_REGION))
-        self.quotas = Stubber(aws_clients.client("service-quotas", region_name=MOTO_REGION))
+        self.client_options = client_options
+
+        def client(name: str):
+            return aws_clients.client(name, region_name=MOTO_REGION, **client_options)
+
+        self.clients = {name: client(name) for name in MOTO_SERVICES}
+        for each in self.clients.values():
+            each.meta.events.register("before-sign", self._as_account, unique_id="preflight")
+        self.codebuild = Stubber(client("codebuild"))
+        self.quotas = Stubber(client("service-quotas"))
         self.codebuild.activate()
         self.quotas.activate()
 
@@ -1229,10 +1371,13 @@ class MotoAccount:
         for client in self.clients.values():
             client.meta.events.unregister("before-sign", unique_id="preflight")
 
-    def environment(self, *, public_ips: bool = False, **declared: object) -> Context:
-        """A real-AWS environment in this account: its own VPC (whose main route table has
-        only the local route, as AWS makes it), two subnets, the instances' group with vLLM's
-        port open to the VPC, and the model token's secret."""
+    def environment(self, **declared: object) -> Context:
+        return Context(self.declare(**declared).spec(), client_options=self.client_options)
+
+    def declare(self, *, public_ips: bool = False, **declared: object) -> Environment:
+        """A real-AWS environment in this account, not saved: its own VPC (whose main route
+        table has only the local route, as AWS makes it), two subnets, the instances' group
+        with vLLM's port open to the VPC, and the model token's secret."""
         ec2 = self.clients["ec2"]
         vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
         subnets = []
@@ -1260,7 +1405,7 @@ class MotoAccount:
         token = self.clients["secretsmanager"].create_secret(
             Name=f"hf-token{suffix}", SecretString="hf_not_a_real_token"
         )["ARN"]
-        environment = Environment(
+        return Environment(
             name="moto",
             suffix=suffix,
             is_local=False,
@@ -1271,24 +1416,34 @@ class MotoAccount:
             security_group_id=group,
             **{"hf_token_secret_arn": token, **declared},
         )
-        return Context(environment.spec())
 
-    def run(self, ctx: Context) -> dict[str, Check]:
+    def answer_what_moto_lacks(self) -> None:
+        """CodeBuild's source credentials (none) and the GPU quota (64 vCPUs), as AWS would."""
         self.codebuild.add_response("list_source_credentials", {"sourceCredentialsInfos": []})
         self.quotas.add_response(
             "get_service_quota",
             {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-DB2E81BA", "Value": 64.0}},
         )
+
+    def run(self, ctx: Context) -> dict[str, Check]:
+        self.answer_what_moto_lacks()
         return by_name(preflight.run_checks(ctx))
 
 
-@pytest.fixture
-def moto_account():
-    account = MotoAccount()
+@contextmanager
+def moto_account_of(**client_options: float) -> Iterator[MotoAccount]:
+    """A fresh MotoAccount; on leaving, every stubbed answer was asked for."""
+    account = MotoAccount(**client_options)
     yield account
     account.close()
     account.codebuild.assert_no_pending_responses()
     account.quotas.assert_no_pending_responses()
+
+
+@pytest.fixture
+def moto_account():
+    with moto_account_of() as account:
+        yield account
 
 
 def test_on_moto_a_fresh_account_warns_of_the_role_and_fails_a_subnet_without_a_way_out(
