@@ -37,6 +37,39 @@ GOVERNED = {
 }
 
 
+# Where each value of a real-AWS environment is found in the AWS console (in the environment's
+# Region), shown beside its field; "Check this account" then tries them against the account.
+AWS_CONSOLE_HELP = {
+    "region": "The Region's code, such as eu-central-1: the Region menu at the top right of "
+    "the AWS console lists each Region with its code.",
+    "account_id": "12 digits: the account menu at the top right of the AWS console → Account "
+    "ID. Required for real AWS: apply refuses to run in any other account.",
+    "suffix": "Appended to every resource name: '' for production, '-staging' for staging. S3 "
+    "bucket names are global: if another account owns the guide's, add a suffix.",
+    "vpc_id": "VPC console → Your VPCs → VPC ID (vpc-…).",
+    "subnet_ids": "Comma-separated. VPC console → Subnets, filtered by the VPC → Subnet ID "
+    "(subnet-…), one per Availability Zone. Their route table (Subnets → Route table) needs "
+    "0.0.0.0/0 to a NAT gateway (nat-…), or to an internet gateway (igw-…) with 'Auto-assign "
+    "public IPv4 address' on.",
+    "security_group_id": "VPC console → Security groups → Security group ID (sg-…), of the "
+    "same VPC. Inbound rules: TCP 8000 from the VPC's IPv4 CIDR only (Your VPCs → IPv4 "
+    "CIDR), for the load balancer.",
+    "instance_type": "A one-GPU type offered in the subnets' zones: EC2 console → Instance "
+    "types. Its vCPUs count against Service Quotas → AWS services → Amazon Elastic Compute "
+    "Cloud (Amazon EC2) → Running On-Demand G and VT instances (P types: Running On-Demand P "
+    "instances) → Applied account-level quota value.",
+    "desired_count": "GPU instances serving the model, one task each. A rollout starts as "
+    "many again beside them, so the vCPU quota must hold twice this many instances.",
+    "model_id": "The model's id on Hugging Face (publisher/name, as at the top of its page).",
+    "hf_token_secret_arn": "Secrets Manager console → Secrets → the secret holding the Hugging "
+    "Face token → Secret ARN. Needed for gated models (mistralai/…).",
+    "source_repository": "The Git repository CodeBuild builds the inference image from. A "
+    "private GitHub repository needs CodeBuild's GitHub credential in this Region.",
+    "image_tag": "The tag rollouts build and run: Amazon ECR console → Private registry → "
+    "Repositories → mistral8b-vllm (and the suffix) → Image tag.",
+}
+
+
 class EnvironmentForm(forms.ModelForm):
     """Every declared setting; the model's own validation (``Environment.clean``) is shown on
     the form, field by field. Compliance mode is saved only once its consequences are
@@ -53,6 +86,7 @@ class EnvironmentForm(forms.ModelForm):
     class Meta:
         model = Environment
         fields = [*DECLARED, "subnet_ids"]  # what an operator declares
+        help_texts = AWS_CONSOLE_HELP
 
     def __init__(self, *args, user: AbstractBaseUser | AnonymousUser, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -1,3 +1,4 @@
+import copy
 import re
 from functools import partial
 
@@ -17,6 +18,7 @@ from core import permissions as perms
 from core.refusals import Refused
 from core.views import refused
 from provisioning import kinds, rollout_runs, runs, sections, state
+from provisioning.account_check import check_account
 from provisioning.engine_runs import DESTROY, DRIFT, PLAN
 from provisioning.forms import DestroyForm, EnvironmentForm, RunFilterForm
 from provisioning.models import Environment, Hold, Release, Run
@@ -72,6 +74,9 @@ def environment_create(request: HttpRequest) -> HttpResponse:
     if copy_of is not None:
         initial = actions.snapshot(copy_of, exclude=("id", "name", "created_at", "updated_at"))
     form = EnvironmentForm(request.POST or None, initial=initial, user=request.user)
+    context = {"form": form, "copy": copy_of}
+    if "check" in request.POST:
+        return _account_checked(request, form, context)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             environment = form.save()
@@ -83,14 +88,19 @@ def environment_create(request: HttpRequest) -> HttpResponse:
             )
         messages.success(request, f"Environment {environment.name} created. Plan it next.")
         return redirect("provisioning:environment", name=environment.name)
-    return render(request, "provisioning/environment_form.html", {"form": form, "copy": copy_of})
+    return render(request, "provisioning/environment_form.html", context)
 
 
 @permission_required(CHANGE, raise_exception=True)
 def environment_edit(request: HttpRequest, name: str) -> HttpResponse:
     environment = get_object_or_404(Environment, name=name)
     before = actions.snapshot(environment)
-    form = EnvironmentForm(request.POST or None, instance=environment, user=request.user)
+    # The form fills in a copy: the page goes on naming the saved environment, whatever is typed.
+    editing = copy.deepcopy(environment)
+    form = EnvironmentForm(request.POST or None, instance=editing, user=request.user)
+    context = {"form": form, "environment": environment}
+    if "check" in request.POST:
+        return _account_checked(request, form, context)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             environment = form.save()
@@ -105,7 +115,18 @@ def environment_edit(request: HttpRequest, name: str) -> HttpResponse:
             )
         messages.success(request, f"Saved. Plan {environment.name} to see what it changes.")
         return redirect("provisioning:environment", name=environment.name)
-    context = {"form": form, "environment": environment}
+    return render(request, "provisioning/environment_form.html", context)
+
+
+def _account_checked(request: HttpRequest, form: EnvironmentForm, context: dict) -> HttpResponse:
+    """After "Check this account": the form again, as typed, with what pre-flight found for
+    its values, or which fields to correct first. Nothing is saved."""
+    if form.is_valid():
+        context["account_check"] = check_account(form.instance, actor=request.user)
+    else:
+        context["uncheckable"] = [field.label for field in form if field.errors] or ["see above"]
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "provisioning/_environment_form.html", context)
     return render(request, "provisioning/environment_form.html", context)
 
 
