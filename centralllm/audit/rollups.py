@@ -3,7 +3,7 @@
 Per hour and per project, user, API key and status class: the number of requests, errors
 (client and server), cancellations, token sums, the latency sum and a latency histogram; a
 project's hours also count requests per user and request type, a user's per project and
-request type, a status class's per HTTP status (``BREAKDOWNS``). They
+request type, a status class's per HTTP status, project and API key (``BREAKDOWNS``). They
 live in the audit table under the base key (``table.py``) and are updated by ADD in the same
 transaction as the record's first write (``ingest.py``), so a redelivered record never counts
 twice.
@@ -39,8 +39,10 @@ BREAKDOWNS = {
     "user": ("project", "requestType"),
     "apiKey": ("project", "user"),
     PERIOD_DIMENSION: ("project", "user"),
-    # Which statuses a day has, so the completeness check reads only those status keys.
-    "statusClass": ("status",),
+    # Which statuses a day has, so the completeness check reads only those status keys; and
+    # which projects and API keys an hour has, so the Audit overview can name them. Both are
+    # few (operators issue keys and bind them to projects), unlike users or request types.
+    "statusClass": ("status", "project", "apiKeyId"),
 }
 BUCKETS_PER_DOUBLING = 8
 LAST_BUCKET = 22 * BUCKETS_PER_DOUBLING

@@ -102,9 +102,12 @@ def test_a_projects_hours_count_its_users_and_request_types(audit_table):
         "requestType": {"chat": 4, "embedding": 1, "-": 1},
     }
     assert user == {"project": {"top-project": 2}, "requestType": {"chat": 1, "embedding": 1}}
-    # A status class counts its statuses, so a day's check reads only those status keys.
+    # A status class counts its statuses, so a day's check reads only those status keys; and
+    # its projects and keys, which the Audit overview names.
     assert summarize(read_rollups("statusClass", "2xx", *window))["breakdowns"] == {
-        "status": {"200": 6}
+        "status": {"200": 6},
+        "project": {"top-project": 6},
+        "apiKeyId": {"key-1": 6},
     }
 
 
