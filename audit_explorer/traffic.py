@@ -38,19 +38,28 @@ def traffic(
 ) -> dict:
     """``environment``'s totals, hourly series (every hour of the range, empty ones as 0)
     and, with ``breakdowns``, the top values of the dimension's breakdowns."""
-    hours = _hours(dimension, value, start, end, environment=environment, breakdowns=breakdowns)
-    total = rollups.summarize(hours)
+    found = hours(dimension, value, start, end, environment=environment, breakdowns=breakdowns)
+    return totals(found, start, end)
+
+
+def totals(found: list[dict], start: datetime, end: datetime) -> dict:
+    """Totals, hourly series and top breakdowns of hourly summaries from ``start`` to
+    ``end``; summaries of one hour from several rollups (the status classes) are added up."""
+    total = rollups.summarize(found)
     total["errorRate"] = total["errors"] / total["requests"] if total["requests"] else None
-    by_hour = {hour["hour"]: hour for hour in hours}
+    by_hour: dict[str, list[dict]] = {}
+    for hour in found:
+        by_hour.setdefault(hour["hour"], []).append(hour)
     series = {name: [] for name in ("time", "requests", "errors", "p50", "p95", "tokens")}
     at = start.replace(minute=0, second=0, microsecond=0)
     while at <= end:
-        hour = by_hour.get(rollups.hour_of(at.isoformat()))
+        group = by_hour.get(rollups.hour_of(at.isoformat()))
+        hour = rollups.summarize(group) if group else None
         series["time"].append(int(at.timestamp()))
         series["requests"].append(hour["requests"] if hour else 0)
         series["errors"].append(hour["errors"] if hour else 0)
-        series["p50"].append(rollups.percentile(hour["histogram"], 50) if hour else None)
-        series["p95"].append(rollups.percentile(hour["histogram"], 95) if hour else None)
+        series["p50"].append(hour["p50LatencyMs"] if hour else None)
+        series["p95"].append(hour["p95LatencyMs"] if hour else None)
         series["tokens"].append(hour["totalTokens"] if hour else 0)
         at += timedelta(hours=1)
     total["series"] = series
@@ -62,7 +71,7 @@ def traffic(
     return total
 
 
-def _hours(
+def hours(
     dimension: str,
     value: str,
     start: datetime,

@@ -8,11 +8,12 @@ from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpRespo
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from audit_explorer import exports, follow, scope, traffic
+from audit_explorer import exports, follow, overview, scope, traffic
 from audit_explorer import search as audit_search
 from audit_explorer.models import Export, SavedSearch
 from centralllm.audit import items
@@ -95,6 +96,15 @@ def audit_home(request: HttpRequest) -> HttpResponse:
     template = "audit_explorer/home.html"
     if request.htmx and not request.htmx.boosted:
         template = "audit_explorer/_results.html"
+    if environment is None:
+        context["known"] = {}
+    elif template.endswith("home.html") and context["results"] is None and not context["error"]:
+        # The page opens on the last 24 hours; the form suggests what they hold.
+        context["overview"] = overview.last_day(environment)
+        context["known"] = overview.remember(context["overview"])
+    else:
+        # Read only if the page shows it: the form, or a search that found nothing.
+        context["known"] = SimpleLazyObject(lambda: overview.known_values(environment))
     return render(request, template, context)
 
 

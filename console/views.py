@@ -8,7 +8,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from audit_explorer import audit_runs
+from audit_explorer import audit_runs, overview
 from console import alerts, health, timezones
 from core import actions
 from core import permissions as perms
@@ -60,6 +60,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     checked = audit_runs.yesterday_of([row["environment"] for row in environments])
     for row in environments:
         row["audit_day"] = checked.get(row["environment"].pk)
+        if request.user.has_perm(perms.VIEW_AUDIT):
+            row["last_day"] = overview.last_day(row["environment"], detail=False)
     context = {
         "checks": health.run_checks(),
         "environments": environments,

@@ -95,7 +95,7 @@ def test_a_project_or_user_named_like_a_path_links_nowhere_else(client, viewer, 
     ingest_record(record)
     client.force_login(viewer)
 
-    for params in ({"user": hostile}, {"project": hostile}):
+    for params in ({"user": hostile}, {"project": hostile}, {}):  # {}: the overview
         assert_links_stay(client, HOME, params)
     assert_links_stay(client, reverse("audit_explorer:record", args=["h1"]), {})
     for params in ({"user": hostile}, {"project": hostile}):

@@ -148,7 +148,7 @@ def test_the_summary_comes_from_the_rollups_and_agrees_with_the_records(client, 
     assert f"<strong>{len(in_range)}</strong> requests (project alpha" in page
     assert f"{sum(r['usage']['totalTokens'] for r in in_range)} tokens" in page
     errors = sum(r["status"] >= 400 for r in in_range)  # brute force over the same records
-    assert f"errors {round(errors / len(in_range) * 100)}%" in page
+    assert f"errors {errors / len(in_range):.1%}" in page
     assert [index for _, index in calls if index] == ["GSI_ProjectLatency"]  # the results
     charts = chart_data(page)
     assert sum(charts["hours"]["requests"]) == len(in_range)
