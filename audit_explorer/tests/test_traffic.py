@@ -29,7 +29,7 @@ def top_rows(page: str, breakdown: str) -> list[tuple[str, int]]:
     table = re.search(rf'<table class="top {breakdown}">(.*?)</table>', page, re.S).group(1)
     return [
         (name, int(count))
-        for name, count in re.findall(r"<a [^>]*>([^<]+)</a></td>\s*<td>(\d+)</td>", table)
+        for name, count in re.findall(r"<a [^>]*>([^<]+)</a></td>\s*<td[^>]*>(\d+)</td>", table)
     ]
 
 
