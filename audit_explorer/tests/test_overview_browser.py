@@ -7,6 +7,8 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
+from devtools.testing import log_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -15,10 +17,8 @@ def test_the_overview_leads_to_a_project_and_an_empty_search_says_so(
 ):
     # Through the real path: objects put to the audit bucket, ingested by the Lambda's handler.
     call_command("demo_traffic", records=80, days=1, stdout=io.StringIO())
-    page.goto(f"{live_server.url}/login/?next=/audit/")
-    page.get_by_label("Username").fill("vera")
-    page.get_by_label("Password").fill("vera-password-123")
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server.url, "vera")  # a viewer
+    page.goto(f"{live_server.url}/audit/")
 
     expect(page.get_by_role("heading", name=f"Last 24 hours in {audited.name}")).to_be_visible()
     expect(page.locator("[data-figure='requests']")).to_have_text("80")
