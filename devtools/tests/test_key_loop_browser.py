@@ -19,12 +19,12 @@ from playwright.sync_api import expect
 from api_access import api_keys
 from centralllm.audit.tests.conftest import s3_event
 from devtools import local_gateway
+from devtools.testing import log_in
 from devtools.tests.local_api import audited_model, gateway
 from inference.tests.conftest import HEADERS, Buckets
 from llm_audit_ingest.handler import lambda_handler
 from provisioning import runs
 from provisioning.jobs import execute
-from provisioning.tests.test_deploy_browser import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -58,7 +58,7 @@ def test_a_key_made_in_the_console_calls_the_model_until_its_rotation_retires_it
             sent = {**headers, "x-api-key": key}
             return httpx.post(f"{local_api}/v1/chat/completions", json=CHAT, headers=sent)
 
-        log_in(page, live_server, "ada")
+        log_in(page, live_server.url, "ada")
         page.goto(f"{live_server.url}/api-keys/{environment.name}/new")
         page.get_by_label("Name").fill("search-app")
         page.get_by_label("Owner project").fill("search")
