@@ -218,9 +218,11 @@ AWS_STATE_CACHE_SECONDS = envint("AWS_STATE_CACHE_SECONDS", 10)
 RUN_STALLED_SECONDS = envint("RUN_STALLED_SECONDS", 120)
 RUN_HEARTBEAT_TIMEOUT_SECONDS = envint("RUN_HEARTBEAT_TIMEOUT_SECONDS", 45)
 
-# Where the local environment's model answers, for its validation runs (`make run` sets it
-# with SERVE_MODEL=1); unset, a local validation skips the completion and says why.
+# Where the local environment's model answers (`make run` sets it with SERVE_MODEL=1); unset,
+# a local validation skips the completion and says why. Its completion goes through the local
+# API, the stand-in of API Gateway's stage that `make run` serves (devtools.local_gateway).
 LOCAL_MODEL_URL = os.environ.get("LOCAL_MODEL_URL", "")
+LOCAL_API_URL = os.environ.get("LOCAL_API_URL", "")
 
 AWS_REGION = region()
 

@@ -118,6 +118,10 @@ def _long_running() -> dict[str, list[str]]:
     if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
         # moto cannot run Lambda code: this calls the same handler from the local ingest queue.
         processes["audit-ingest"] = [*MANAGE, "consume_audit_events", "--environment", "local"]
+        # API Gateway's stand-in: the local environment's keys and usage plan, before the model.
+        port = os.environ.get("GATEWAY_PORT", "8002")
+        processes["gateway"] = [sys.executable, "-m", "devtools.local_gateway", "--port", port]
+        os.environ.setdefault("LOCAL_API_URL", f"http://127.0.0.1:{port}/prod")
     if os.environ.get("SERVE_MODEL") == "1":
         # Needs `make vllm-env` once; serves the tiny model (or MODEL_ID on a GPU) with auditing.
         port = os.environ.get("MODEL_PORT", "8001")

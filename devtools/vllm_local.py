@@ -149,12 +149,14 @@ def build_model(out: Path) -> None:
 
 def serve(*, port: int, host: str, model: str | None, audit: bool) -> None:
     """Replace this process with `vllm serve`, so that signals reach the server itself."""
+    if os.environ.get("LOCAL_AWS", "1") == "1" and not os.environ.get("AWS_ENDPOINT_URL"):
+        local_aws = f"http://127.0.0.1:{os.environ.get('LOCAL_AWS_PORT', '5100')}"
+        os.environ.update(services.local_aws_env(local_aws))
+    if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
+        _trust_the_local_api()
     env = _env_with_root()
     env["SERVED_MODEL_NAME"] = SERVED_MODEL_NAME
     env.setdefault("AUDIT_SPOOL_DIR", str(services.VAR / "audit-spool"))
-    if env.get("LOCAL_AWS", "1") == "1" and not env.get("AWS_ENDPOINT_URL"):
-        local_aws = f"http://127.0.0.1:{env.get('LOCAL_AWS_PORT', '5100')}"
-        env.update(services.local_aws_env(local_aws))
     options = ["--served-model-name", SERVED_MODEL_NAME, "--host", host, "--port", str(port)]
     if audit:
         options += ["--middleware", AUDIT_MIDDLEWARE]
@@ -169,6 +171,30 @@ def serve(*, port: int, host: str, model: str | None, audit: bool) -> None:
         env = {**CPU_ENV, **env}
         command = [str(VENV_PYTHON), str(VLLM_CLI), "serve", str(TINY_MODEL), *options, *CPU_ARGS]
     _exec(command, env)
+
+
+def _trust_the_local_api() -> None:
+    """Hand the model the local environment's gateway secret, as ECS hands it to the task: the
+    middleware then trusts the request and key ids that the local API (devtools.local_gateway)
+    sends, and the audit files each call under its key. (Imported here: the console's .venv
+    has what these need, .venv-vllm, where build-model runs, need not.)"""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from centralllm.audit import contract
+    from devtools import local_gateway
+
+    if os.environ.get(contract.GATEWAY_SECRET_ENV):
+        return
+    try:
+        secret = local_gateway.gateway_secret()
+    except (BotoCoreError, ClientError) as exc:
+        secret, why = None, f"the local AWS did not answer ({exc})"
+    else:
+        why = "the local environment has no gateway secret yet (it is made by its first apply)"
+    if secret:
+        os.environ[contract.GATEWAY_SECRET_ENV] = secret
+    else:
+        print(f"serve: {why}: calls will be audited without their key", file=sys.stderr)
 
 
 def _require_setup() -> None:

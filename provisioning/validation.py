@@ -46,19 +46,23 @@ class Outcome:
 
 
 class Validation:
-    """The five checks against one environment; ``model_url`` is where a local environment's
-    model answers (None: none is served, so the completion is skipped)."""
+    """The five checks against one environment. A local environment's completion goes through
+    ``local_api_url``, the local stand-in of its API stage, with the environment's key, as an
+    AWS one goes through API Gateway; ``model_url`` says whether a model answers behind it
+    (None: none is served, so the completion is skipped)."""
 
     def __init__(
         self,
         ctx: Context,
         *,
         model_url: str | None,
+        local_api_url: str | None = None,
         wait_seconds: float = 90,
         poll_seconds: float = 2,
     ) -> None:
         self.ctx = ctx
         self.model_url = model_url
+        self.local_api_url = local_api_url
         self.wait_seconds = wait_seconds
         self.poll_seconds = poll_seconds
         self.request_id: str | None = None
@@ -77,13 +81,13 @@ class Validation:
     # 1 ------------------------------------------------------------------------------------
     def _completion(self) -> Outcome:
         spec = self.ctx.spec
-        if spec.is_local:
-            if not self.model_url:
-                return Outcome(SKIPPED, "no model is served locally (start it with SERVE_MODEL=1)")
-            url, headers = f"{self.model_url.rstrip('/')}/v1/chat/completions", {}
-        else:
-            url = f"{self._stage_url()}/v1/chat/completions"
-            headers = {"x-api-key": self._api_key_value()}
+        if spec.is_local and not self.model_url:
+            return Outcome(SKIPPED, "no model is served locally (start it with SERVE_MODEL=1)")
+        if spec.is_local and not self.local_api_url:
+            return Outcome(FAIL, "no local API to call the model through (LOCAL_API_URL is unset)")
+        stage = self.local_api_url.rstrip("/") if spec.is_local else self._stage_url()
+        url = f"{stage}/v1/chat/completions"
+        headers = {"x-api-key": self._api_key_value()}
         body = {
             "model": spec.served_model_name,
             "messages": [{"role": "user", "content": "Say OK."}],

@@ -15,7 +15,11 @@ def _validate(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
     engine.refuse_local_against_aws(spec)  # rollouts and checks, as plans and applies
     outcomes = {}
     with Context(spec, progress) as ctx:
-        checks = validation.Validation(ctx, model_url=settings.LOCAL_MODEL_URL or None)
+        checks = validation.Validation(
+            ctx,
+            model_url=settings.LOCAL_MODEL_URL or None,
+            local_api_url=settings.LOCAL_API_URL or None,
+        )
         for key, title in validation.CHECKS:
             outcome = engine.run_step(ctx, key, title, lambda key=key: str(checks.check(key)))
             outcomes[key] = outcome

@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 import pytest
 from botocore.stub import Stubber
 
-from devtools import services, vllm_local
+from centralllm import aws
+from centralllm.audit import contract
+from devtools import local_gateway, services, vllm_local
+from devtools.tests.local_api import audited_model, gateway
+from inference.tests import fake_vllm
+from inference.tests.conftest import create_buckets
 from inference.tests.test_vllm_local import serve_tiny_model
 from llm_audit_ingest import local as local_ingest
 from provisioning import engine, runs, validation
@@ -46,17 +51,47 @@ def test_without_a_local_model_the_completion_is_skipped_and_says_why(environmen
 
 
 @pytest.mark.django_db
+def test_a_local_completion_goes_through_the_local_api_with_the_environments_key(
+    environment, tmp_path
+):
+    """As against AWS through API Gateway: the local API (devtools.local_gateway) lets it
+    through only with a key of the environment's plan, and hands the model the key's id."""
+    engine.apply(environment)
+    [key] = aws.client("apigateway").get_api_keys(nameQuery=environment.resource_name("ApiKey"))[
+        "items"
+    ]
+    secret = local_gateway.gateway_secret(environment.suffix)
+
+    with (
+        audited_model(create_buckets(), secret, tmp_path / "spool") as model,
+        gateway(environment.suffix, model) as local_api,
+        Context(environment.spec()) as ctx,
+    ):
+        check = validation.Validation(ctx, model_url=model, local_api_url=local_api)
+        outcome = check.check("completion")
+
+    assert outcome.status == "pass", outcome
+    request_id = outcome.evidence.split()[1]
+    assert fake_vllm.SEEN[request_id]["headers"][contract.API_KEY_ID_HEADER] == key["id"]
+
+
+@pytest.mark.django_db
 def test_a_stopped_model_fails_the_completion_readably(environment, settings):
     settings.LOCAL_MODEL_URL = f"http://127.0.0.1:{services.free_port()}"
     engine.apply(environment)
 
-    run = validate(environment)
+    with gateway(environment.suffix, settings.LOCAL_MODEL_URL) as local_api:
+        settings.LOCAL_API_URL = local_api
+        run = validate(environment)
 
     assert run.status == "failed"
     assert run.explanation == "Validation failed: A chat completion through the endpoint."
     found = outcomes(run)
-    assert found["completion"].startswith(f"fail: {settings.LOCAL_MODEL_URL}/v1/chat/completions")
-    assert "did not answer" in found["completion"] and "refused" in found["completion"]
+    # The local API let the environment's key through, and found no model behind it.
+    assert found["completion"].startswith(
+        f"fail: {local_api}/v1/chat/completions answered HTTP 503"
+    )
+    assert f"The model at {settings.LOCAL_MODEL_URL} does not answer" in found["completion"]
     assert found["audit_item"] == "skipped: did not run: there is no request to follow"
 
 
@@ -81,6 +116,8 @@ def test_all_five_checks_pass_against_a_real_vllm_then_fail_when_it_stops(
     consumer = threading.Thread(
         target=local_ingest.consume, kwargs={"stop": stop, "wait_seconds": 1}
     )
+    # The model trusts the local API of this environment, as `make run` serves them.
+    monkeypatch.setenv(contract.GATEWAY_SECRET_ENV, local_gateway.gateway_secret("-chk"))
     consumer.start()
     try:
         served = serve_tiny_model(
@@ -88,9 +125,11 @@ def test_all_five_checks_pass_against_a_real_vllm_then_fail_when_it_stops(
         )
         server = next(served)
         settings.LOCAL_MODEL_URL = server.url
-        run = validate(environment)
-        served.close()  # the model stops
-        stopped = validate(environment)
+        with gateway("-chk", server.url) as local_api:
+            settings.LOCAL_API_URL = local_api
+            run = validate(environment)
+            served.close()  # the model stops
+            stopped = validate(environment)
     finally:
         stop.set()
         consumer.join(30)
@@ -110,7 +149,7 @@ def test_all_five_checks_pass_against_a_real_vllm_then_fail_when_it_stops(
 
     assert stopped.status == "failed"
     assert outcomes(stopped)["completion"].startswith("fail: ")
-    assert "did not answer" in outcomes(stopped)["completion"]
+    assert "does not answer" in outcomes(stopped)["completion"]
     assert (
         outcomes(stopped)["audit_object"] == "skipped: did not run: there is no request to follow"
     )
