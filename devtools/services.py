@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
+LOGS = VAR / "log"  # each process's full output, one file per process
 
 
 class ServiceError(RuntimeError):
@@ -77,12 +78,25 @@ def ensure_os_package(binary: str, package: str) -> str:
     return shutil.which(binary)
 
 
-class Process:
-    """A child process that is stopped with SIGTERM, then SIGKILL."""
+def log_of(name: str) -> Path:
+    """Where the process ``name`` writes its output: var/log/<name>.log."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    return LOGS / f"{name}.log"
 
-    def __init__(self, name: str, args: list[str], **popen) -> None:
+
+class Process:
+    """A child process that is stopped with SIGTERM, then SIGKILL. With ``log=True`` its
+    output (stdout and stderr) is appended to ``log_of(name)``."""
+
+    def __init__(self, name: str, args: list[str], *, log: bool = False, **popen) -> None:
         self.name = name
-        self.popen = subprocess.Popen(args, start_new_session=True, **popen)
+        if not log:
+            self.popen = subprocess.Popen(args, start_new_session=True, **popen)
+            return
+        with open(log_of(name), "ab") as out:  # the child keeps its own descriptor
+            self.popen = subprocess.Popen(
+                args, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, **popen
+            )
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -108,16 +122,18 @@ def redis_answers(url: str) -> bool:
 
 
 def start_redis(data_dir: Path | None = None) -> tuple[Process, str]:
-    """A redis-server on a free loopback port; ``data_dir`` keeps its snapshot across restarts."""
+    """A redis-server on a free loopback port; ``data_dir`` keeps its snapshot across restarts
+    (and its output goes to var/log/redis.log)."""
     binary = ensure_os_package("redis-server", "redis-server")
     port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes"]
     if data_dir is None:
         args += ["--save", "", "--appendonly", "no"]
+        process = Process("redis", args, stdout=subprocess.DEVNULL)
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
         args += ["--dir", str(data_dir), "--appendonly", "yes"]
-    process = Process("redis", args, stdout=subprocess.DEVNULL)
+        process = Process("redis", args, log=True)
     wait_for_port(port)
     return process, f"redis://127.0.0.1:{port}/0"
 
@@ -220,9 +236,7 @@ class LocalAWS:
             env["MOTO_ENABLE_RECORDING"] = "True"
             env["MOTO_RECORDER_FILEPATH"] = str(self.recording)
         moto = [sys.executable, "-m", "devtools.moto_server", "-H", self.host, "-p", str(self.port)]
-        VAR.mkdir(exist_ok=True)
-        log = open(VAR / "local-aws.log", "ab")  # noqa: SIM115 - the process's
-        self.process = Process("local-aws", moto, env=env, stdout=log, stderr=log)
+        self.process = Process("local-aws", moto, env=env, log=True)
         wait_for_port(self.port, timeout=60)
         if replay:
             self._post("/moto-api/recorder/replay-recording", timeout=600)
