@@ -43,7 +43,7 @@ PROMPTS = [
     "Write a two-line status update for the incident channel.",
 ]
 # The share of the records in the last hour, so "the last 24 hours" opens on traffic.
-LAST_HOUR_SHARE = 0.05
+LAST_HOUR_SHARE = 0.02
 SEED = 7
 # A load whose progress has not moved for this long is no longer running (`make run` stopped).
 STALLED_SECONDS = 60

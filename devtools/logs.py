@@ -21,6 +21,7 @@ NEEDS_SOMEONE = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b")
 ROUTINE = (
     "This is a development server",  # the banner of moto's server (werkzeug) and runserver
     "Memory overcommit must be enabled",  # Redis's advice for production hosts
+    "Not Found: /favicon.ico",  # browsers ask for it on every new page
 )
 COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 TRACEBACK = "Traceback (most recent call last):"

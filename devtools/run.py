@@ -93,10 +93,11 @@ def _start_services(terminal: logs.Terminal, started: list) -> dict[str, str]:
         port = int(os.environ.get("LOCAL_AWS_PORT", "5100"))
         terminal.follow("local-aws")
         terminal.follow("dynamodb-local")
+        print(f"Local AWS: starting on port {port}, with its state from var/local-aws ...")
         local_aws = services.LocalAWS(port, state_dir=services.VAR / "local-aws").start()
         started.append(local_aws)
         os.environ.update(local_aws.env())
-        print(f"Local AWS: {local_aws.url} (state replayed from var/local-aws)")
+        print(f"Local AWS: {local_aws.url}")
         return local_aws.env()
     if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
         print(f"Local AWS: using {os.environ['AWS_ENDPOINT_URL']}")

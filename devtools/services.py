@@ -151,6 +151,17 @@ _READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Query", "Scan", "Receive", "B
 # them (a VPC link to an NLB's ARN, ...). They are left out: the local environment declares them
 # and `make run` applies it at start, which creates them afresh.
 _RANDOM_ID_SERVICES = frozenset({"ec2", "elasticloadbalancing", "autoscaling", "ecs", "apigateway"})
+# Requests bound to the session that made them: every server draws its own receipt handles (a
+# replayed delete fails), and log lines tell of a session that is over. Left out too.
+_SESSION_ONLY = frozenset(
+    {
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+        "PutLogEvents",
+    }
+)
 
 
 def _service(entry: dict) -> str:
@@ -175,16 +186,27 @@ def _action(entry: dict) -> str:
 def _replayable(entry: dict) -> bool:
     if entry.get("method") in ("GET", "HEAD") or _service(entry) in _RANDOM_ID_SERVICES:
         return False
-    return not _action(entry).startswith(_READ_ONLY_PREFIXES)
+    action = _action(entry)
+    return not action.startswith(_READ_ONLY_PREFIXES) and action not in _SESSION_ONLY
+
+
+def _notification(entry: dict) -> bool:
+    """Whether the request sets a bucket's notifications (PutBucketNotificationConfiguration)."""
+    return entry.get("method") == "PUT" and urlparse(entry.get("url", "")).query == "notification"
 
 
 def compact_recording(path: Path) -> int:
-    """Keep only the requests worth replaying in a moto recording; returns how many remain."""
+    """Keep only the requests worth replaying in a moto recording; returns how many remain.
+
+    Buckets' notifications move to the end: the objects replayed before them notify no one,
+    since their events were delivered in the session that put them (otherwise every start
+    would hand every audit object to the ingest again)."""
     if not path.exists():
         return 0
-    kept = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in kept if _replayable(json.loads(line))]
-    path.write_text("".join(line + "\n" for line in kept))
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    kept = [entry for entry in entries if _replayable(entry)]
+    kept.sort(key=_notification)  # stable: the order stays within each part
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in kept))
     return len(kept)
 
 
@@ -237,11 +259,15 @@ class LocalAWS:
             env["MOTO_RECORDER_FILEPATH"] = str(self.recording)
         moto = [sys.executable, "-m", "devtools.moto_server", "-H", self.host, "-p", str(self.port)]
         self.process = Process("local-aws", moto, env=env, log=True)
-        wait_for_port(self.port, timeout=60)
-        if replay:
-            self._post("/moto-api/recorder/replay-recording", timeout=600)
-        if self.dynamodb:
-            self.dynamodb.start()
+        try:
+            wait_for_port(self.port, timeout=60)
+            if replay:
+                self._post("/moto-api/recorder/replay-recording", timeout=600)
+            if self.dynamodb:
+                self.dynamodb.start()
+        except BaseException:  # Ctrl-C during a long replay too: nothing is left running
+            self.stop()
+            raise
         return self
 
     def env(self) -> dict[str, str]:

@@ -22,7 +22,12 @@ def test_demo_traffic_files_each_project_under_a_key_of_its_own_made_once(keyed,
 
     assert set(keys) == set(demo.projects())
     for project, key in keys.items():
-        assert (key.name, key.owner, key.projects, key.enabled) == (project, "demo", (project,), True)
+        assert (key.name, key.owner, key.projects, key.enabled) == (
+            project,
+            "demo",
+            (project,),
+            True,
+        )
     made = Action.objects.filter(verb="api_key.create")
     assert made.count() == len(keys) and made.first().actor_name.startswith("command")
 

@@ -40,7 +40,7 @@ START_SECONDS = 180
 
 def manage_commands() -> list[str]:
     """Every CMD of a `make manage CMD="..."` in README, once each, in README's order."""
-    return list(dict.fromkeys(re.findall(r'make manage CMD="([^"]+)"', README.read_text())))
+    return list(dict.fromkeys(re.findall(r'make manage CMD="([^"\n]+)"', README.read_text())))
 
 
 def readme_block(heading: str) -> str:
