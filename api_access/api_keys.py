@@ -288,8 +288,8 @@ def _check(name: str, project: str, owner: str, expires: date | None) -> None:
 
 def _make(
     environment: Environment, *, name: str, tags: dict, actor, verb: str, parameters: dict
-) -> tuple[ApiKey, str]:
-    """A key on the environment's plan, and the token that reveals its value once."""
+) -> ApiKey:
+    """A key on the environment's plan."""
     usage_plan = plan_id(environment)
     value = secrets.token_urlsafe(30)  # 40 characters; API Gateway wants at least 20
     client = _client()
@@ -306,9 +306,14 @@ def _make(
     actions.record_about(
         verb, "apigateway.api_key", key.id, str(key), actor=actor, parameters=parameters
     )
+    return key
+
+
+def _reveal_token(key: ApiKey, actor) -> str:
+    """The token that reveals the key's value once, to ``actor``."""
     token = secrets.token_urlsafe(24)
     cache.set(f"api-key-reveal:{token}", {"key": key.id, "user": actor.pk}, REVEAL_SECONDS)
-    return key, token
+    return token
 
 
 def create(
@@ -332,7 +337,7 @@ def create(
     if not cache.add(done_key, {}, 3600):
         return _wait_for(done_key)
     try:
-        key, token = _make(
+        key = _make(
             environment,
             name=name,
             tags=_tags(project, owner, expires, environment, projects),
@@ -345,12 +350,38 @@ def create(
                 "projects": list(projects),
             },
         )
+        token = _reveal_token(key, actor)
     except BaseException:
         cache.delete(done_key)
         raise
     cache.set(done_key, {"key": key.id, "token": token}, 3600)
     _publish_soon(environment)
     return key.id, token
+
+
+def keys_for_projects(
+    environment: Environment, projects: list[str], *, owner: str, actor
+) -> dict[str, str]:
+    """Each project's key id on the environment's plan: the first enabled key it owns, else a
+    new key named after it and bound to it, whose value nobody is shown (made for traffic that
+    names a key, such as the demo's: its owner can rotate it for a value)."""
+    found = {}
+    for key in keys_of(environment):
+        if key.enabled and key.project in projects:
+            found.setdefault(key.project, key.id)
+    missing = [project for project in projects if project not in found]
+    for project in missing:
+        found[project] = _make(
+            environment,
+            name=project,
+            tags=_tags(project, owner, None, environment, (project,)),
+            actor=actor,
+            verb="api_key.create",
+            parameters={"environment": environment.name, "project": project, "owner": owner},
+        ).id
+    if missing:
+        _publish_soon(environment)
+    return found
 
 
 def _wait_for(done_key: str) -> tuple[str, str]:
@@ -459,7 +490,7 @@ def rotate(
         rotation.delete()
         raise Refused(f"{key.name} is disabled or already being rotated.")
     try:
-        new, token = _make(
+        new = _make(
             environment,
             name=key.name,
             tags={
@@ -476,6 +507,7 @@ def rotate(
                 "quiet_minutes": quiet_minutes,
             },
         )
+        token = _reveal_token(new, actor)
     except BaseException:
         rotation.delete()
         raise

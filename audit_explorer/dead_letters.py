@@ -127,7 +127,7 @@ class RedriveFailed(Exception):
 def redrive(ctx: Context, event: dict) -> dict:
     """Hand one S3 event to the ingest handler; returns its summary or raises RedriveFailed."""
     if ctx.spec.is_local:
-        with _handler_settings(ctx):
+        with handler_settings(ctx):
             try:
                 return local_ingest.lambda_handler(event, None)
             except Exception as exc:  # as Lambda: any error fails the event
@@ -145,9 +145,9 @@ def redrive(ctx: Context, event: dict) -> dict:
 
 
 @contextmanager
-def _handler_settings(ctx: Context) -> Iterator[None]:
-    """The Lambda's environment around the handler, as the function runs it (an RQ job runs
-    in its own process, so nothing else sees them)."""
+def handler_settings(ctx: Context) -> Iterator[None]:
+    """The Lambda's environment around the handler, as the function runs it (a redrive's RQ
+    job, the demo traffic's command), put back as it was afterwards."""
     settings = handler_environment(ctx)
     before = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)

@@ -15,6 +15,7 @@ urlpatterns = [
     path("saved/<int:pk>/delete/", views.saved_search_delete, name="saved-delete"),
     path("records/<path:request_id>", views.audit_record, name="record"),
     path("traffic", views.audit_traffic, name="traffic"),
+    path("demo-progress", views.demo_progress, name="demo-progress"),
     # Links from before the value moved to the query string (issue 21, item 8).
     path("projects/<path:value>", views.traffic_moved, {"dimension": "project"}),
     path("users/<path:value>", views.traffic_moved, {"dimension": "user"}),

@@ -383,3 +383,11 @@ def saved_search_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if deleted:
         messages.success(request, "Saved search deleted.")
     return redirect("audit_explorer:home")
+
+
+@permission_required(perms.VIEW_AUDIT, raise_exception=True)
+def demo_progress(request: HttpRequest) -> HttpResponse:
+    """The Audit page's notice of the demo traffic loading into its environment; the notice
+    polls this while the load runs and stops once it has ended."""
+    context = {**_scoped(request, request.GET.get("environment", "")), "polled": True}
+    return render(request, "audit_explorer/_demo_progress.html", context)

@@ -91,8 +91,7 @@ class DynamoDBLocal:
             "-sharedDb",
             *storage,
         ]
-        log = open(services.VAR / "dynamodb-local.log", "ab")  # noqa: SIM115 - the process's
-        self.process = services.Process("dynamodb-local", args, stdout=log, stderr=log, cwd=folder)
+        self.process = services.Process("dynamodb-local", args, log=True, cwd=folder)
         services.wait_for_port(self.port, timeout=60)
         return self
 

@@ -2,109 +2,168 @@
 
 Starts Redis (unless REDIS_URL answers), the local AWS (unless LOCAL_AWS=0, which means
 real AWS with the default credential chain), migrates, creates the first admin, then runs a
-worker and the web server at http://127.0.0.1:8000 until Ctrl-C stops them all.
+worker and the web server at http://127.0.0.1:8000 until Ctrl-C stops them all. On a local
+AWS whose audit table is empty it loads demo traffic in the background (DEMO=0 skips it).
+
+The terminal shows this script's own lines and the warnings and errors of the processes;
+each process's whole output is in var/log/<name>.log.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
-from devtools import services
+from devtools import logs, services
 
 MANAGE = [sys.executable, str(services.ROOT / "manage.py")]
+# What `devtools.manage` needs besides the local AWS's own settings (LocalAWS.env()).
+LOCAL_ENV = services.VAR / "local.env"
+_SHARED = ("DJANGO_DEBUG", "REDIS_URL", "DATABASE_URL", "AWS_REGION", "LOCAL_MODEL_URL")
+# The demo load's own lines ("Demo traffic for local: 40% ..."), shown in the terminal.
+DEMO_LINES = re.compile(r"^(Demo traffic|The requests name)")
+
+
+class SetUpFailed(RuntimeError):
+    """A set-up step failed; the message says which and where its output is."""
 
 
 def main() -> int:
     services.VAR.mkdir(exist_ok=True)
+    sys.stdout.reconfigure(line_buffering=True)  # each line as it comes, piped or not
     os.environ.setdefault("DJANGO_DEBUG", "true")
+    # The processes' lines reach var/log/ (and the terminal) as they are written.
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    terminal = logs.Terminal().start()
     started: list = []
-
-    def stop_all(*_args) -> None:
-        for process in reversed(started):
-            process.stop()
+    demo = None
 
     # Set explicitly: a shell that starts us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        redis_url = os.environ.get("REDIS_URL", "")
-        if redis_url and services.redis_answers(redis_url):
-            print(f"Redis: using {redis_url}")
-        else:
-            process, redis_url = services.start_redis(services.VAR / "redis")
-            started.append(process)
-            os.environ["REDIS_URL"] = redis_url
-            print(f"Redis: started {redis_url} (data in var/redis)")
-
-        if os.environ.get("LOCAL_AWS", "1") == "1":
-            port = int(os.environ.get("LOCAL_AWS_PORT", "5100"))
-            local_aws = services.LocalAWS(port, state_dir=services.VAR / "local-aws").start()
-            started.append(local_aws)
-            os.environ.update(local_aws.env())
-            print(f"Local AWS: {local_aws.url} (state replayed from var/local-aws)")
-        else:
-            print("AWS: real AWS through the default credential chain")
-
-        _write_local_env()
-        subprocess.run([*MANAGE, "migrate", "--no-input", "-v", "0"], check=True)
-        subprocess.run([*MANAGE, "ensure_local_admin"], check=True)
-        if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
-            # The whole platform in the local AWS; quick and changes nothing once converged.
-            subprocess.run([*MANAGE, "env", "apply", "local", "-v", "0"], check=True)
-            _offer_demo_traffic()
+        aws_env = _start_services(terminal, started)
+        _set_up_console(terminal, aws_env)
         for name, args in _long_running().items():
-            started.append(services.Process(name, args))
+            terminal.follow(name)
+            started.append(services.Process(name, args, log=True))
+        _write_local_env(aws_env)
+        if aws_env:
+            demo = _start_demo(terminal)
         address = os.environ.get("CONSOLE_ADDRESS", "127.0.0.1:8000")
-        print(f"Console: http://{address}  (Ctrl-C stops everything)", flush=True)
+        print(f"Console: http://{address}  (Ctrl-C stops everything; logs in var/log/)", flush=True)
         while all(process.alive() for process in started):
+            demo = _watch(demo)
             time.sleep(0.5)
+        terminal.show()
         dead = [process.name for process in started if not process.alive()]
-        print(f"stopped because {', '.join(dead)} exited", file=sys.stderr)
+        print(f"stopped because {', '.join(dead)} exited: see var/log/", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
-    except (services.ServiceError, subprocess.CalledProcessError) as exc:
+    except (services.ServiceError, SetUpFailed) as exc:
+        terminal.show()
         print(f"make run: {exc}", file=sys.stderr)
         return 1
     finally:
-        stop_all()
         LOCAL_ENV.unlink(missing_ok=True)
+        if demo:
+            demo.stop()
+        for process in reversed(started):
+            process.stop()
+        terminal.stop()
 
 
-# What `devtools.manage` needs to reach the services this run started. None of it is secret:
-# the local AWS takes any credentials.
-LOCAL_ENV = services.VAR / "local.env"
-_SHARED = (
-    "DJANGO_DEBUG",
-    "REDIS_URL",
-    "AWS_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-)
+def _start_services(terminal: logs.Terminal, started: list) -> dict[str, str]:
+    """Redis and the local AWS; returns what boto3 needs to reach the local AWS (nothing for
+    real AWS)."""
+    redis_url = os.environ.get("REDIS_URL", "")
+    if redis_url and services.redis_answers(redis_url):
+        print(f"Redis: using {redis_url}")
+    else:
+        terminal.follow("redis")
+        process, redis_url = services.start_redis(services.VAR / "redis")
+        started.append(process)
+        os.environ["REDIS_URL"] = redis_url
+        print(f"Redis: started {redis_url} (data in var/redis)")
+
+    if os.environ.get("LOCAL_AWS", "1") == "1":
+        port = int(os.environ.get("LOCAL_AWS_PORT", "5100"))
+        terminal.follow("local-aws")
+        terminal.follow("dynamodb-local")
+        print(f"Local AWS: starting on port {port}, with its state from var/local-aws ...")
+        local_aws = services.LocalAWS(port, state_dir=services.VAR / "local-aws").start()
+        started.append(local_aws)
+        os.environ.update(local_aws.env())
+        print(f"Local AWS: {local_aws.url}")
+        return local_aws.env()
+    if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
+        print(f"Local AWS: using {os.environ['AWS_ENDPOINT_URL']}")
+        return {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
+    print("AWS: real AWS through the default credential chain")
+    return {}
 
 
-def _write_local_env() -> None:
-    shared = {name: os.environ[name] for name in _SHARED if name in os.environ}
-    if not services.is_local_endpoint(shared.get("AWS_ENDPOINT_URL")):
-        shared = {name: value for name, value in shared.items() if not name.startswith("AWS_")}
-    LOCAL_ENV.write_text("".join(f"{name}={value}\n" for name, value in shared.items()))
+def _set_up_console(terminal: logs.Terminal, aws_env: dict[str, str]) -> None:
+    """Migrations, the first admin and, on a local AWS, the whole platform in it."""
+    terminal.follow("setup")
+    _set_up("migrate", "--no-input", "-v", "0")
+    print(_set_up("ensure_local_admin"), end="")
+    if aws_env:
+        # Quick, and changes nothing once converged.
+        applied = _set_up("env", "apply", "local", "-v", "0").strip().splitlines()
+        print(f"Local AWS: {applied[-1] if applied else 'applied'} (steps in var/log/setup.log)")
 
 
-def _offer_demo_traffic() -> None:
-    """On a first start the audit table is empty: say how to fill it with demo traffic."""
-    from centralllm import aws
-    from centralllm.audit.contract import table_name
-
-    count = aws.client("dynamodb").describe_table(TableName=table_name())["Table"]["ItemCount"]
-    if count == 0:
-        print(
-            "Audit: the table is empty. For 30 days of demo traffic (through S3 and the ingest"
-            ' handler), run: make manage CMD="demo_traffic"'
+def _set_up(*args: str) -> str:
+    """Run a `manage.py` set-up command; returns its standard output. All its output goes to
+    var/log/setup.log (its warnings and errors to the terminal too)."""
+    log = services.log_of("setup")
+    with open(log, "ab") as out:
+        done = subprocess.run([*MANAGE, *args], stdout=subprocess.PIPE, stderr=out)
+        out.write(done.stdout)
+    if done.returncode:
+        raise SetUpFailed(
+            f"`manage.py {' '.join(args)}` failed (exit {done.returncode}): see var/log/setup.log"
         )
+    return done.stdout.decode()
+
+
+def _write_local_env(aws_env: dict[str, str]) -> None:
+    """What `devtools.manage` reads to reach the services this run started: the local AWS's
+    settings exactly as it gives them (every endpoint, DynamoDB Local's too), and ours. The
+    database URL may hold a password: the file is the user's alone."""
+    shared = {name: os.environ[name] for name in _SHARED if name in os.environ}
+    LOCAL_ENV.write_text(
+        "".join(f"{name}={value}\n" for name, value in {**shared, **aws_env}.items())
+    )
+    LOCAL_ENV.chmod(0o600)
+
+
+def _start_demo(terminal: logs.Terminal) -> services.Process | None:
+    """Demo traffic into the local environment, in the background, when its audit table is
+    empty or the last load was cut short (the command decides); DEMO=0 skips it."""
+    if os.environ.get("DEMO", "1") == "0":
+        return None
+    terminal.follow("demo", also=DEMO_LINES)
+    command = [*MANAGE, "demo_traffic", "--environment", "local", "--if-empty"]
+    return services.Process("demo", command, log=True)
+
+
+def _watch(demo: services.Process | None) -> services.Process | None:
+    """The demo load while it runs; once it has ended, says so if it failed."""
+    if demo is None or demo.alive():
+        return demo
+    if demo.popen.returncode:
+        lines = services.log_of("demo").read_text(errors="replace").strip().splitlines()
+        print(
+            f"Demo traffic: stopped ({lines[-1] if lines else 'no output'}); "
+            "see var/log/demo.log. The next make run loads the rest.",
+            file=sys.stderr,
+        )
+    return None
 
 
 def _long_running() -> dict[str, list[str]]:

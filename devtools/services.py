@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
+LOGS = VAR / "log"  # each process's full output, one file per process
 
 
 class ServiceError(RuntimeError):
@@ -77,12 +78,25 @@ def ensure_os_package(binary: str, package: str) -> str:
     return shutil.which(binary)
 
 
-class Process:
-    """A child process that is stopped with SIGTERM, then SIGKILL."""
+def log_of(name: str) -> Path:
+    """Where the process ``name`` writes its output: var/log/<name>.log."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    return LOGS / f"{name}.log"
 
-    def __init__(self, name: str, args: list[str], **popen) -> None:
+
+class Process:
+    """A child process that is stopped with SIGTERM, then SIGKILL. With ``log=True`` its
+    output (stdout and stderr) is appended to ``log_of(name)``."""
+
+    def __init__(self, name: str, args: list[str], *, log: bool = False, **popen) -> None:
         self.name = name
-        self.popen = subprocess.Popen(args, start_new_session=True, **popen)
+        if not log:
+            self.popen = subprocess.Popen(args, start_new_session=True, **popen)
+            return
+        with open(log_of(name), "ab") as out:  # the child keeps its own descriptor
+            self.popen = subprocess.Popen(
+                args, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, **popen
+            )
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -108,16 +122,18 @@ def redis_answers(url: str) -> bool:
 
 
 def start_redis(data_dir: Path | None = None) -> tuple[Process, str]:
-    """A redis-server on a free loopback port; ``data_dir`` keeps its snapshot across restarts."""
+    """A redis-server on a free loopback port; ``data_dir`` keeps its snapshot across restarts
+    (and its output goes to var/log/redis.log)."""
     binary = ensure_os_package("redis-server", "redis-server")
     port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes"]
     if data_dir is None:
         args += ["--save", "", "--appendonly", "no"]
+        process = Process("redis", args, stdout=subprocess.DEVNULL)
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
         args += ["--dir", str(data_dir), "--appendonly", "yes"]
-    process = Process("redis", args, stdout=subprocess.DEVNULL)
+        process = Process("redis", args, log=True)
     wait_for_port(port)
     return process, f"redis://127.0.0.1:{port}/0"
 
@@ -135,6 +151,17 @@ _READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Query", "Scan", "Receive", "B
 # them (a VPC link to an NLB's ARN, ...). They are left out: the local environment declares them
 # and `make run` applies it at start, which creates them afresh.
 _RANDOM_ID_SERVICES = frozenset({"ec2", "elasticloadbalancing", "autoscaling", "ecs", "apigateway"})
+# Requests bound to the session that made them: every server draws its own receipt handles (a
+# replayed delete fails), and log lines tell of a session that is over. Left out too.
+_SESSION_ONLY = frozenset(
+    {
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+        "PutLogEvents",
+    }
+)
 
 
 def _service(entry: dict) -> str:
@@ -159,16 +186,27 @@ def _action(entry: dict) -> str:
 def _replayable(entry: dict) -> bool:
     if entry.get("method") in ("GET", "HEAD") or _service(entry) in _RANDOM_ID_SERVICES:
         return False
-    return not _action(entry).startswith(_READ_ONLY_PREFIXES)
+    action = _action(entry)
+    return not action.startswith(_READ_ONLY_PREFIXES) and action not in _SESSION_ONLY
+
+
+def _notification(entry: dict) -> bool:
+    """Whether the request sets a bucket's notifications (PutBucketNotificationConfiguration)."""
+    return entry.get("method") == "PUT" and urlparse(entry.get("url", "")).query == "notification"
 
 
 def compact_recording(path: Path) -> int:
-    """Keep only the requests worth replaying in a moto recording; returns how many remain."""
+    """Keep only the requests worth replaying in a moto recording; returns how many remain.
+
+    Buckets' notifications move to the end: the objects replayed before them notify no one,
+    since their events were delivered in the session that put them (otherwise every start
+    would hand every audit object to the ingest again)."""
     if not path.exists():
         return 0
-    kept = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in kept if _replayable(json.loads(line))]
-    path.write_text("".join(line + "\n" for line in kept))
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    kept = [entry for entry in entries if _replayable(entry)]
+    kept.sort(key=_notification)  # stable: the order stays within each part
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in kept))
     return len(kept)
 
 
@@ -220,14 +258,16 @@ class LocalAWS:
             env["MOTO_ENABLE_RECORDING"] = "True"
             env["MOTO_RECORDER_FILEPATH"] = str(self.recording)
         moto = [sys.executable, "-m", "devtools.moto_server", "-H", self.host, "-p", str(self.port)]
-        VAR.mkdir(exist_ok=True)
-        log = open(VAR / "local-aws.log", "ab")  # noqa: SIM115 - the process's
-        self.process = Process("local-aws", moto, env=env, stdout=log, stderr=log)
-        wait_for_port(self.port, timeout=60)
-        if replay:
-            self._post("/moto-api/recorder/replay-recording", timeout=600)
-        if self.dynamodb:
-            self.dynamodb.start()
+        self.process = Process("local-aws", moto, env=env, log=True)
+        try:
+            wait_for_port(self.port, timeout=60)
+            if replay:
+                self._post("/moto-api/recorder/replay-recording", timeout=600)
+            if self.dynamodb:
+                self.dynamodb.start()
+        except BaseException:  # Ctrl-C during a long replay too: nothing is left running
+            self.stop()
+            raise
         return self
 
     def env(self) -> dict[str, str]:

@@ -212,14 +212,18 @@ def test_a_record_older_than_its_raw_bodies_says_so(client, operator, seeded, au
     assert "latencyMs" in page
 
 
-def test_demo_traffic_goes_through_the_real_path_and_is_searchable(client, viewer, audit_bucket):
+def test_demo_traffic_goes_through_the_real_path_and_is_searchable(
+    client, viewer, audit_bucket, audited, redis_conn
+):
     from django.core.management import call_command
 
     out = io.StringIO()
-    call_command("demo_traffic", records=120, days=2, stdout=out)
-    call_command("demo_traffic", records=120, days=2, stdout=out)  # again: nothing twice
+    call_command("demo_traffic", records=120, days=2, environment=audited.name, stdout=out)
+    # again: nothing twice
+    call_command("demo_traffic", records=120, days=2, environment=audited.name, stdout=out)
 
-    assert "loaded 120 demo requests over the last 2 days" in out.getvalue()
+    assert "loaded 120 requests over the last 2 days" in out.getvalue()
+    assert "these 120 requests were loaded on" in out.getvalue()
     keys = aws.client("s3").list_objects_v2(Bucket=audit_bucket, Prefix="logs/")["KeyCount"]
     assert keys == 120
     client.force_login(viewer)

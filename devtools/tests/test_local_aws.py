@@ -6,6 +6,7 @@ import pytest
 from centralllm import aws
 from devtools import services
 from devtools.testing import create_audit_table, unique
+from llm_audit_ingest import local as local_ingest
 
 KEY = "logs/2026/11/27/a b+c.json"  # a key that needs URL-encoding survives the replay
 
@@ -23,8 +24,10 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         s3 = aws.client("s3")
         location = {"LocationConstraint": aws.region()}
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
+        queue = local_ingest.ensure_local_notification(bucket, bucket)
         s3.put_object(Bucket=bucket, Key=KEY, Body=b'{"kept": true}')
         s3.list_objects_v2(Bucket=bucket)  # read-only: left out of the replay
+        assert "ObjectCreated" in _take_messages(queue)  # handled in this session
         # Random ids: left out, the local environment's apply creates it again.
         aws.client("apigateway").create_rest_api(name=bucket)
     finally:
@@ -41,9 +44,27 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
             TableName=bucket, Key={"id": {"S": "kept"}, "createdAt": {"S": "2026-11-27"}}
         )
         assert item["Item"]["id"] == {"S": "kept"}
+        # The object came back without notifying the ingest again; new objects still do.
+        assert "ObjectCreated" not in _take_messages(queue)
+        aws.client("s3").put_object(Bucket=bucket, Key="logs/new.json", Body=b"{}")
+        assert "new.json" in _take_messages(queue)
     finally:
         restarted.stop()
-    assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 2
+    # Bucket, object, queue, its policy, the notification, the new object; not the deletes.
+    assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 6
+
+
+def _take_messages(queue: str) -> str:
+    """The bodies of the messages waiting in ``queue``, which are deleted."""
+    sqs = aws.client("sqs")
+    bodies = []
+    while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
+        for message in messages:
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return "\n".join(bodies)
 
 
 def test_a_fresh_local_aws_without_state_starts_empty(monkeypatch):
