@@ -135,6 +135,17 @@ _READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Query", "Scan", "Receive", "B
 # them (a VPC link to an NLB's ARN, ...). They are left out: the local environment declares them
 # and `make run` applies it at start, which creates them afresh.
 _RANDOM_ID_SERVICES = frozenset({"ec2", "elasticloadbalancing", "autoscaling", "ecs", "apigateway"})
+# Left out too: a build is something that happened, not something that is (replayed, it would
+# run and push again; its push is recorded on its own), and ECR's layer uploads go by random ids.
+_NOT_REPLAYED = frozenset(
+    {
+        "StartBuild",
+        "BatchCheckLayerAvailability",
+        "InitiateLayerUpload",
+        "UploadLayerPart",
+        "CompleteLayerUpload",
+    }
+)
 
 
 def _service(entry: dict) -> str:
@@ -159,7 +170,8 @@ def _action(entry: dict) -> str:
 def _replayable(entry: dict) -> bool:
     if entry.get("method") in ("GET", "HEAD") or _service(entry) in _RANDOM_ID_SERVICES:
         return False
-    return not _action(entry).startswith(_READ_ONLY_PREFIXES)
+    action = _action(entry)
+    return not action.startswith(_READ_ONLY_PREFIXES) and action not in _NOT_REPLAYED
 
 
 def compact_recording(path: Path) -> int:

@@ -6,6 +6,7 @@ import pytest
 from centralllm import aws
 from devtools import services
 from devtools.testing import create_audit_table, unique
+from devtools.tests.test_local_codebuild import build, project
 
 KEY = "logs/2026/11/27/a b+c.json"  # a key that needs URL-encoding survives the replay
 
@@ -27,6 +28,10 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         s3.list_objects_v2(Bucket=bucket)  # read-only: left out of the replay
         # Random ids: left out, the local environment's apply creates it again.
         aws.client("apigateway").create_rest_api(name=bucket)
+        # A build is not replayed (it would run again), the image it pushed is.
+        aws.client("ecr").create_repository(repositoryName=bucket)
+        assert build(project(bucket), "v1")[0]["buildStatus"] == "SUCCEEDED"
+        digest = aws.client("ecr").describe_images(repositoryName=bucket)["imageDetails"][0]
     finally:
         local_aws.stop()
 
@@ -36,6 +41,9 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         body = aws.client("s3").get_object(Bucket=bucket, Key=KEY)["Body"]
         assert body.read() == b'{"kept": true}'
         assert aws.client("apigateway").get_rest_apis()["items"] == []
+        assert aws.client("codebuild").list_builds()["ids"] == []
+        [image] = aws.client("ecr").describe_images(repositoryName=bucket)["imageDetails"]
+        assert (image["imageTags"], image["imageDigest"]) == (["v1"], digest["imageDigest"])
         # DynamoDB Local kept its tables on disk (state_dir/dynamodb).
         item = aws.client("dynamodb").get_item(
             TableName=bucket, Key={"id": {"S": "kept"}, "createdAt": {"S": "2026-11-27"}}
@@ -43,7 +51,8 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         assert item["Item"]["id"] == {"S": "kept"}
     finally:
         restarted.stop()
-    assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 2
+    # The bucket, the object, the repository, the project and the image.
+    assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 5
 
 
 def test_a_fresh_local_aws_without_state_starts_empty(monkeypatch):
