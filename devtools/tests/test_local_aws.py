@@ -28,6 +28,10 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         s3.list_objects_v2(Bucket=bucket)  # read-only: left out of the replay
         # Random ids: left out, the local environment's apply creates it again.
         aws.client("apigateway").create_rest_api(name=bucket)
+        # Task definitions are named by revision: kept, for a rollback after a restart.
+        ecs = aws.client("ecs")
+        container = {"name": "vllm", "image": "vllm:v1", "memory": 512}
+        ecs.register_task_definition(family=bucket, containerDefinitions=[container])
         # A build is not replayed (it would run again), the image it pushed is.
         aws.client("ecr").create_repository(repositoryName=bucket)
         assert build(project(bucket), "v1")[0]["buildStatus"] == "SUCCEEDED"
@@ -42,6 +46,8 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         assert body.read() == b'{"kept": true}'
         assert aws.client("apigateway").get_rest_apis()["items"] == []
         assert aws.client("codebuild").list_builds()["ids"] == []
+        found = aws.client("ecs").describe_task_definition(taskDefinition=f"{bucket}:1")
+        assert found["taskDefinition"]["containerDefinitions"][0]["image"] == "vllm:v1"
         [image] = aws.client("ecr").describe_images(repositoryName=bucket)["imageDetails"]
         assert (image["imageTags"], image["imageDigest"]) == (["v1"], digest["imageDigest"])
         # DynamoDB Local kept its tables on disk (state_dir/dynamodb).
@@ -51,8 +57,8 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         assert item["Item"]["id"] == {"S": "kept"}
     finally:
         restarted.stop()
-    # The bucket, the object, the repository, the project and the image.
-    assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 5
+    # The bucket, the object, the task definition, the repository, the project and the image.
+    assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 6
 
 
 def test_a_fresh_local_aws_without_state_starts_empty(monkeypatch):
