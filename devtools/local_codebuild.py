@@ -16,7 +16,7 @@ is the buildspec's ``$REPOSITORY``, the tag its ``$CODEBUILD_RESOLVED_SOURCE_VER
 What AWS does and this does not: no source is fetched and no Docker build runs. The source
 version is not resolved to a commit (the tag is the version as typed), and the image is a small
 made-up one, one layer naming the project's source and the version: the same version gives
-the same digest, another version another. ``LOCAL_BUILD_SECONDS`` (20) is how long a build
+the same digest, another version another. ``LOCAL_BUILD_SECONDS`` (15) is how long a build
 takes.
 
 Why it lives in the local AWS's server (``devtools.moto_server`` installs it), and not in a
@@ -162,7 +162,7 @@ class LocalBuild:
         self.region = backend.region_name
         self.project = project
         self.build = build
-        self.seconds = float(os.environ.get("LOCAL_BUILD_SECONDS", "20"))
+        self.seconds = float(os.environ.get("LOCAL_BUILD_SECONDS", "15"))
         self.repository = ""
         self.pushes = False
         self.phase_started = datetime.now(UTC)
