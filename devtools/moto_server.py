@@ -1,5 +1,6 @@
 """moto's server with what the platform needs from AWS that moto 5.2 lacks, added as AWS
-documents it: tags on API Gateway API keys.
+documents it: tags on API Gateway API keys, and CodeBuild builds that run and push their image
+(``devtools.local_codebuild``).
 
 moto tags only stages; AWS's TagResource, UntagResource and GetTags take any API Gateway
 resource ARN, ``arn:aws:apigateway:<region>::/apikeys/<id>`` among them
@@ -15,6 +16,8 @@ from urllib.parse import unquote
 from moto import server
 from moto.apigateway import urls
 from moto.apigateway.responses import APIGatewayResponse
+
+from devtools import local_codebuild
 
 API_KEY_ARN = "/tags/arn:(?P<partition>[^/]+):apigateway:(?P<region_name>[^/]+)::/apikeys/"
 urls.url_paths["{0}" + API_KEY_ARN + "(?P<api_key_id>[^/]+)$"] = APIGatewayResponse.dispatch
@@ -57,6 +60,7 @@ def get_tags(self: APIGatewayResponse) -> str:
 APIGatewayResponse.tag_resource = tag_resource
 APIGatewayResponse.untag_resource = untag_resource
 APIGatewayResponse.get_tags = get_tags
+local_codebuild.install()
 
 if __name__ == "__main__":
     server.main()

@@ -151,8 +151,13 @@ _READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Query", "Scan", "Receive", "B
 # them (a VPC link to an NLB's ARN, ...). They are left out: the local environment declares them
 # and `make run` applies it at start, which creates them afresh.
 _RANDOM_ID_SERVICES = frozenset({"ec2", "elasticloadbalancing", "autoscaling", "ecs", "apigateway"})
+# But task definitions are named by family and revision: replayed, the revisions releases
+# recorded are there again, so a rollback to one still works after a restart.
+_NAMED_BY_REVISION = frozenset({"RegisterTaskDefinition", "DeregisterTaskDefinition"})
 # Requests bound to the session that made them: every server draws its own receipt handles (a
-# replayed delete fails), and log lines tell of a session that is over. Left out too.
+# replayed delete fails), and log lines tell of a session that is over. A build is something
+# that happened, not something that is (replayed, it would run and push again; its push is
+# recorded on its own), and ECR's layer uploads go by random ids. Left out too.
 _SESSION_ONLY = frozenset(
     {
         "DeleteMessage",
@@ -160,6 +165,11 @@ _SESSION_ONLY = frozenset(
         "ChangeMessageVisibility",
         "ChangeMessageVisibilityBatch",
         "PutLogEvents",
+        "StartBuild",
+        "BatchCheckLayerAvailability",
+        "InitiateLayerUpload",
+        "UploadLayerPart",
+        "CompleteLayerUpload",
     }
 )
 
@@ -184,9 +194,11 @@ def _action(entry: dict) -> str:
 
 
 def _replayable(entry: dict) -> bool:
-    if entry.get("method") in ("GET", "HEAD") or _service(entry) in _RANDOM_ID_SERVICES:
-        return False
     action = _action(entry)
+    if entry.get("method") in ("GET", "HEAD") or (
+        _service(entry) in _RANDOM_ID_SERVICES and action not in _NAMED_BY_REVISION
+    ):
+        return False
     return not action.startswith(_READ_ONLY_PREFIXES) and action not in _SESSION_ONLY
 
 

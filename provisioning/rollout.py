@@ -50,6 +50,8 @@ def build_image(ctx: Context, source_version: str, *, poll_seconds: float = 10) 
     while True:
         build = codebuild.batch_get_builds(ids=[started["id"]])["builds"][0]
         for phase in build.get("phases", []):
+            if phase["phaseType"] == "COMPLETED":
+                continue  # marks the end, with no status of its own
             status = phase.get("phaseStatus", "IN_PROGRESS")
             if told.get(phase["phaseType"]) != status:
                 told[phase["phaseType"]] = status

@@ -69,7 +69,7 @@ def _rollout(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
 
 
 def _validate_after(run: Run, result: dict) -> None:
-    """The guide's checklist follows every rollout that went live."""
+    """The guide's checklist follows every rollout or rollback that went live."""
     try:
         validate = runs.start(
             run.environment, VALIDATE.key, actor=run.started_by, parameters={"after": run.pk}
@@ -276,4 +276,5 @@ ROLLBACK = RunKind(
     execute=_rollback,
     permission=START_ROLLOUT,
     holds_environment=True,
+    on_success=_validate_after,
 )

@@ -11,7 +11,9 @@ from provisioning.resources.base import Context, Progress, ProvisioningError, Sp
 
 
 def _validate(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
-    """A failed check fails the run, a skipped one says why."""
+    """A failed check fails the run; a skipped one is counted, and the first says why (the
+    completion skipped locally when no model is served: the checks after it have no request
+    to follow)."""
     engine.refuse_local_against_aws(spec)  # rollouts and checks, as plans and applies
     outcomes = {}
     with Context(spec, progress) as ctx:
@@ -27,10 +29,14 @@ def _validate(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
     if failed:
         titles = ", ".join(dict(validation.CHECKS)[key] for key in failed)
         raise ProvisioningError(f"Validation failed: {titles}.")
-    skipped = sum(outcome.startswith(validation.SKIPPED) for outcome in outcomes.values())
-    note = f", {skipped} skipped" if skipped else ""
-    passed = len(outcomes) - skipped
-    return {"checks": outcomes}, f"Validated: {passed} checks passed{note}."
+    skipped = [outcome for outcome in outcomes.values() if outcome.startswith(validation.SKIPPED)]
+    result = {"checks": outcomes, "skipped": len(skipped)}
+    if not skipped:
+        return result, f"Validated: all {len(outcomes)} checks passed."
+    passed, why = len(outcomes) - len(skipped), skipped[0].partition(": ")[2]
+    return result, (
+        f"Validated: {passed} of {len(outcomes)} checks passed, {len(skipped)} skipped: {why}."
+    )
 
 
 VALIDATE = RunKind(

@@ -6,6 +6,7 @@ import pytest
 from centralllm import aws
 from devtools import services
 from devtools.testing import create_audit_table, unique
+from devtools.tests.test_local_codebuild import build, project
 from llm_audit_ingest import local as local_ingest
 
 KEY = "logs/2026/11/27/a b+c.json"  # a key that needs URL-encoding survives the replay
@@ -30,6 +31,14 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         assert "ObjectCreated" in _take_messages(queue)  # handled in this session
         # Random ids: left out, the local environment's apply creates it again.
         aws.client("apigateway").create_rest_api(name=bucket)
+        # Task definitions are named by revision: kept, for a rollback after a restart.
+        ecs = aws.client("ecs")
+        container = {"name": "vllm", "image": "vllm:v1", "memory": 512}
+        ecs.register_task_definition(family=bucket, containerDefinitions=[container])
+        # A build is not replayed (it would run again), the image it pushed is.
+        aws.client("ecr").create_repository(repositoryName=bucket)
+        assert build(project(bucket), "v1")[0]["buildStatus"] == "SUCCEEDED"
+        digest = aws.client("ecr").describe_images(repositoryName=bucket)["imageDetails"][0]
     finally:
         local_aws.stop()
 
@@ -39,6 +48,11 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         body = aws.client("s3").get_object(Bucket=bucket, Key=KEY)["Body"]
         assert body.read() == b'{"kept": true}'
         assert aws.client("apigateway").get_rest_apis()["items"] == []
+        assert aws.client("codebuild").list_builds()["ids"] == []
+        found = aws.client("ecs").describe_task_definition(taskDefinition=f"{bucket}:1")
+        assert found["taskDefinition"]["containerDefinitions"][0]["image"] == "vllm:v1"
+        [image] = aws.client("ecr").describe_images(repositoryName=bucket)["imageDetails"]
+        assert (image["imageTags"], image["imageDigest"]) == (["v1"], digest["imageDigest"])
         # DynamoDB Local kept its tables on disk (state_dir/dynamodb).
         item = aws.client("dynamodb").get_item(
             TableName=bucket, Key={"id": {"S": "kept"}, "createdAt": {"S": "2026-11-27"}}
@@ -50,8 +64,9 @@ def test_local_aws_state_survives_a_restart(tmp_path, monkeypatch):
         assert "new.json" in _take_messages(queue)
     finally:
         restarted.stop()
-    # Bucket, object, queue, its policy, the notification, the new object; not the deletes.
-    assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 6
+    # Bucket, object, queue, its policy, the notification, the new object, the task definition,
+    # the repository, the project and the image; not the deletes, not the build.
+    assert services.compact_recording(tmp_path / "moto-recording.jsonl") == 10
 
 
 def _take_messages(queue: str) -> str:

@@ -8,9 +8,11 @@ import sys
 import time
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from centralllm import aws
 from devtools.testing import log_in, test_database_url
 from provisioning import runs
 from provisioning.models import Environment, Run
@@ -20,9 +22,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 
 @pytest.fixture
 def provisioning_worker(redis_conn):
+    # No model is served here: a validation says so (the completion skipped, with why).
+    environ = {name: value for name, value in os.environ.items() if name != "LOCAL_MODEL_URL"}
     process = subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", "provisioning"],
-        env={**os.environ, "DATABASE_URL": test_database_url()},
+        env={**environ, "DATABASE_URL": test_database_url()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -141,36 +145,81 @@ def test_a_held_environment_is_named_and_a_queued_run_is_cancelled_in_the_browse
     assert Run.objects.get(plan=plan).kind == "apply"
 
 
-def test_an_operator_rolls_out_watches_the_stages_and_sees_the_validation(
-    page, live_server, operator, provisioning_worker, settings
+def test_an_operator_rolls_out_rolls_back_and_sees_the_validation_after_each(
+    page, live_server, operator, provisioning_worker
 ):
-    from provisioning import engine
-    from provisioning.tests.test_rollout import push_image
-
-    settings.LOCAL_MODEL_URL = ""  # no model served here: the completion is skipped, with why
+    """As on `make run`: the local CodeBuild builds and pushes each image (nothing is pushed
+    behind the console's back), no model is served, and the environment was applied as
+    `make run` applies its local environment at start."""
     environment = Environment.objects.create(name="rolled", suffix="-rl", is_local=True)
-    engine.apply(environment)
-    push_image(environment, "0123abc")  # what the build would push: moto's CodeBuild runs none
+    call_command("env", "apply", environment.name, verbosity=0)
     log_in(page, live_server.url, "otto")
     page.goto(f"{live_server.url}/environments/rolled/")
     expect(page.get_by_text("Never rolled out")).to_be_visible()
 
-    page.get_by_label("Source version (branch, tag or commit)").fill("0123abc")
-    page.get_by_role("button", name="Roll out").click()
+    first = roll_out(page, "v1")
+    releases = page.locator("section:has(> h2:text-is('Image')) table")
+    expect(releases.locator("tr", has_text="v1")).to_contain_text("live")
+    see_the_validation_after(page, first)
 
-    expect(page.get_by_role("heading", name="Rollout")).to_be_visible()
+    second = roll_out(page, "v2")
+    expect(releases.locator("tr", has_text="v2")).to_contain_text("live")
+    replaced = releases.locator("tr", has_text="v1")
+    expect(replaced).to_contain_text("replaced")
+    see_the_validation_after(page, second)
+
+    replaced.get_by_label("Reason to roll back to v1").fill("v2 answers slower")
+    replaced.get_by_role("button", name="Roll back to this").click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Rollback #\d+"))).to_be_visible()
     expect(page.locator("[data-status]")).to_have_text("succeeded", timeout=60_000)
     log = page.locator("#run-log")
-    for stage in (
-        "BUILD: succeeded",
-        "mistral8b-vllm-rl:0123abc is sha256:",
-        "registered",
-        "the service now deploys",
-        "steady: 1 tasks running",
-    ):
-        expect(log).to_contain_text(stage)
-    expect(log).to_contain_text("validation #")
+    expect(log).to_contain_text("steady: 1 tasks running")
+    back = validation_started(page)
     page.get_by_role("link", name="← rolled").click()
-    expect(page.locator('[data-badge="validation"] .state')).to_have_text("passed", timeout=60_000)
-    expect(page.locator("section:has(> h2:text-is('Image')) table")).to_contain_text("0123abc")
+    expect(releases.locator("tr", has_text="rollback")).to_contain_text("live")
+    expect(releases.locator("tr", has_text="v2")).to_contain_text("replaced")
+    expect(page.locator('[data-hold="v2"]')).to_contain_text("v2 answers slower")
+    see_the_validation_after(page, back)
     page.screenshot(path="var/rollout-environment.png", full_page=True)
+
+
+def roll_out(page, tag: str) -> int:
+    """Rolls ``tag`` out from the environment's page, follows it to live and comes back;
+    returns the validation run it started."""
+    page.get_by_label("Source version (branch, tag or commit)").fill(tag)
+    page.get_by_role("button", name="Roll out").click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Rollout #\d+"))).to_be_visible()
+    expect(page.locator("[data-status]")).to_have_text("succeeded", timeout=60_000)
+    log = page.locator("#run-log")
+    # The local CodeBuild: in progress at the first look, its phases, then the push.
+    expect(log).to_contain_text("QUEUED: in progress")
+    expect(log).to_contain_text("POST_BUILD: succeeded")
+    digest = aws.client("ecr").describe_images(
+        repositoryName="mistral8b-vllm-rl", imageIds=[{"imageTag": tag}]
+    )["imageDetails"][0]["imageDigest"]
+    expect(log).to_contain_text(f"mistral8b-vllm-rl:{tag} is {digest}")
+    expect(log).to_contain_text("steady: 1 tasks running")
+    started = validation_started(page)
+    page.get_by_role("link", name="← rolled").click()
+    return started
+
+
+def validation_started(page) -> int:
+    line = page.locator("#run-log li", has_text=re.compile(r"validation #\d+ started"))
+    return int(re.search(r"#(\d+)", line.inner_text()).group(1))
+
+
+def see_the_validation_after(page, number: int) -> None:
+    """Validation ``number``, from the environment's recent runs: with no model served locally
+    it passes what it can check and says plainly what it skipped and why, as the badge does."""
+    page.get_by_role("link", name=f"validate #{number}").click()
+    expect(page.locator("[data-status]")).to_have_text("succeeded", timeout=60_000)
+    steps = page.locator("#run-summary table")
+    completion = steps.locator("tr", has_text="A chat completion through the endpoint")
+    expect(completion).to_contain_text("skipped: no model is served locally")
+    expect(steps.locator("tr", has_text="The ECS service is steady")).to_contain_text("pass: ")
+    page.get_by_role("link", name="← rolled").click()
+    badge = page.locator('[data-badge="validation"]')
+    expect(badge.get_by_role("link", name=f"#{number}")).to_be_visible()
+    expect(badge.locator(".state")).to_have_text("passed, 4 skipped")
+    expect(badge).to_contain_text("1 of 5 checks passed, 4 skipped: no model is served locally")

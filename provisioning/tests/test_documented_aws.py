@@ -18,7 +18,6 @@ from provisioning.resources.base import Context, ProvisioningError
 from provisioning.resources.iam import service_trust
 from provisioning.resources.s3 import AuditBucket, RawBucket
 from provisioning.tests.test_engine import actions, real_aws_environment
-from provisioning.tests.test_rollout import push_image
 
 # Transitions and lags the life of an environment meets, whatever the seed. (A new role is
 # refused for seconds only; by the time the engine uses one, minutes of other waits have
@@ -86,7 +85,6 @@ def test_a_local_environment_lives_from_nothing_to_destroyed_under_aws_as_docume
         assert planned.status == "succeeded", planned.explanation
         assert {change["action"] for change in planned.result["changes"]} == {engine.NONE}
 
-        push_image(environment, "0123abc")
         rolled = run(environment, "rollout", source_version="0123abc")
         assert rolled.status == "succeeded", rolled.explanation
         validated = Run.objects.get(environment=environment, kind="validate")

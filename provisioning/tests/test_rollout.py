@@ -1,9 +1,10 @@
-"""Rollouts: build, image, revision, service, deployment; against the moto server for the
-happy path, and with botocore's Stubber for what moto never shows (build phases in progress,
-tasks waiting for capacity or pulling, a FAILED deployment with stopped tasks)."""
+"""Rollouts: build, image, revision, service, deployment; against the local AWS for the
+happy path (its CodeBuild builds and pushes the image: devtools.local_codebuild), and with
+botocore's Stubber for what it never shows (tasks waiting for capacity or pulling, a FAILED
+deployment with stopped tasks, a build failing on AWS)."""
 
 import hashlib
-import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -19,23 +20,17 @@ from provisioning.resources.base import Context, Progress, ProvisioningError
 from provisioning.resources.ecs import task_count
 
 
-def push_image(environment: Environment, tag: str) -> str:
-    """What the buildspec's docker push does (moto's CodeBuild runs no build); returns the
-    digest ECR gives it."""
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 2,
-            "digest": "sha256:" + hashlib.sha256(tag.encode()).hexdigest(),
-        },
-        "layers": [],
-    }
-    repository = f"mistral8b-vllm{environment.suffix}"
-    ecr = aws.client("ecr")
-    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
-    found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch):
+    """A rollout polls its build every 10 s; here every 0.1 s (the local CodeBuild's builds
+    take LOCAL_BUILD_SECONDS, 1 s in the tests)."""
+    monkeypatch.setattr(Context, "default_sleep", lambda seconds: time.sleep(0.1))
+
+
+def digest_in_ecr(environment: Environment, tag: str) -> str:
+    found = aws.client("ecr").describe_images(
+        repositoryName=f"mistral8b-vllm{environment.suffix}", imageIds=[{"imageTag": tag}]
+    )
     return found["imageDetails"][0]["imageDigest"]
 
 
@@ -55,7 +50,6 @@ def roll_out(environment: Environment, source_version: str) -> Run:
 @pytest.mark.django_db
 def test_a_first_rollout_goes_live_and_an_apply_keeps_it(environment):
     engine.apply(environment)
-    digest = push_image(environment, "0123abc")
 
     run = roll_out(environment, "0123abc")
 
@@ -63,7 +57,12 @@ def test_a_first_rollout_goes_live_and_an_apply_keeps_it(environment):
     assert list(run.steps.values_list("key", "status")) == [
         (key, "done") for key, _ in rollout.STAGES
     ]
+    # The build was followed while it ran, to its end.
+    said = list(run.events.values_list("text", flat=True))
+    assert said.index("BUILD: in progress") < said.index("BUILD: succeeded")
+    assert "POST_BUILD: succeeded" in said
     live = environment.live_release()
+    digest = digest_in_ecr(environment, "0123abc")
     assert (live.image_tag, live.image_digest, live.run) == ("0123abc", digest, run)
     service = aws.client("ecs").describe_services(
         cluster=f"central-llm-service-cluster{environment.suffix}",
@@ -78,7 +77,6 @@ def test_a_first_rollout_goes_live_and_an_apply_keeps_it(environment):
     assert environment.spec().live_image_tag == "0123abc"
     assert not engine.drift(environment)
 
-    push_image(environment, "4567def")
     second = roll_out(environment, "4567def")
     assert second.status == "succeeded", second.explanation
     outcomes = dict(environment.releases.values_list("image_tag", "outcome"))
@@ -88,11 +86,26 @@ def test_a_first_rollout_goes_live_and_an_apply_keeps_it(environment):
 @pytest.mark.django_db
 def test_a_build_that_pushed_nothing_fails_and_changes_no_service(environment):
     engine.apply(environment)
+    # A buildspec whose post_build forgot the push: the build succeeds, ECR has no image.
+    # (Made again: moto has no UpdateProject.)
+    codebuild, name = aws.client("codebuild"), f"mistral8b-vllm-build{environment.suffix}"
+    project = codebuild.batch_get_projects(names=[name])["projects"][0]
+    source = project["source"]
+    source["buildspec"] = source["buildspec"].replace('- docker push "$IMAGE_URI"', "- true")
+    codebuild.delete_project(name=name)
+    codebuild.create_project(
+        name=name,
+        source=source,
+        artifacts=project["artifacts"],
+        environment=project["environment"],
+        serviceRole=project["serviceRole"],
+    )
 
-    run = roll_out(environment, "no-such-image")
+    run = roll_out(environment, "no-push")
 
     assert run.status == "failed"
-    assert "no-such-image is not in ECR" in run.explanation
+    assert run.steps.get(key="build").status == "done"
+    assert "mistral8b-vllm" in run.explanation and ":no-push is not in ECR" in run.explanation
     assert not Release.objects.filter(environment=environment).exists()
 
 
@@ -115,9 +128,7 @@ def test_a_rolled_back_deployment_leaves_the_previous_image_live_and_says_why(
     environment, monkeypatch
 ):
     engine.apply(environment)
-    push_image(environment, "0123abc")
     first = roll_out(environment, "0123abc")
-    push_image(environment, "bad0000")
 
     def breaker(ctx, arn, **kwargs):
         # What follow_deployment raises when ECS's circuit breaker rolls back (shown with
@@ -142,9 +153,7 @@ def test_roll_back_now_puts_the_service_back_at_once_and_holds_the_image(
     environment, operator, monkeypatch
 ):
     engine.apply(environment)
-    push_image(environment, "0123abc")
     first = roll_out(environment, "0123abc")
-    push_image(environment, "bad0000")
 
     def operator_rolls_back_while_following(ctx, arn, **kwargs):
         run = Run.objects.get(kind="rollout", status="running")
@@ -181,7 +190,9 @@ def test_roll_back_now_puts_the_service_back_at_once_and_holds_the_image(
 @pytest.mark.django_db
 def test_an_image_on_hold_is_refused_however_its_build_was_named(environment):
     engine.apply(environment)
-    digest = push_image(environment, "0123abc")
+    with Context(environment.spec()) as ctx:
+        rollout.build_image(ctx, "0123abc")  # built before, by a rollout stopped after it
+    digest = digest_in_ecr(environment, "0123abc")
     Hold.objects.create(
         environment=environment,
         image_tag="other-name",
@@ -200,8 +211,6 @@ def test_an_image_on_hold_is_refused_however_its_build_was_named(environment):
 @pytest.mark.django_db
 def test_rolling_back_to_an_earlier_release_is_one_run(environment, operator):
     engine.apply(environment)
-    push_image(environment, "0123abc")
-    push_image(environment, "4567def")
     roll_out(environment, "0123abc")
     roll_out(environment, "4567def")
     earlier = environment.releases.get(image_tag="0123abc")
@@ -285,7 +294,9 @@ def test_the_build_is_followed_phase_by_phase(stubbed):
         "batch_get_builds", _build("IN_PROGRESS", [submitted, {"phaseType": "BUILD"}])
     )
     done = {"phaseType": "BUILD", "phaseStatus": "SUCCEEDED", "durationInSeconds": 412}
-    codebuild.add_response("batch_get_builds", _build("SUCCEEDED", [submitted, done]))
+    # The last entry marks the end and has no status (the CodeBuild user guide's examples).
+    completed = {"phaseType": "COMPLETED", "startTime": WHEN}
+    codebuild.add_response("batch_get_builds", _build("SUCCEEDED", [submitted, done, completed]))
 
     assert rollout.build_image(ctx, "main") == "89abcdef"  # the commit it resolved to
     assert said.lines == [

@@ -47,7 +47,11 @@ def test_without_a_local_model_the_completion_is_skipped_and_says_why(environmen
     for key in ("audit_object", "ingest_log", "audit_item"):
         assert found[key] == "skipped: did not run: there is no request to follow"
     assert found["service"].startswith("pass: 1 running of 1 desired, 1 deployment(s)")
-    assert run.explanation == "Validated: 1 checks passed, 4 skipped."
+    assert run.explanation == (
+        "Validated: 1 of 5 checks passed, 4 skipped: no model is served locally (start it with "
+        "SERVE_MODEL=1)."
+    )
+    assert run.result["skipped"] == 4
 
 
 @pytest.mark.django_db
@@ -145,7 +149,7 @@ def test_all_five_checks_pass_against_a_real_vllm_then_fail_when_it_stops(
     assert (
         f"{request_id} at " in found["audit_item"] and "project#smoke-test" in found["audit_item"]
     )
-    assert run.explanation == "Validated: 5 checks passed."
+    assert run.explanation == "Validated: all 5 checks passed."
 
     assert stopped.status == "failed"
     assert outcomes(stopped)["completion"].startswith("fail: ")
