@@ -58,7 +58,7 @@ def pages(page: Page, base: str, environment: str) -> dict[str, str]:
     if run := _first_link(page, r"/environments/runs/\d+/$"):
         stops["run"] = run
     page.goto(f"{base}/audit/")
-    if project := _first_link(page, r"traffic\?project="):
+    if project := _first_link(page, r"traffic\?.*project="):
         stops["project"] = project
     return stops
 
