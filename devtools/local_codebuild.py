@@ -17,7 +17,7 @@ What AWS does and this does not: no source is fetched and no Docker build runs. 
 version is not resolved to a commit (the tag is the version as typed), and the image is a small
 made-up one, one layer naming the project's source and the version: the same version gives
 the same digest, another version another. ``LOCAL_BUILD_SECONDS`` (15) is how long a build
-takes.
+takes. StopBuild stays moto's own (the console never stops a build).
 
 Why it lives in the local AWS's server (``devtools.moto_server`` installs it), and not in a
 process that ``make run`` starts, as the local ingest stands in for Lambda, nor as a rule of
@@ -168,9 +168,8 @@ class LocalBuild:
         self.phase_started = datetime.now(UTC)
 
     def start(self) -> None:
-        with _lock:
-            source = self.project["source"]
-            self.build["source"] = {key: source[key] for key in ("type", "location", "buildspec")}
+        with _lock:  # the project's, where moto's build has made-up ones
+            self.build["source"] = copy.deepcopy(self.project["source"])
             self.build["environment"] = copy.deepcopy(self.project["environment"])
             self.build["phases"] = self.build["phases"][:1]  # SUBMITTED
         self._enter(PHASES[0][0])
