@@ -68,6 +68,9 @@ def main() -> int:
         print(f"make run: {exc}", file=sys.stderr)
         return 1
     finally:
+        # Another Ctrl-C now would leave the rest running: stopping takes seconds at most.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         LOCAL_ENV.unlink(missing_ok=True)
         if demo:
             demo.stop()

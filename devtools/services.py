@@ -104,12 +104,14 @@ class Process:
     def stop(self, timeout: float = 10) -> None:
         if not self.alive():
             return
-        os.killpg(self.popen.pid, signal.SIGTERM)
         try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
             self.popen.wait(timeout)
+        except ProcessLookupError:  # it ended between the two lines
+            pass
         except subprocess.TimeoutExpired:
             os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
+        self.popen.wait()
 
 
 def redis_answers(url: str) -> bool:

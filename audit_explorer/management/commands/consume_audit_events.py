@@ -1,3 +1,4 @@
+import logging
 import os
 import signal
 import threading
@@ -9,6 +10,9 @@ from llm_audit_ingest.local import consume, queue_name
 from provisioning.models import Environment
 from provisioning.resources.base import Context
 from provisioning.resources.lambda_ import handler_environment
+
+log = logging.getLogger(__name__)
+QUEUE_POLL_SECONDS = 5
 
 
 class Command(BaseCommand):
@@ -41,8 +45,34 @@ class Command(BaseCommand):
         }
         self.stdout.write(f"consuming audit events from {queue_name()}")
         try:
-            handled = consume(stop=stop, once=once)
+            handled = consume_while_queue_exists(stop, once=once)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         self.stdout.write(f"handled {handled} audit events")
+
+
+def consume_while_queue_exists(stop: threading.Event, *, once: bool = False) -> int:
+    """``consume``, and when the ingest queue is deleted under it (a destroy of the local
+    environment) a warning and a wait until an apply makes it again, rather than an exit
+    that would stop `make run`. Returns how many events were handled since the last wait."""
+    sqs = aws.client("sqs")
+    while True:
+        try:
+            return consume(stop=stop, once=once)
+        except sqs.exceptions.QueueDoesNotExist:
+            if once:
+                raise
+        log.warning(
+            "The ingest queue %s is gone (the environment destroyed?): waiting for an apply "
+            "to make it again",
+            queue_name(),
+        )
+        while not stop.wait(QUEUE_POLL_SECONDS):
+            try:
+                sqs.get_queue_url(QueueName=queue_name())
+                break
+            except sqs.exceptions.QueueDoesNotExist:
+                continue
+        if stop.is_set():
+            return 0
