@@ -16,7 +16,7 @@ def test_the_overview_leads_to_a_project_and_an_empty_search_says_so(
     page, live_server, viewer, audited, audit_bucket
 ):
     # Through the real path: objects put to the audit bucket, ingested by the Lambda's handler.
-    call_command("demo_traffic", records=80, days=1, stdout=io.StringIO())
+    call_command("demo_traffic", records=80, days=1, environment=audited.name, stdout=io.StringIO())
     log_in(page, live_server.url, "vera")  # a viewer
     page.goto(f"{live_server.url}/audit/")
 
