@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 
 from django import template
@@ -6,6 +6,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 
 from console import timezones
+from core.templatetags.figures import aware
 
 register = template.Library()
 
@@ -15,10 +16,7 @@ def local_time(value: str | datetime | None) -> str:
     """An ISO-8601 UTC time (as audit records hold them) in the viewer's timezone."""
     if not value:
         return ""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=UTC)
-    local = timezone.localtime(moment)
+    local = timezone.localtime(aware(value))
     return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d} {local.tzname()}"
 
 

@@ -58,15 +58,19 @@ def percent(value: Number | str | None, places: int = 1) -> str:
     return f"{float(value) * 100:.{places}f}%"
 
 
+def aware(value: str | datetime) -> datetime:
+    """An ISO-8601 string or a datetime as an aware datetime; naive ones are UTC, as stored."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if timezone.is_naive(moment) else moment
+
+
 @register.filter
 def when(value: str | datetime | None) -> str:
     """A relative time (``3 min ago``, ``in 2 d``) with the exact time, in the viewer's
     timezone, on hover; a ``<time>`` element, so it never wraps and machines can read it."""
     if not value:
         return "—"
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=UTC)
+    moment = aware(value)
     local = timezone.localtime(moment)
     exact = f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
     return format_html(
