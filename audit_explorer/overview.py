@@ -17,9 +17,13 @@ hourly rollups and one page of the status index, never by reading the day's reco
 So at most 40 + 80 + 8 * (statuses of the newest requests' hours + error statuses of the
 newest errors' hours) Queries, whatever the traffic: ``LastDay.reads`` says how many a call
 made. A status index Query reads at most ``PAGE`` items, and only of those latest hours.
+The status classes, the projects and the statuses are each read ``READERS`` at a time: one
+after another, a hundred Queries of milliseconds each made a cold page take seconds
+(bench/overview.py).
 """
 
 import heapq
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +42,7 @@ MAX_PROJECTS = 10  # read in detail; the rest are named with their request count
 TOP_USERS = 10
 PAGE = 20  # newest requests and newest errors shown
 KNOWN_SECONDS = 300  # how long the search form's suggestions are kept
+READERS = 8  # rollup keys or statuses read at once (botocore pools 10 connections)
 
 
 @dataclass
@@ -148,12 +153,13 @@ def _known_key(environment: Environment) -> str:
 
 def _read(found: LastDay, *, detail: bool, newest: bool) -> None:
     environment, start, end = found.environment, found.start, found.end
-    hours = {
-        status_class: traffic.hours(
+    read = _each(
+        lambda status_class: traffic.hours(
             "statusClass", status_class, start, end, environment=environment, breakdowns=detail
-        )
-        for status_class in STATUS_CLASSES
-    }
+        ),
+        STATUS_CLASSES,
+    )
+    hours = dict(zip(STATUS_CLASSES, read, strict=True))
     found.reads += len(STATUS_CLASSES) * ROLLUP_SHARDS
     everything = [hour for class_hours in hours.values() for hour in class_hours]
     total = traffic.totals(everything, start, end)
@@ -184,11 +190,15 @@ def _projects(found: LastDay, counts: dict[str, int]) -> None:
     found.unattributed = max(0, found.requests - sum(counts.values()))
     users: dict[str, int] = {}
     request_types: set[str] = set()
-    for name, _ in busiest[:MAX_PROJECTS]:
-        seen = traffic.traffic(
+    names = [name for name, _ in busiest[:MAX_PROJECTS]]
+    read = _each(
+        lambda name: traffic.traffic(
             "project", name, found.start, found.end, environment=found.environment
-        )
-        found.reads += ROLLUP_SHARDS
+        ),
+        names,
+    )
+    found.reads += ROLLUP_SHARDS * len(names)
+    for name, seen in zip(names, read, strict=True):
         found.projects.append(
             Project(
                 name=name,
@@ -225,12 +235,20 @@ def _newest(found: LastDay, hours: list[dict]) -> list[dict]:
         if held >= PAGE:
             since = max(since, datetime.fromisoformat(f"{name}:00:00+00:00"))
             break
-    pages = []
-    for status in sorted(statuses):
-        page = items.query_status(
-            status, start=since, end=found.end, limit=PAGE, **found.environment.audit_table()
-        )
-        found.reads += STATUS_SHARDS
-        pages.append(page.items)
+    table = found.environment.audit_table()
+    pages = _each(
+        lambda status: (
+            items.query_status(status, start=since, end=found.end, limit=PAGE, **table).items
+        ),
+        sorted(statuses),
+    )
+    found.reads += STATUS_SHARDS * len(statuses)
     merged = heapq.merge(*pages, key=lambda item: item["statusSk"], reverse=True)
     return list(merged)[:PAGE]
+
+
+def _each(read, values) -> list:
+    """``read`` of every value, ``READERS`` at a time, in the values' order; the first
+    exception is raised (boto3's clients are thread-safe; nothing here touches the ORM)."""
+    with ThreadPoolExecutor(READERS, thread_name_prefix="overview") as pool:
+        return list(pool.map(read, values))
