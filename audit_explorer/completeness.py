@@ -63,7 +63,7 @@ class DayCheck:
     extra: list[dict] = field(default_factory=list)
     double: list[dict] = field(default_factory=list)
     miscounted_hours: list[dict] = field(default_factory=list)
-    probed_statuses: bool = False  # hours older than the per-status counts: all were read
+    probed_statuses: bool = False  # hours not naming every status: all were read
     read_units: float = 0.0  # what reading the day's items cost DynamoDB (read request units)
 
     @property
@@ -123,7 +123,9 @@ def list_objects(ctx: Context, day: date) -> DayObjects:
 
 def hourly_counts(ctx: Context, day: date) -> tuple[Counter, set[int], bool]:
     """Requests per hour as the rollups count them, the statuses seen, and whether some hour
-    predates the per-status counts (then every status of its class must be read)."""
+    does not name all its statuses (then every status of its class must be read): it
+    predates the per-status counts, or counted some under "(other)", as the ingest did
+    before a flood of project names could fold one breakdown alone."""
     start, end = day_bounds(day)
     per_hour, statuses, probe = Counter(), set(), False
     for status_class in STATUS_CLASSES:
@@ -137,8 +139,9 @@ def hourly_counts(ctx: Context, day: date) -> tuple[Counter, set[int], bool]:
         )
         for hour in hours:
             per_hour[hour["hour"]] += hour["requests"]
-            by_status = hour["breakdowns"].get("status", {})
-            statuses.update(int(status) for status in by_status)
+            counts = hour["breakdowns"].get("status", {}).items()
+            by_status = {int(status): count for status, count in counts if status.isdigit()}
+            statuses.update(by_status)
             if sum(by_status.values()) < hour["requests"]:
                 probe = True
                 statuses.update(_statuses_of_class(status_class))
@@ -322,7 +325,9 @@ def check_day(
     def rollups_step() -> str:
         nonlocal counted, statuses
         counted, statuses, check.probed_statuses = hourly_counts(ctx, day)
-        probed = ", older hours: every status read" if check.probed_statuses else ""
+        probed = (
+            ", every status read (some hours do not name theirs)" if check.probed_statuses else ""
+        )
         return f"{sum(counted.values())} requests counted, statuses {sorted(statuses)}{probed}"
 
     def items_step() -> str:

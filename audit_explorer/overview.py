@@ -76,6 +76,9 @@ class LastDay:
     more_projects: list[tuple[str, int]] = field(default_factory=list)  # (name, requests)
     # Requests of hours ingested before the status classes counted projects.
     unattributed: int = 0
+    # Requests of projects an hour did not name: past its cap of project names (a caller can
+    # send any number), counted as "(other)"; no project is read or linked for them.
+    unnamed: int = 0
     users: list[tuple[str, int]] = field(default_factory=list)  # of the projects read
     request_types: list[str] = field(default_factory=list)
     api_keys: list[str] = field(default_factory=list)
@@ -86,10 +89,8 @@ class LastDay:
 
     @property
     def project_names(self) -> list[str]:
-        """Every project with traffic in the window, busiest first (those over a rollup's cap
-        of values, counted as "(other)", are not named)."""
-        names = [project.name for project in self.projects] + [n for n, _ in self.more_projects]
-        return [name for name in names if name != rollups.OTHER]
+        """Every project named with traffic in the window, busiest first."""
+        return [project.name for project in self.projects] + [n for n, _ in self.more_projects]
 
 
 def last_day(
@@ -186,8 +187,11 @@ def _read(found: LastDay, *, detail: bool, newest: bool) -> None:
 def _projects(found: LastDay, counts: dict[str, int]) -> None:
     """The busiest projects read in detail (as their traffic pages read them), the rest
     named; users and request types added up over the projects read."""
-    busiest = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
     found.unattributed = max(0, found.requests - sum(counts.values()))
+    # "(other)" names no project: its rollup would be that of a project a caller so named.
+    found.unnamed = counts.get(rollups.OTHER, 0)
+    named = [(name, count) for name, count in counts.items() if name != rollups.OTHER]
+    busiest = sorted(named, key=lambda pair: (-pair[1], pair[0]))
     users: dict[str, int] = {}
     request_types: set[str] = set()
     names = [name for name, _ in busiest[:MAX_PROJECTS]]

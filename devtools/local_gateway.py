@@ -5,7 +5,8 @@ that a key made on the keys page can be tried as clients use it in production. P
 stays API Gateway; this does what the REST API that ``provisioning.resources.apigateway``
 declares does, reading the environment's keys and usage plans from the local AWS:
 
-- only ``/prod/v1/{proxy+}`` exists: any other path gets 403 Missing Authentication Token;
+- only ``/prod/v1/{proxy+}`` exists: any other path gets 403 Missing Authentication Token,
+  and so does one with a "." or ".." segment (the model's routes outside /v1 are not audited);
 - ``x-api-key`` must be an enabled key on a usage plan of the API's ``prod`` stage, or 403
   Forbidden. What the local AWS holds is read again after ``cache_seconds``, as API Gateway
   applies changes after a short delay; a key not known yet is looked up again at once, so a
@@ -32,6 +33,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import httpx
 import redis.asyncio as redis
@@ -217,7 +219,8 @@ class LocalGateway:
 
     async def _serve(self, scope, receive, send, request_id: str) -> None:
         # https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html
-        if not scope["path"].startswith(PREFIX) or scope["path"] == PREFIX:
+        proxy = _proxy_path(scope["path"])
+        if proxy is None:
             await _answer(send, request_id, 403, "Missing Authentication Token")
             return
         headers = {name.decode(): value.decode("latin-1") for name, value in scope["headers"]}
@@ -239,7 +242,7 @@ class LocalGateway:
                 contract.API_KEY_ID_HEADER: key.id,
                 contract.GATEWAY_SECRET_HEADER: stage.secret,
             }
-            await self._forward(scope, receive, send, request_id, injected)
+            await self._forward(scope, receive, send, request_id, proxy, injected)
 
     async def _key(self, value: str) -> tuple[Stage, Key | None]:
         now = time.monotonic()
@@ -271,9 +274,12 @@ class LocalGateway:
             count, _ = await pipe.incr(name).expire(name, QUOTA_KEEP_SECONDS).execute()
         return count <= key.plan.quota
 
-    async def _forward(self, scope, receive, send, request_id: str, injected: dict) -> None:
-        """The request to the model, and its answer back, each as it comes."""
-        url = f"{self.upstream}/v1/{scope['path'][len(PREFIX) :]}"
+    async def _forward(
+        self, scope, receive, send, request_id: str, proxy: str, injected: dict
+    ) -> None:
+        """The request to the model at ``/v1/<proxy>``, and its answer back, each as it comes."""
+        # Quoted: a '?' or '#' the client sent encoded stays in the path.
+        url = f"{self.upstream}/v1/{quote(proxy)}"
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         headers = [item for item in scope["headers"] if item[0] not in _NOT_FORWARDED]
@@ -324,6 +330,17 @@ class LocalGateway:
                 await self.redis.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _proxy_path(path: str) -> str | None:
+    """What ``path`` (decoded, as the client sent it) asks of the model under ``/v1/``: the
+    ``{proxy+}`` part; None for a path outside it. A "." or ".." segment (also sent as
+    "%2e%2e") counts as outside: resolved, it could reach the model's routes beyond /v1,
+    which the audit middleware does not record."""
+    proxy = path.removeprefix(PREFIX)
+    if proxy == path or not proxy or {".", ".."} & set(proxy.split("/")):
+        return None
+    return proxy
 
 
 async def _relay(response: httpx.Response, send) -> None:

@@ -14,7 +14,7 @@ from centralllm import aws
 from centralllm.audit import rollups
 from centralllm.audit.contract import format_timestamp
 from centralllm.audit.ingest import ingest_record
-from centralllm.audit.table import ROLLUP_SHARDS, STATUS_SHARDS, STATUS_TIME
+from centralllm.audit.table import ROLLUP_SHARDS, STATUS_SHARDS, STATUS_TIME, shard_of
 from centralllm.audit.tests.conftest import make_record
 from provisioning.models import Environment
 
@@ -160,6 +160,29 @@ def test_hours_ingested_before_projects_were_counted_are_in_the_totals_only(audi
     assert (found.requests, found.unattributed) == (2, 1)
     assert [(p.name, p.requests) for p in found.projects] == [("smoke-test", 2)]
     assert [item["id"] for item in found.recent] == ["after", "before"]
+
+
+def test_projects_past_an_hours_cap_are_counted_unnamed_not_read_as_a_project(
+    client, viewer, audited, monkeypatch
+):
+    """A status class's hour names at most BREAKDOWN_CAP projects and counts the rest as
+    "(other)": that is no project, and the rollup named so is a caller's who sent it."""
+    monkeypatch.setattr(rollups, "BREAKDOWN_CAP", 2)
+    ids = (f"cap-{n}" for n in range(10_000))
+    one_shard = (request_id for request_id in ids if shard_of(request_id, ROLLUP_SHARDS) == 0)
+    at = NOW - timedelta(hours=1)
+    for project in ("first", "second", "third", "fourth", "first"):
+        ingest_record(make_record(request_id=next(one_shard), project=project, created_at=at))
+    ingest_record(make_record(project="(other)", created_at=at - timedelta(hours=2)))
+
+    found = overview.last_day(audited)
+    assert [(p.name, p.requests) for p in found.projects] == [("first", 2), ("second", 1)]
+    assert (found.unnamed, found.more_projects, found.requests) == (3, [], 6)
+
+    client.force_login(viewer)
+    page = client.get(HOME).content.decode()
+    assert re.findall(r'<tr data-project="([^"]+)">', page) == ["first", "second"]
+    assert "3 requests are of projects not named" in page
 
 
 # The pages ---------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ from rq import Queue
 from audit_explorer import audit_runs, completeness, dead_letters
 from audit_explorer.models import AuditDay, DeadLetter
 from centralllm import aws
-from centralllm.audit import ingest
+from centralllm.audit import ingest, rollups
 from centralllm.audit.contract import dumps, record_key
 from centralllm.audit.items import item_from_record, serialize
+from centralllm.audit.table import ROLLUP_SHARDS, shard_of
 from centralllm.audit.tests.conftest import make_record
 from devtools.testing import unique
 from llm_audit_ingest import local as local_ingest
@@ -200,6 +201,28 @@ def test_extra_items_double_items_and_miscounted_hours_are_listed(trail):
         }
     ]
     assert next_day.missing == [] and next_day.complete
+
+
+def test_an_hour_that_counted_a_status_as_other_is_checked_by_every_status(trail, monkeypatch):
+    """Before a full breakdown folded alone, a flood of project names sent a status class's
+    statuses to "(other)" too; the check then stopped on it (int("(other)"))."""
+    monkeypatch.setattr(rollups, "BREAKDOWN_CAP", 1)
+    ids = (unique("req") for _ in iter(int, 1))
+    one_shard = (request_id for request_id in ids if shard_of(request_id, ROLLUP_SHARDS) == 0)
+    records = [
+        make_record(request_id=next(one_shard), project=project, status=status, created_at=at(7))
+        for project, status in (("first", 200), ("second", 201))
+    ]
+    with monkeypatch.context() as before:  # as the ingest folded a whole item before
+        before.setattr(ingest, "full_breakdowns", lambda *_: set())
+        for record in records:
+            assert ingest.ingest_record(record, key=upload(trail, record))
+    hours = rollups.read_rollups("statusClass", "2xx", at(7), at(7))
+    assert hours[0]["breakdowns"]["status"] == {"200": 1, "(other)": 1}
+
+    check = completeness.check_day(trail, DAY, dead_lettered=set())
+    assert check.complete and check.probed_statuses
+    assert (check.objects, check.items) == (2, 2)
 
 
 def test_the_pages_list_redrive_and_refuse_bad_input(trail, client, operator, viewer):

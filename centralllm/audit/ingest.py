@@ -26,7 +26,13 @@ from centralllm.audit.items import (
     item_from_record,
     serialize,
 )
-from centralllm.audit.rollups import FULL, ROLLUP_ORDER, more_crowded, rollup_updates
+from centralllm.audit.rollups import (
+    FULL,
+    ROLLUP_ORDER,
+    full_breakdowns,
+    more_crowded,
+    rollup_updates,
+)
 
 # Concurrent transactions on one rollup item cancel each other (TransactionConflict); they
 # are retried here a few times before the whole event goes back to Lambda's retries.
@@ -50,15 +56,20 @@ ROLLUPS_FROM = 2  # the index of the first rollup action: the guard and the item
 
 
 def write_actions(
-    record: dict, *, table: str, key: str | None = None, crowded: dict[str, str] | None = None
+    record: dict,
+    *,
+    table: str,
+    key: str | None = None,
+    crowded: dict[str, str] | None = None,
+    over_cap: dict[str, set[str]] | None = None,
 ) -> list[dict]:
     """The TransactWriteItems actions that ingest ``record``: its guard, its item and its
-    rollups. ``key`` is the S3 key the record was read from; ``crowded`` cuts the breakdowns
-    of rollup items DynamoDB refused for their size (``rollups.rollup_updates``)."""
+    rollups. ``key`` is the S3 key the record was read from; ``crowded`` and ``over_cap``
+    cut the breakdowns of rollup items DynamoDB refused (``rollups.rollup_updates``)."""
     return [
         _put_new(table, guard_item(record)),
         _put_new(table, item_from_record(record, key=key)),
-        *rollup_updates(record, table=table, crowded=crowded),
+        *rollup_updates(record, table=table, crowded=crowded, over_cap=over_cap),
     ]
 
 
@@ -80,12 +91,14 @@ def ingest_record(record: dict, *, table: str | None = None, key: str | None = N
     """
     table = table or table_name()
     crowded: dict[str, str] = {}
+    over_cap: dict[str, set[str]] = {}
     client = aws.client("dynamodb")
-    attempt = 0
+    conflicts = 0
     while True:
-        attempt += 1
         try:
-            actions = write_actions(record, table=table, key=key, crowded=crowded)
+            actions = write_actions(
+                record, table=table, key=key, crowded=crowded, over_cap=over_cap
+            )
         except decimal.DecimalException as exc:
             # The contract takes any JSON number; DynamoDB's have 38 digits, from 1E-130 to
             # 1E+126, and botocore checks before sending (10**40 tokens: decimal.Rounded).
@@ -99,8 +112,14 @@ def ingest_record(record: dict, *, table: str | None = None, key: str | None = N
         except ClientError as exc:
             code = exc.response["Error"]["Code"]
             codes = _cancellation_codes(exc) if code == "TransactionCanceledException" else []
-            if _crowd(crowded, codes):
-                log_json(event="rollup_crowded", requestId=record["requestId"], cut=crowded)
+            refused_items = [
+                reason.get("Item", {}) for reason in exc.response.get("CancellationReasons", [])
+            ]
+            if _crowd(record, crowded, over_cap, codes, refused_items):
+                full = {dimension: sorted(names) for dimension, names in over_cap.items()}
+                log_json(
+                    event="rollup_crowded", requestId=record["requestId"], cut=crowded, full=full
+                )
                 continue
             if code == "ValidationException" or "ValidationError" in codes:
                 raise IngestError(
@@ -114,28 +133,46 @@ def ingest_record(record: dict, *, table: str | None = None, key: str | None = N
                 return False
             if codes[1:2] == ["ConditionalCheckFailed"]:
                 return False  # ingested before request ids had guards
-            if "TransactionConflict" not in codes or attempt >= CONFLICT_ATTEMPTS:
+            # Only conflicts count: the rounds that cut crowded rollups are not retries.
+            conflicts += 1
+            if "TransactionConflict" not in codes or conflicts >= CONFLICT_ATTEMPTS:
                 raise
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not crypto
+            time.sleep(random.uniform(0, 0.05 * 2**conflicts))  # noqa: S311 - jitter, not crypto
 
 
-def _crowd(crowded: dict[str, str], codes: list[str]) -> bool:
-    """Cut the breakdowns of the rollups DynamoDB refused: at their cap of distinct values
-    (a failed condition) or over 400 KB; False when the refusal is not only theirs, or they
-    have nothing left to cut. A record is never refused for its rollups."""
+def _crowd(
+    record: dict,
+    crowded: dict[str, str],
+    over_cap: dict[str, set[str]],
+    codes: list[str],
+    refused_items: list[dict],
+) -> bool:
+    """Cut the breakdowns of the rollups DynamoDB refused: a breakdown at its cap of distinct
+    values (a failed condition; the item returned with it says which) counts the record under
+    "(other)", the item's other breakdowns as before; an item over 400 KB (or one that did
+    not say) is cut whole. False when the refusal is not only theirs, or they have nothing
+    left to cut. A record is never refused for its rollups."""
     refused = [index for index, code in enumerate(codes) if code != "None"]
     if not refused or min(refused) < ROLLUPS_FROM:
         return False
     if any(codes[index] not in ("ValidationError", "ConditionalCheckFailed") for index in refused):
         return False
-    cuts = {}
+    cuts, full = {}, {}
     for index in refused:
         dimension = ROLLUP_ORDER[index - ROLLUPS_FROM]
-        cut = more_crowded(crowded.get(dimension, FULL))
+        level = crowded.get(dimension, FULL)
+        item = refused_items[index] if index < len(refused_items) else {}
+        newly_full = full_breakdowns(record, dimension, item) - over_cap.get(dimension, set())
+        if level == FULL and newly_full:
+            full[dimension] = newly_full
+            continue
+        cut = more_crowded(level)
         if cut is None:
             return False
         cuts[dimension] = cut
     crowded.update(cuts)
+    for dimension, names in full.items():
+        over_cap.setdefault(dimension, set()).update(names)
     return True
 
 

@@ -15,7 +15,7 @@ Bucket 0 holds everything up to 1 ms; the last bucket (about 70 minutes) everyth
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -100,11 +100,13 @@ def dimension_values(record: dict) -> dict[str, str | None]:
     }
 
 
-# A caller can send any number of distinct users or request types, and each would become an
-# attribute of the rollup item, growing it towards DynamoDB's 400 KB (an update costs one
-# write unit per KB of the item). So an item counts at most BREAKDOWN_CAP values per
+# A caller can send any number of distinct users, request types or projects, and each would
+# become an attribute of the rollup item, growing it towards DynamoDB's 400 KB (an update
+# costs one write unit per KB of the item). So an item counts at most BREAKDOWN_CAP values per
 # breakdown (held in a string set, ``seen.<breakdown>``, which a condition checks): a record
-# bringing one more is counted under OTHER instead. An item DynamoDB still refuses for its
+# bringing one more is counted under OTHER in that breakdown only (the failed condition
+# returns the item, which says which set is full: ``full_breakdowns``), so a flood of project
+# names never hides a status class's statuses or keys. An item DynamoDB still refuses for its
 # size loses its breakdowns. The record is never refused for its rollups.
 FULL, FOLDED, BARE = "full", "folded", "bare"
 OTHER = "(other)"
@@ -113,13 +115,19 @@ SEEN_PREFIX = "seen."
 
 
 def rollup_updates(
-    record: dict, *, table: str, crowded: Mapping[str, str] | None = None
+    record: dict,
+    *,
+    table: str,
+    crowded: Mapping[str, str] | None = None,
+    over_cap: Mapping[str, Collection[str]] | None = None,
 ) -> list[dict]:
     """TransactWriteItems ``Update`` actions adding one validated record to its rollups.
 
     Five distinct items per record (one per dimension, and the API key's quota period),
     never the same item twice, in ``ROLLUP_ORDER``. ``crowded`` says, per dimension, how
-    far to cut its breakdowns (``FOLDED``, ``BARE``) for an item DynamoDB found too large.
+    far to cut its breakdowns (``FOLDED``, ``BARE``) for an item DynamoDB found too large;
+    ``over_cap``, per dimension, the breakdowns whose item holds its cap of values without
+    the record's (``full_breakdowns``): those count the record under OTHER.
     """
     usage = record["usage"] or {}
     increments = {
@@ -147,7 +155,8 @@ def rollup_updates(
     for dimension in ROLLUP_ORDER:
         value, sort_key, extra = keys[dimension]
         level = (crowded or {}).get(dimension, FULL)
-        counted = {**increments, **_breakdowns(record, dimension, level)}
+        folded = (over_cap or {}).get(dimension, ())
+        counted = {**increments, **_breakdowns(record, dimension, level, folded)}
         names = {f"#n{i}": name for i, name in enumerate(counted)}
         values = {f":v{i}": {"N": str(amount)} for i, amount in enumerate(counted.values())}
         adds = [f"#n{i} :v{i}" for i in range(len(counted))]
@@ -171,20 +180,24 @@ def rollup_updates(
                 **{f":{name}": {"S": text} for name, text in extra.items()},
             },
         }
-        if level == FULL and BREAKDOWNS.get(dimension):
-            adds += _capped(record, dimension, update)
+        if level == FULL:
+            adds += _capped(record, dimension, update, folded)
         update["UpdateExpression"] = f"SET {', '.join(sets)} ADD {', '.join(adds)}"
         updates.append({"Update": update})
     return updates
 
 
-def _capped(record: dict, dimension: str, update: dict) -> list[str]:
-    """Put the breakdown values' sets and their cap into ``update``; the set additions."""
+def _capped(record: dict, dimension: str, update: dict, folded: Collection[str]) -> list[str]:
+    """Put the sets of the breakdowns not ``folded`` and their cap into ``update``; the set
+    additions."""
+    names = [name for name in BREAKDOWNS.get(dimension, ()) if name not in folded]
+    if not names:
+        return []
     adds, conditions = [], []
     update["ExpressionAttributeValues"][":cap"] = {"N": str(BREAKDOWN_CAP)}
-    for i, name in enumerate(BREAKDOWNS[dimension]):
+    for i, name in enumerate(names):
         update["ExpressionAttributeNames"][f"#s{i}"] = f"{SEEN_PREFIX}{name}"
-        seen = str(record[name]) if record[name] is not None else MISSING
+        seen = _seen_value(record, name)
         update["ExpressionAttributeValues"][f":s{i}"] = {"SS": [seen]}
         update["ExpressionAttributeValues"][f":e{i}"] = {"S": seen}
         adds.append(f"#s{i} :s{i}")
@@ -192,17 +205,36 @@ def _capped(record: dict, dimension: str, update: dict) -> list[str]:
             f"(attribute_not_exists(#s{i}) OR contains(#s{i}, :e{i}) OR size(#s{i}) < :cap)"
         )
     update["ConditionExpression"] = " AND ".join(conditions)
+    # A failed condition returns the item: its sets say which breakdown is full.
+    update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     return adds
+
+
+def _seen_value(record: dict, breakdown: str) -> str:
+    return str(record[breakdown]) if record[breakdown] is not None else MISSING
+
+
+def full_breakdowns(record: dict, dimension: str, item: Mapping[str, dict]) -> set[str]:
+    """The breakdowns of ``dimension`` whose rollup ``item`` (as DynamoDB returns it with a
+    failed condition) holds ``BREAKDOWN_CAP`` values, none of them the record's."""
+    full = set()
+    for name in BREAKDOWNS.get(dimension, ()):
+        seen = item.get(f"{SEEN_PREFIX}{name}", {}).get("SS", [])
+        if len(seen) >= BREAKDOWN_CAP and _seen_value(record, name) not in seen:
+            full.add(name)
+    return full
 
 
 ROLLUP_ORDER = (*DIMENSIONS, PERIOD_DIMENSION)
 
 
-def _breakdowns(record: dict, dimension: str, level: str) -> dict[str, int]:
+def _breakdowns(
+    record: dict, dimension: str, level: str, folded: Collection[str]
+) -> dict[str, int]:
     if level == BARE:
         return {}
     return {
-        breakdown_attribute(name, OTHER if level == FOLDED else record[name]): 1
+        breakdown_attribute(name, OTHER if level == FOLDED or name in folded else record[name]): 1
         for name in BREAKDOWNS.get(dimension, ())
     }
 

@@ -113,6 +113,20 @@ def test_only_the_proxy_resource_of_the_prod_stage_exists(local_api):
         ), path
 
 
+def test_a_path_cannot_leave_v1_for_the_models_unaudited_routes(local_api):
+    """A ".." segment (sent encoded, as any client can) was resolved on the way to the model:
+    /prod/v1/%2e%2e/%2e%2e/health reached its /health, and so could any route it serves
+    outside /v1, where the audit middleware records nothing."""
+    _, value = add_key(add_plan(local_api.api_id))
+    for path in ("/v1/%2e%2e/%2e%2e/health", "/v1/chat/%2E%2E/%2e%2e/%2e%2e/health", "/v1/./x"):
+        answer = httpx.get(f"{local_api.url}{path}", headers={"x-api-key": value, **HEADERS})
+        assert answer.headers["content-type"] == "application/json", path
+        assert (answer.status_code, answer.json()) == (
+            403,
+            {"message": "Missing Authentication Token"},
+        ), path
+
+
 def test_the_plans_throttle_refuses_beyond_its_burst_until_its_rate_refills(local_api):
     plan = add_plan(local_api.api_id, throttle={"rateLimit": 1.0, "burstLimit": 2})
     _, value = add_key(plan)
@@ -176,6 +190,27 @@ def test_the_model_gets_the_gateways_request_id_and_key_id_and_files_the_call_un
     record = local_api.buckets.record(request_id)
     assert (record["requestId"], record["apiKeyId"]) == (request_id, key_id)
     assert record["flags"] == [] and record["project"] == HEADERS["x-llm-source"]
+
+
+def test_the_gateways_headers_are_replaced_whatever_their_case_or_number(local_api):
+    """A client's own request id, key id or secret, in any case and more than once, never
+    reaches the middleware: a forged secret first would make the record untrusted."""
+    key_id, value = add_key(add_plan(local_api.api_id))
+    forged = [
+        ("X-LLM-Gateway-Secret", "forged"),
+        ("X-Request-ID", "chosen-by-me"),
+        ("x-request-id", "chosen-again"),
+        ("X-Api-Key-Id", "k-1"),
+        ("x-api-key-id", "k-2"),
+    ]
+    sent = [("x-api-key", value), *HEADERS.items(), *forged]
+
+    answer = httpx.post(f"{local_api.url}/v1/chat/completions", json=CHAT, headers=sent)
+
+    assert answer.status_code == 200
+    request_id = answer.headers["x-amzn-requestid"]
+    record = local_api.buckets.record(request_id)
+    assert (record["requestId"], record["apiKeyId"], record["flags"]) == (request_id, key_id, [])
 
 
 def test_without_a_model_the_local_api_says_how_to_serve_one(local_api):

@@ -1,9 +1,11 @@
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from botocore.stub import Stubber
 
 from centralllm import aws
+from centralllm.audit import rollups
 from centralllm.audit.ingest import ingest_record
 from centralllm.audit.items import guard_item, serialize
 from centralllm.audit.rollups import (
@@ -183,3 +185,26 @@ def test_conflicts_are_retried_and_a_failed_condition_is_a_duplicate():
         stubber.add_client_error("transact_write_items", **legacy)
         assert ingest_record(record, table="any") is False
         stubber.assert_no_pending_responses()
+
+
+def test_a_breakdown_at_its_cap_folds_alone(audit_table, monkeypatch):
+    """A status class's hour counts its projects as well as its statuses and keys: a caller
+    naming project after project filled that set, and the next record's status and key went
+    to "(other)" with its project, hiding the status from the day's completeness check and
+    the key from the Audit overview. Request ids in one write shard, as a flood fills each."""
+    monkeypatch.setattr(rollups, "BREAKDOWN_CAP", 3)
+    ids = (f"req-{uuid.uuid4().hex}" for _ in iter(int, 1))
+    one_shard = (request_id for request_id in ids if shard_of(request_id, ROLLUP_SHARDS) == 0)
+    for project in ("flood-1", "flood-2", "flood-3"):
+        assert ingest_record(make_record(request_id=next(one_shard), project=project))
+    late = make_record(request_id=next(one_shard), project="late", status=201, api_key_id="k2")
+    assert ingest_record(late)
+
+    counted = summarize(read_rollups("statusClass", "2xx", HOUR, HOUR))["breakdowns"]
+    assert counted == {
+        "status": {"200": 3, "201": 1},
+        "project": {"flood-1": 1, "flood-2": 1, "flood-3": 1, "(other)": 1},
+        "apiKeyId": {"key-1": 3, "k2": 1},
+    }
+    # The project's own hour knows it, as before.
+    assert summarize(read_rollups("project", "late", HOUR, HOUR))["breakdowns"]["user"] == {"qa": 1}
