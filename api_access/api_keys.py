@@ -31,6 +31,7 @@ from core import actions
 from core.refusals import Refused
 from provisioning import state
 from provisioning.models import Environment
+from provisioning.resources.base import error_code, ignoring
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ IMPACT_DAYS = 7
 # API Gateway's tag values: at most 256 characters, of these (Tag in its API reference).
 _TAG_VALUE = re.compile(r"[\w.:/=+\-@]+", re.ASCII)
 TAG_VALUE_LIMIT = 256
+# CreateUsagePlanKey runs one at a time in an account and Region: a call close behind another
+# (a key made a moment before, here or by anyone) is refused with a ConflictException, "Unable
+# to complete operation due to concurrent modification. Please try again later.", which the
+# SDK does not retry (AWS Support, quoted in serverless/serverless#12064).
+PLAN_KEY_ATTEMPTS = 5
+PLAN_KEY_FIRST_WAIT = 0.5  # seconds, doubled after each refusal: 7.5 s in all at most
 
 
 @dataclass(frozen=True)
@@ -297,7 +304,7 @@ def _make(
         name=name, enabled=True, value=value, tags={**tags, f"{TAG}last4": value[-4:]}
     )
     try:
-        client.create_usage_plan_key(usagePlanId=usage_plan, keyId=made["id"], keyType="API_KEY")
+        _add_to_plan(client, usage_plan, made["id"])
     except (BotoCoreError, ClientError):
         client.delete_api_key(apiKey=made["id"])  # a key on no plan would be left behind
         raise
@@ -307,6 +314,28 @@ def _make(
         verb, "apigateway.api_key", key.id, str(key), actor=actor, parameters=parameters
     )
     return key
+
+
+def _add_to_plan(client, usage_plan: str, key_id: str) -> None:
+    """Put the key on the plan, trying again while AWS refuses a concurrent modification."""
+    wait = PLAN_KEY_FIRST_WAIT
+    for attempt in range(1, PLAN_KEY_ATTEMPTS + 1):
+        try:
+            client.create_usage_plan_key(usagePlanId=usage_plan, keyId=key_id, keyType="API_KEY")
+            return
+        except ClientError as exc:
+            if error_code(exc) != "ConflictException" or attempt == PLAN_KEY_ATTEMPTS:
+                raise
+        # The SDK repeats a call that timed out: when the first one got through, the key is on
+        # the plan already and a conflict is all the repeat can get.
+        placed = ignoring(
+            lambda: client.get_usage_plan_key(usagePlanId=usage_plan, keyId=key_id),
+            "NotFoundException",
+        )
+        if placed:
+            return
+        time.sleep(wait)
+        wait *= 2
 
 
 def _reveal_token(key: ApiKey, actor) -> str:

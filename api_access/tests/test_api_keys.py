@@ -330,6 +330,67 @@ def test_api_gateways_own_figures_where_aws_keeps_them(client, admin_user, keyed
     assert rows[1]["day"] == today and "lags real use" in note
 
 
+def test_keys_are_put_on_the_plan_through_aws_refusing_concurrent_changes(keyed, monkeypatch):
+    """API Gateway as documented, where moto is lenient: GetApiKeys pages on ``position``
+    (https://docs.aws.amazon.com/apigateway/latest/api/API_GetApiKeys.html), and
+    CreateUsagePlanKey runs one at a time per account and Region, refusing a call close behind
+    another with ConflictException 409 (its errors:
+    https://docs.aws.amazon.com/apigateway/latest/api/API_CreateUsagePlanKey.html; the message
+    and the cause: AWS Support, quoted in serverless/serverless#12064), which the SDK does not
+    retry. A load's keys, made one after the other, are all made; none is deleted."""
+    monkeypatch.setattr(api_keys, "PLAN_KEY_FIRST_WAIT", 0)
+    plan = api_keys.plan_id(keyed)
+    listing = {"includeValues": False, "limit": 500}
+
+    def key(name: str) -> dict:
+        tags = {"central-llm:project": name, "central-llm:projects": name}
+        return {"id": f"k-{name}", "name": name, "enabled": True, "tags": tags}
+
+    def plan_keys(*names: str) -> dict:
+        return {"items": [{"id": f"k-{n}", "type": "API_KEY", "name": n} for n in names]}
+
+    def refused(stub: Stubber, name: str) -> None:
+        stub.add_client_error(
+            "create_usage_plan_key",
+            service_error_code="ConflictException",
+            service_message="Unable to complete operation due to concurrent modification. "
+            "Please try again later.",
+            http_status_code=409,
+            expected_params={"usagePlanId": plan, "keyId": f"k-{name}", "keyType": "API_KEY"},
+        )
+
+    gateway = aws.client("apigateway")
+    with Stubber(gateway) as stub:
+        stub.add_response(
+            "get_usage_plan_keys", plan_keys("alpha"), {"usagePlanId": plan, "limit": 500}
+        )
+        # alpha's key is on the second page: found, not made again.
+        stub.add_response("get_api_keys", {"position": "p2", "items": []}, listing)
+        stub.add_response("get_api_keys", {"items": [key("alpha")]}, {**listing, "position": "p2"})
+        # beta: refused while another change ends, then made.
+        stub.add_response("create_api_key", key("beta"))
+        refused(stub, "beta")
+        stub.add_client_error(
+            "get_usage_plan_key", service_error_code="NotFoundException", http_status_code=404
+        )
+        stub.add_response("create_usage_plan_key", plan_keys("beta")["items"][0])
+        # gamma: the SDK's repeat of a call that did get through is refused; the key is there.
+        stub.add_response("create_api_key", key("gamma"))
+        refused(stub, "gamma")
+        stub.add_response("get_usage_plan_key", plan_keys("gamma")["items"][0])
+        # Then the keys' projects are published, from a fresh listing.
+        stub.add_response("get_usage_plan_keys", plan_keys("alpha", "beta", "gamma"))
+        stub.add_response("get_api_keys", {"items": [key("alpha"), key("beta"), key("gamma")]})
+        found = api_keys.keys_for_projects(
+            keyed, ["alpha", "beta", "gamma"], owner="demo", actor=None
+        )
+        stub.assert_no_pending_responses()
+    assert found == {"alpha": "k-alpha", "beta": "k-beta", "gamma": "k-gamma"}
+    assert published(keyed) == {"k-alpha": ["alpha"], "k-beta": ["beta"], "k-gamma": ["gamma"]}
+    made = Action.objects.filter(verb="api_key.create")
+    assert sorted(made.values_list("object_id", flat=True)) == ["k-beta", "k-gamma"]
+
+
 def published(environment: Environment) -> dict:
     """The bindings the serving hosts read, as the console last published them."""
     bucket = api_keys._output(environment, "s3.audit_bucket", "name", "audit bucket")
