@@ -7,9 +7,9 @@ import pytest
 from playwright.sync_api import expect
 
 from centralllm import aws
+from devtools.testing import log_in
 from provisioning.account_check import QUICK_CLIENTS
 from provisioning.models import Environment
-from provisioning.tests.test_deploy_browser import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -28,7 +28,7 @@ def test_an_operator_checks_the_account_before_creating_the_environment(
         GroupName=f"central-llm-{uuid.uuid4().hex[:8]}", Description="Central LLM", VpcId=vpc
     )["GroupId"]
     account = aws.client("sts", region_name=REGION).get_caller_identity()["Account"]
-    log_in(page, live_server, "otto")
+    log_in(page, live_server.url, "otto")
     page.goto(f"{live_server.url}/environments/new/")
     page.locator("#id_name").fill("eu-prod")
     page.locator("#id_region").fill(REGION)
