@@ -64,7 +64,9 @@ def audit_home(request: HttpRequest) -> HttpResponse:
     }
     environment = context["environment"]
     params["environment"] = environment.name if environment else ""
-    if environment and any(params[name] for name in ("project", "user", "status", "request_id")):
+    # Any field filled is a search: its mistakes (a start after the end, no project, user,
+    # status or request id) get their message rather than the overview in their place.
+    if environment and any(value for name, value in params.items() if name != "environment"):
         try:
             found = audit_search.parse(request.GET)
             results = audit_search.run(

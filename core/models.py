@@ -42,3 +42,9 @@ class Action(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.verb} {self.object_repr}"
+
+    def change(self) -> str:
+        """Before → after as the action log shows it; empty when neither was recorded."""
+        if not (self.before or self.after):
+            return ""
+        return f"{self.before or '—'} → {self.after or '—'}"

@@ -140,8 +140,11 @@ def test_a_keys_usage_is_read_from_its_own_environment(
     assert "3 of 10 (30%)" in listing
     disable = client.get(reverse("api-key-disable", args=[keyed.name, key_id])).content.decode()
     assert "made <strong>3</strong> requests" in disable
+    assert "These would be refused" in disable
     detail = client.get(reverse("api-key-detail", args=[keyed.name, key_id])).content.decode()
     assert "3 of 10 requests (30%)" in detail
+    # Its page shows its traffic without the disable page's warning: nothing is refused there.
+    assert "made <strong>3</strong> requests" in detail and "would be refused" not in detail
     assert f"<td>{datetime.now(UTC):%Y-%m-%d}</td><td>3</td>" in detail  # by day
     # Requests, errors, tokens, then p50 and p95 as durations (records of 123.4 ms).
     assert re.search(r"<td>3</td><td>0</td><td>63</td><td>1\d\d ms</td><td>1\d\d ms</td>", detail)

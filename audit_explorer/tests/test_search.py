@@ -121,6 +121,25 @@ def test_bad_input_gets_a_message_not_a_500(client, viewer, audited, params, mes
         assert "Search by project, user, status or request id" in page
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"start": "2026-12-05", "end": "2026-12-01"}, "Search by project, user, status or"),
+        ({"limit": "-3"}, "Search by project, user, status or request id"),
+        ({"project": "alpha", "start": "2026-12-05", "end": "2026-12-01"}, "The start must be"),
+    ],
+)
+def test_a_search_without_its_index_field_is_refused_not_dropped(
+    client, viewer, audited, params, message
+):
+    """Filled in without a project, user, status or request id, the search once gave way to
+    the overview: what was typed vanished without a word."""
+    client.force_login(viewer)
+    page = get(client, **params)
+    assert f'<p class="message error">{message}' in page
+    assert "Last 24 hours in" not in page
+
+
 def test_a_cursor_of_another_search_is_refused(client, viewer, seeded):
     client.force_login(viewer)
     page = get(client, project="alpha", limit=2)

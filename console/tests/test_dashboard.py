@@ -6,8 +6,10 @@ import re
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from console.tests.conftest import DIGEST
+from provisioning.models import Run
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +67,22 @@ def test_sqs_down_still_renders_the_dashboard_with_that_alert(
     texts = [text for _, _, text in alerts_on(response.content.decode())]
     assert len(texts) == 5 and "is stalled" in texts[-1]
     assert any(text.startswith("could not read dead letters: Could not connect") for text in texts)
+
+
+def test_a_validation_that_skipped_checks_is_not_shown_as_a_plain_pass(client, audited, viewer):
+    """The environment's badge said "passed, 4 skipped" while the dashboard said a green
+    "passed": the same run, read two ways."""
+    run = Run.objects.create(
+        environment=audited,
+        kind="validate",
+        status="succeeded",
+        finished_at=timezone.now(),
+        result={"checks": {}, "skipped": 4},
+    )
+    client.force_login(viewer)
+    page = client.get(reverse("dashboard")).content.decode()
+
+    cell = re.search(r'<a href="([^"]+)" class="([^"]+)" data-validation>([^<]+)</a>', page)
+    assert cell.groups() == (run.get_absolute_url(), "status", "passed, 4 skipped")
+    badge = client.get(reverse("provisioning:environment", args=[audited.name])).content.decode()
+    assert '<span class="state">passed, 4 skipped</span>' in badge
