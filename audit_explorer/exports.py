@@ -29,6 +29,7 @@ from rq.job import Job, JobStatus
 
 from audit_explorer import search as audit_search
 from audit_explorer.models import Export
+from core.spreadsheets import inert
 from provisioning.models import Environment
 
 log = logging.getLogger(__name__)
@@ -80,22 +81,11 @@ def lines(rows: Iterable[dict], kind: str) -> Iterator[str]:
     writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({name: _inert(value) for name, value in row.items()})
+        writer.writerow({name: inert(value) for name, value in row.items()})
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
     yield buffer.getvalue()
-
-
-# A spreadsheet runs a cell starting with one of these as a formula (=HYPERLINK(...) in a
-# prompt or a user name, typed by any caller): quoted, it stays text (OWASP, CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _inert(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 def expected_rows(search: audit_search.Search, environment: Environment) -> int:

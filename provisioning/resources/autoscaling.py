@@ -2,6 +2,14 @@
 
 from provisioning.resources.base import Resource, retrying, role_not_ready, wait_until
 
+# The group metrics the console reads (the costs app: in-service instances per hour). AWS
+# publishes group metrics to CloudWatch only once their collection is enabled, at one-minute
+# granularity, at no charge (EC2 Auto Scaling User Guide, "Monitor CloudWatch metrics for your
+# Auto Scaling groups and instances"). EnableMetricsCollection adds to what a group collects,
+# so metrics enabled by hand stay and are no drift.
+GROUP_METRICS = ("GroupInServiceInstances",)
+METRICS_GRANULARITY = "1Minute"  # the only granularity EnableMetricsCollection takes
+
 
 class GpuGroup(Resource):
     key = "autoscaling.gpu_group"
@@ -20,6 +28,7 @@ class GpuGroup(Resource):
             # The capacity provider's managed termination protection needs it: ECS then lifts
             # the protection of instances without tasks, and the group scales in only those.
             "protect_new_instances": True,
+            "metrics": sorted(GROUP_METRICS),
         }
 
     def read(self) -> dict | None:
@@ -35,6 +44,9 @@ class GpuGroup(Resource):
             "max_size": group["MaxSize"],
             "subnets": sorted(filter(None, group.get("VPCZoneIdentifier", "").split(","))),
             "protect_new_instances": group.get("NewInstancesProtectedFromScaleIn", False),
+            "metrics": sorted(
+                set(GROUP_METRICS) & {m["Metric"] for m in group.get("EnabledMetrics", [])}
+            ),
             "unprotected": sorted(
                 instance["InstanceId"]
                 for instance in group.get("Instances", [])
@@ -66,6 +78,7 @@ class GpuGroup(Resource):
             retry_if=role_not_ready,
             why="the new instance profile is not usable yet",
         )
+        self._collect_metrics(desired)
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
         self.client.update_auto_scaling_group(**self._settings(desired))
@@ -79,6 +92,16 @@ class GpuGroup(Resource):
                     InstanceIds=ids[start : start + 50],
                     ProtectedFromScaleIn=True,
                 )
+
+        if "metrics" in fields:
+            self._collect_metrics(desired)
+
+    def _collect_metrics(self, desired: dict) -> None:
+        self.client.enable_metrics_collection(
+            AutoScalingGroupName=self.name,
+            Metrics=desired["metrics"],
+            Granularity=METRICS_GRANULARITY,
+        )
 
     def delete(self, current: dict) -> None:
         self.client.delete_auto_scaling_group(AutoScalingGroupName=self.name, ForceDelete=True)

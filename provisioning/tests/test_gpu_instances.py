@@ -57,6 +57,10 @@ def described_group(*, protected: bool, instances: list[str]) -> dict:
                 "CreatedTime": datetime(2026, 1, 1, tzinfo=UTC),
                 "VPCZoneIdentifier": "subnet-a",
                 "NewInstancesProtectedFromScaleIn": protected,
+                "EnabledMetrics": [
+                    {"Metric": "GroupInServiceInstances", "Granularity": "1Minute"},
+                    {"Metric": "GroupTotalInstances", "Granularity": "1Minute"},
+                ],
                 "Instances": [
                     {
                         "InstanceId": instance,
@@ -98,8 +102,33 @@ def test_a_new_group_protects_its_new_instances_from_scale_in(group):
     # No group of this name still being deleted (a destroy just before keeps the name).
     stubber.add_response("describe_auto_scaling_groups", {"AutoScalingGroups": []})
     stubber.add_response("create_auto_scaling_group", {}, {**GROUP_SETTINGS, "DesiredCapacity": 0})
+    stubber.add_response("enable_metrics_collection", {}, METRICS_COLLECTION)
 
     gpu_group.create(gpu_group.desired())
+
+
+# EnableMetricsCollection: Granularity is required, and "1Minute" its only value (EC2 Auto
+# Scaling API Reference, EnableMetricsCollection); it adds to the metrics a group collects.
+METRICS_COLLECTION = {
+    "AutoScalingGroupName": GROUP,
+    "Metrics": ["GroupInServiceInstances"],
+    "Granularity": "1Minute",
+}
+
+
+def test_a_group_not_collecting_its_in_service_instances_is_drift_and_gets_it_enabled(group):
+    gpu_group, stubber = group
+    # Collection off: DescribeAutoScalingGroups answers EnabledMetrics empty.
+    answer = described_group(protected=True, instances=["i-0aaa"])
+    answer["AutoScalingGroups"][0]["EnabledMetrics"] = []
+    stubber.add_response("describe_auto_scaling_groups", answer)
+    stubber.add_response("update_auto_scaling_group", {}, GROUP_SETTINGS)
+    stubber.add_response("enable_metrics_collection", {}, METRICS_COLLECTION)
+
+    current = gpu_group.read()
+    fields = engine.diff(gpu_group.desired(), current)
+    assert fields == {"metrics": ([], ["GroupInServiceInstances"])}
+    gpu_group.update(gpu_group.desired(), current, list(fields))
 
 
 def test_an_unprotected_group_is_drift_and_its_running_instances_are_protected_too(group):
