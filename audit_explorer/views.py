@@ -19,6 +19,7 @@ from audit_explorer.models import Export, SavedSearch
 from centralllm.audit import items
 from core import actions
 from core import permissions as perms
+from costs import pages as cost_pages
 from provisioning.models import Environment, Release
 
 SEARCH_FIELDS = (
@@ -209,6 +210,8 @@ def audit_traffic(request: HttpRequest) -> HttpResponse:
             charts=_charts(environment, found, start, end),
             search_query=urlencode({**search, "environment": environment.name}),
         )
+        if dimension == "project":
+            context["cost"] = cost_pages.project_cost(environment, value, start, end)
     return render(request, "audit_explorer/traffic.html", context)
 
 

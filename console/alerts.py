@@ -1,6 +1,6 @@
 """What needs someone, for the dashboard: keys near their quota or expiring, rotations ending,
-dead letters waiting, audit days incomplete, runs stalled; each alert links to where it is
-fixed.
+dead letters waiting, audit days incomplete, runs stalled, projects near their budget; each
+alert links to where it is fixed.
 
 Every source reads one environment, cheaply and bounded; its docstring counts its AWS calls.
 A user gets only the alerts of the pages they may open, and a source they may not see is not
@@ -24,6 +24,7 @@ from audit_explorer import audit_runs
 from audit_explorer.models import AuditDay, DeadLetter
 from core import permissions as perms
 from core.templatetags.figures import relative
+from costs import budgets
 from provisioning import runs, state
 from provisioning.models import Environment
 
@@ -206,6 +207,28 @@ def stalled_runs(environment: Environment) -> list[Alert]:
     return found
 
 
+def _costs_page(environment: Environment) -> str:
+    return reverse("costs:environment", args=[environment.name])
+
+
+def project_budgets(environment: Environment) -> list[Alert]:
+    """Projects at 80% or 100% of their monthly budget: warnings, never a cut-off. No read
+    without budgets; with some, the month's ledger (kept 10 minutes for every viewer):
+    40 Queries of the status classes' rollups, 8 per project with traffic this month and
+    one GetMetricData."""
+    return [
+        Alert(
+            WARNING,
+            environment.name,
+            f"project {found.budget.project} has cost {found.percent}% of its monthly budget "
+            f"(${found.spent:,.2f} of ${found.budget.monthly_usd:,}): a warning only, nothing "
+            "is cut off",
+            _costs_page(environment),
+        )
+        for found in budgets.warnings(environment)
+    ]
+
+
 def _keys_page(environment: Environment) -> str:
     return reverse("api-key-list", args=[environment.name])
 
@@ -224,4 +247,5 @@ SOURCES = (
     Source("dead letters", perms.VIEW_AUDIT, dead_letters, _dead_letter_page),
     Source("the audit days", perms.VIEW_AUDIT, audit_days, _days_page),
     Source("the runs", perms.VIEW_STATE, stalled_runs, _environment_page),
+    Source("the projects' budgets", perms.VIEW_AUDIT, project_budgets, _costs_page),
 )

@@ -3,7 +3,8 @@ deployment): the runs' reaper (``provisioning.cron``) and the audit exports' (as
 API keys' schedule (rotations whose grace is over, expired keys, the dashboard's key alerts)
 and the end of temporary quota increases, and the audit trail's daily jobs: yesterday's
 completeness check (at 00:30 UTC, so that records still on their way have arrived) and the
-previews past their retention. Jobs are idempotent, so a restart or a second scheduler only
+previews past their retention; locally, the GPU group's in-service instances as AWS would
+publish them (``costs.gpu_hours``). Jobs are idempotent, so a restart or a second scheduler only
 repeats a check."""
 
 from rq import cron
@@ -14,6 +15,7 @@ from api_access.usage_plans import revert_due_increases
 from audit_explorer.audit_runs import check_yesterday
 from audit_explorer.exports import reap_all as reap_exports
 from audit_explorer.retention import drop_due_previews
+from costs.gpu_hours import publish_local as publish_local_gpu_hours
 
 KEYS_SECONDS = 60
 
@@ -23,4 +25,6 @@ cron.register(
 cron.register(check_keys, queue_name="default", interval=KEYS_SECONDS, job_timeout=300)
 cron.register(revert_due_increases, queue_name="default", interval=KEYS_SECONDS, job_timeout=300)
 cron.register(check_yesterday, queue_name="default", cron="30 0 * * *", job_timeout=300)
+# The local AWS's stand-in for the GPU group's metrics (a no-op against AWS).
+cron.register(publish_local_gpu_hours, queue_name="default", interval=KEYS_SECONDS, job_timeout=60)
 cron.register(drop_due_previews, queue_name="default", cron="0 2 * * *", job_timeout=6 * 3600)

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "core",
     "console",
     "provisioning",
+    "costs",
     "audit_explorer",
     "api_access",
     "django.contrib.admin",

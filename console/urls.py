@@ -33,6 +33,7 @@ urlpatterns = [
     path("preferences/timezone", views.set_timezone, name="set-timezone"),
     path("environments/", include("provisioning.urls")),
     path("audit/", include("audit_explorer.urls")),
+    path("costs/", include("costs.urls")),
     path("admin/django-rq/", include((get_api_urlpatterns() + _queue_pages, "django_rq"))),
     path("admin/", admin.site.urls),
 ]

@@ -33,6 +33,7 @@ GOVERNED = {
         "object_lock_days",
         "confirm_compliance",
         "hf_token_secret_arn",
+        "gpu_hourly_price",
     ],
 }
 
@@ -85,7 +86,7 @@ class EnvironmentForm(forms.ModelForm):
 
     class Meta:
         model = Environment
-        fields = [*DECLARED, "subnet_ids"]  # what an operator declares
+        fields = [*DECLARED, "subnet_ids", "gpu_hourly_price"]  # what an operator declares
         help_texts = AWS_CONSOLE_HELP
 
     def __init__(self, *args, user: AbstractBaseUser | AnonymousUser, **kwargs) -> None:

@@ -162,6 +162,17 @@ class Environment(models.Model):
         validators=[_not_negative],
         help_text="Days each new object of the audit bucket stays locked (with a mode).",
     )
+    # Not declared to AWS (no Spec field): what the costs app prices a GPU instance-hour at.
+    gpu_hourly_price = models.DecimalField(
+        "GPU price per instance-hour (USD)",
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[_not_negative],
+        help_text="What this environment pays per GPU instance-hour, for a discount or a"
+        " reservation; blank: the instance type's on-demand Linux price (AWS Price List).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

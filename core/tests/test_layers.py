@@ -1,9 +1,10 @@
 """The apps form layers: each imports only the ones below it, so no two import each other.
 
 Bottom to top: the audit contract and AWS helpers (``centralllm``, no Django), ``core`` (the
-action log, permissions, refusals), ``provisioning``, ``audit_explorer``, ``api_access``,
-and ``console``, the project shell. A lower layer that needs a higher one's behaviour offers a
-registry the higher one fills from its ``AppConfig.ready()`` (run kinds, for one).
+action log, permissions, refusals), ``provisioning``, ``costs``, ``audit_explorer``,
+``api_access``, and ``console``, the project shell. A lower layer that needs a higher one's
+behaviour offers a registry the higher one fills from its ``AppConfig.ready()`` (run kinds,
+for one).
 """
 
 import ast
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-LAYERS = ["centralllm", "core", "provisioning", "audit_explorer", "api_access", "console"]
+LAYERS = ["centralllm", "core", "provisioning", "costs", "audit_explorer", "api_access", "console"]
 
 
 def _imports(path: Path) -> set[str]:
@@ -49,4 +50,8 @@ def test_every_import_between_apps_points_down():
 def test_the_walk_sees_the_imports_it_checks():
     arrows = {(importer, imported) for importer, imported, _ in _arrows()}
 
-    assert {("provisioning", "core"), ("console", "provisioning")} <= arrows
+    assert {
+        ("provisioning", "core"),
+        ("console", "provisioning"),
+        ("costs", "provisioning"),
+    } <= arrows
