@@ -11,7 +11,7 @@ Locally the same read serves: ``publish_local`` puts what the local AWS's group 
 the local AWS's CloudWatch once a minute, as AWS would (see its limits there).
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -52,10 +52,11 @@ def instance_hours(
         },
         "ReturnData": True,
     }
+    # Whole hours: EndTime is exclusive, so the hour holding ``end`` ends the range.
     params = {
         "MetricDataQueries": [query],
-        "StartTime": start.astimezone(UTC).replace(minute=0, second=0, microsecond=0),
-        "EndTime": end.astimezone(UTC),
+        "StartTime": _hour_start(start),
+        "EndTime": _hour_start(end) + timedelta(hours=1),
         "ScanBy": "TimestampAscending",
     }
     hours = {}
@@ -67,6 +68,10 @@ def instance_hours(
         if not response.get("NextToken"):
             return hours
         params["NextToken"] = response["NextToken"]
+
+
+def _hour_start(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def publish_local() -> int:

@@ -129,7 +129,7 @@ def ledger(environment: Environment, start: datetime, end: datetime) -> Ledger:
     kept ``CACHE_SECONDS``. Raises PriceUnknown, and what AWS raises."""
     price = prices.hourly_price(environment)
     first, last = rollups.hour_of(_iso(start)), rollups.hour_of(_iso(end))
-    key = f"cost-ledger:{environment.pk}:{environment.name}:{first}:{last}:{price}"
+    key = f"cost-ledger:{environment.pk}:{first}:{last}:{price.per_hour}"
     found = cache.get(key)
     if found is None:
         found = compute(environment, start, end, price)
