@@ -72,7 +72,9 @@ def environment_create(request: HttpRequest) -> HttpResponse:
     initial = {}
     copy_of = Environment.objects.filter(name=request.GET.get("copy", "")).first()
     if copy_of is not None:
-        initial = actions.snapshot(copy_of, exclude=("id", "name", "created_at", "updated_at"))
+        copied = actions.snapshot(copy_of, exclude=("id", "name", "created_at", "updated_at"))
+        # Empty values left out: the form shows them empty either way, and posts strings.
+        initial = {name: value for name, value in copied.items() if value is not None}
     form = EnvironmentForm(request.POST or None, initial=initial, user=request.user)
     context = {"form": form, "copy": copy_of}
     if "check" in request.POST:

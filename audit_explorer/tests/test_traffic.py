@@ -45,7 +45,9 @@ def test_a_project_page_agrees_with_the_records_and_reads_only_rollups(
     in_range = [
         r for r in seeded.values() if r["createdAt"] >= (NOW - timedelta(hours=24)).isoformat()
     ]
-    assert calls == [("Query", None)] * ROLLUP_SHARDS  # the base keys of the rollups, no index
+    # The base keys of the rollups, no index: the project's, then for its GPU cost the five
+    # status classes' and its own again (costs.ledger).
+    assert calls == [("Query", None)] * ROLLUP_SHARDS * (1 + 5 + 1)
     assert f"<strong>{len(in_range)}</strong> requests" in page
     assert f"errors {sum(r['status'] >= 400 for r in in_range)}" in page
     users = Counter(r["user"] for r in in_range)
