@@ -325,3 +325,24 @@ def test_the_local_stand_in_publishes_what_the_local_group_holds(audited):
         assert found[now.strftime("%Y-%m-%dT%H")] == Decimal("2")
     finally:
         autoscaling.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
+
+
+def test_only_an_admin_sets_the_environment_s_own_price_and_a_missing_one_is_said(
+    client, operator, admin_user, audited
+):
+    edit = reverse("provisioning:environment-edit", args=[audited.name])
+    for user, posted in ((operator, "0.5"), (admin_user, "0.8125")):
+        client.force_login(user)
+        form = client.get(edit).context["form"]
+        data = {name: value for name, value in form.initial.items() if value is not None}
+        client.post(edit, {**data, "gpu_hourly_price": posted})
+    audited.refresh_from_db()
+    assert prices.hourly_price(audited) == prices.Price(
+        Decimal("0.8125"), "the environment's own price"
+    )
+    assert Action.objects.filter(verb="environment.update", actor_name="ada").exists()
+
+    audited.gpu_hourly_price, audited.instance_type = None, "p9.nothing"
+    audited.save()
+    page = client.get(reverse("costs:environment", args=[audited.name])).content.decode()
+    assert "Cost not known: No pinned price for p9.nothing" in page
