@@ -22,6 +22,7 @@ from decimal import Decimal
 from django.core.cache import cache
 
 from centralllm.audit import rollups
+from centralllm.audit.table import ROLLUP_SHARDS
 from costs import apportion, gpu_hours, prices
 from provisioning.models import Environment
 
@@ -172,24 +173,63 @@ def _usage(environment: Environment, start: datetime, end: datetime) -> dict[str
     hours: dict[str, _HourUsage] = {}
     names: set[str] = set()
     read = _each(
-        lambda status_class: rollups.read_rollups("statusClass", status_class, start, end, **table),
+        lambda status_class: _read("statusClass", status_class, start, end, **table),
         STATUS_CLASSES,
     )
-    for class_hours in read:
-        for summary in class_hours:
-            used = hours.setdefault(summary["hour"], _HourUsage())
-            used.total += summary["totalTokens"]
-            used.api_keys |= set(summary["breakdowns"].get("apiKeyId", {}))
-            names |= set(summary["breakdowns"].get("project", {}))
-    # "(other)" names no project: its rollup would be that of a project a caller so named.
-    projects = sorted(names - {rollups.OTHER})
-    read = _each(lambda name: rollups.read_rollups("project", name, start, end, **table), projects)
-    for name, project_hours in zip(projects, read, strict=True):
-        for summary in project_hours:
-            users = frozenset(summary["breakdowns"].get("user", {}))
-            used = hours.setdefault(summary["hour"], _HourUsage())
-            used.projects[name] = (summary["totalTokens"], users)
+    for items in read:
+        for item in items:
+            used = hours.setdefault(item["createdAt"]["S"], _HourUsage())
+            used.total += int(item.get("totalTokens", {}).get("N", 0))
+            used.api_keys |= set(item.get("seen.apiKeyId", {}).get("SS", []))
+            names |= set(item.get("seen.project", {}).get("SS", []))
+    projects = sorted(names)
+    read = _each(lambda name: _read("project", name, start, end, **table), projects)
+    for name, items in zip(projects, read, strict=True):
+        for item in items:
+            used = hours.setdefault(item["createdAt"]["S"], _HourUsage())
+            tokens, users = used.projects.get(name, (0, frozenset()))
+            used.projects[name] = (
+                tokens + int(item.get("totalTokens", {}).get("N", 0)),
+                users | frozenset(item.get("seen.user", {}).get("SS", [])),
+            )
     return hours
+
+
+# What a ledger reads of a rollup item: its tokens, and the sets of the values its
+# breakdowns saw (at most BREAKDOWN_CAP each; a value past the cap is in none, so its
+# project's tokens go to UNNAMED). A month of items is tens of thousands: reading only
+# these keeps botocore's parsing (most of the time) small.
+_READ = {"#hour": "createdAt", "#tokens": "totalTokens"} | {
+    f"#seen{n}": f"{rollups.SEEN_PREFIX}{name}"
+    for n, name in enumerate(("project", "apiKeyId", "user"))
+}
+
+
+def _read(
+    dimension: str, value: str, start: datetime, end: datetime, *, table: str, client
+) -> list[dict]:
+    """The items of one rollup key over the range (every write shard and page), as
+    DynamoDB returns them, with the attributes of ``_READ`` only."""
+    found = []
+    for shard in range(ROLLUP_SHARDS):
+        params = {
+            "TableName": table,
+            "KeyConditionExpression": "id = :id AND #hour BETWEEN :start AND :end",
+            "ExpressionAttributeValues": {
+                ":id": {"S": rollups.rollup_id(dimension, value, shard)},
+                ":start": {"S": rollups.hour_of(_iso(start))},
+                ":end": {"S": rollups.hour_of(_iso(end))},
+            },
+            "ProjectionExpression": ", ".join(_READ),
+            "ExpressionAttributeNames": _READ,
+        }
+        while True:
+            response = client.query(**params)
+            found += response["Items"]
+            if "LastEvaluatedKey" not in response:
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return found
 
 
 def _each(read: Callable, values: Iterable) -> list:
