@@ -301,6 +301,7 @@ def test_budgets_are_set_by_admins_and_warned_about_on_the_dashboard(
 
     page = client.get(reverse("costs:environment", args=[audited.name])).content.decode()
     assert "(set by ada)" in page and "Set budget" in page
+    assert 'class="cost-chart"' in page and "style=" not in page  # the CSP allows none
 
 
 def test_the_local_stand_in_publishes_what_the_local_group_holds(audited):
