@@ -23,7 +23,7 @@ import math
 import random
 import sys
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -141,9 +141,9 @@ class TargetTracking:
 
     It creates two CloudWatch alarms on the metric (Average, 1-minute periods): one above the
     target for 3 of 3 datapoints scales out, one below 90% of it for 15 of 15 scales in
-    (the user guide says "usually more than 10% lower"; AWS's answer in
-    https://github.com/aws/containers-roadmap/issues/1208 gives the datapoints). An alarm
-    with a scaling action invokes it every minute it stays in ALARM.
+    (the user guide says "usually more than 10% lower"; the datapoints are those of the
+    alarms AWS creates, as https://github.com/aws/containers-roadmap/issues/1208 reports them).
+    An alarm with a scaling action invokes it every minute it stays in ALARM.
     https://docs.aws.amazon.com/autoscaling/application/userguide/application-auto-scaling-target-tracking.html
     https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html
     The new capacity is proportional, rounded up, within min and max. During the scale-out
@@ -599,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     policies.append((f"auto {scaling.min_tasks}-{scaling.max_tasks}", scaling))
     if args.sized and sized > scaling.max_tasks:
-        policies.append((f"auto {scaling.min_tasks}-{sized}", _with_max(scaling, sized)))
+        policies.append((f"auto {scaling.min_tasks}-{sized}", replace(scaling, max_tasks=sized)))
     results = [
         Simulation(load, service, delays, policy, name=name, seed=args.seed).run()
         for name, policy in policies
@@ -607,16 +607,6 @@ def main(argv: list[str] | None = None) -> int:
     _print_summary(results, load, args.target)
     _print_timeline(results)
     return 0
-
-
-def _with_max(scaling: Scaling, max_tasks: int) -> Scaling:
-    return Scaling(
-        scaling.min_tasks,
-        max_tasks,
-        scaling.target_requests_per_task,
-        scaling.scale_out_cooldown_seconds,
-        scaling.scale_in_cooldown_seconds,
-    )
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
