@@ -21,6 +21,10 @@ Where it differs from CloudWatch Logs:
 - Best effort: a PutMetricData the local AWS refuses is dropped with a warning, not retried.
 - It publishes each line as it comes, one call per namespace; fine for a few lines a
   minute, no log shipper.
+
+And what the local AWS (moto) does with the datapoints: it keeps every value as sent and
+answers GetMetricData with Sum, Average, Minimum, Maximum and SampleCount, but no percentile
+(a ``p95`` query fails), and it never evaluates alarms on them by itself.
 """
 
 import argparse
@@ -142,13 +146,17 @@ def publish(line: str) -> int:
 
 
 def follow(path: Path) -> Iterator[str]:
-    """The lines added to ``path`` from now on, for ever."""
+    """The lines added to ``path`` after this call, for ever."""
     tail = logs.LogTail(path)
-    while True:
-        if path.exists() and path.stat().st_size < tail.offset:
-            tail.offset, tail.partial = 0, b""  # cut shorter (or replaced): from the start
-        yield from tail.new_lines()
-        time.sleep(POLL_SECONDS)
+
+    def lines() -> Iterator[str]:
+        while True:
+            if path.exists() and path.stat().st_size < tail.offset:
+                tail.offset, tail.partial = 0, b""  # cut shorter (or replaced): from the start
+            yield from tail.new_lines()
+            time.sleep(POLL_SECONDS)
+
+    return lines()
 
 
 def run(lines: Iterable[str]) -> None:

@@ -29,7 +29,6 @@ import os
 import sys
 import threading
 import urllib.request
-from typing import TextIO
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -72,9 +71,8 @@ def read_queue(url: str, timeout: float = READ_TIMEOUT_SECONDS) -> tuple[float, 
 class QueueReporter:
     """Reads the queue and prints its line; nothing, and one warning per outage, when it cannot."""
 
-    def __init__(self, url: str, out: TextIO = sys.stdout) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.out = out
         # "starting", "waiting" (for the first reading, said once), then "up" or "down".
         self.state = "starting"
 
@@ -105,8 +103,8 @@ class QueueReporter:
             },
             event="vllm_queue",
         )
-        self.out.write(line + "\n")
-        self.out.flush()
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
         return True
 
     def run(self, interval: float, stop: threading.Event) -> None:
