@@ -71,8 +71,8 @@ def _guarded(read: Callable[[], dict]) -> dict:
     try:
         return read()
     except (BotoCoreError, ClientError) as exc:
-        # An HTML error page (a stand-in's 500) is no message: its first line says enough.
-        return {"error": str(exc).splitlines()[0][:300]}
+        # An HTML error page (the stand-in's 500) is no message: what precedes it says enough.
+        return {"error": str(exc).partition("<!")[0].strip().rstrip(":")[:300]}
 
 
 def _target(ctx: Context) -> dict:

@@ -8,6 +8,7 @@ the first registration makes) its service-linked role for ECS:
 https://docs.aws.amazon.com/autoscaling/application/userguide/application-auto-scaling-service-linked-roles.html
 """
 
+from collections.abc import Callable
 from functools import partial
 
 from botocore.exceptions import ClientError
@@ -59,8 +60,18 @@ class _Scaling(Resource):
             "ScalableDimension": DIMENSION,
         }
 
-    def _retried(self, call, why: str, retry_if=_not_settled) -> None:
-        retrying(self.ctx, call, retry_if=retry_if, why=why)
+    def _retried(self, call: Callable[[], object], why: str) -> None:
+        retrying(self.ctx, call, retry_if=_not_settled, why=why)
+
+    def _remove(self, call: Callable[[], object]) -> None:
+        """``call``, a deletion: what is gone already is done, a pending update waited for."""
+        gone_or_removed = partial(ignoring, call, GONE)
+        retrying(
+            self.ctx,
+            gone_or_removed,
+            retry_if=_busy,
+            why="another change to the scaling target is pending",
+        )
 
 
 class ScalableTarget(_Scaling):
@@ -114,12 +125,8 @@ class ScalableTarget(_Scaling):
         self.create(desired)  # RegisterScalableTarget registers or updates
 
     def delete(self, current: dict) -> None:
-        # Deregistering also deletes the target's policies (its API reference); one already
-        # gone is what was wanted.
-        deregister = partial(
-            ignoring, partial(self.client.deregister_scalable_target, **self._keys()), GONE
-        )
-        self._retried(deregister, "another change to the scaling target is pending", _busy)
+        # Deregistering also deletes the target's policies (its API reference).
+        self._remove(partial(self.client.deregister_scalable_target, **self._keys()))
 
     def outputs(self, current: dict) -> dict:
         return {"resource_id": self.resource_id, "arn": current["arn"]}
@@ -184,12 +191,9 @@ class ScalingPolicy(_Scaling):
 
     def delete(self, current: dict) -> None:
         # Gone already if its target was deregistered meanwhile (that deletes its policies).
-        remove = partial(
-            ignoring,
-            partial(self.client.delete_scaling_policy, PolicyName=POLICY_NAME, **self._keys()),
-            GONE,
+        self._remove(
+            partial(self.client.delete_scaling_policy, PolicyName=POLICY_NAME, **self._keys())
         )
-        self._retried(remove, "another change to the scaling target is pending", _busy)
 
     def outputs(self, current: dict) -> dict:
         return {"name": POLICY_NAME, "arn": current["arn"], "alarms": current["alarms"]}
