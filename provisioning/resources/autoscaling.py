@@ -2,6 +2,11 @@
 
 from provisioning.resources.base import Resource, retrying, role_not_ready, wait_until
 
+# The group's own metrics the environment page charts (instances in service over time):
+# Auto Scaling sends them to CloudWatch only once collection is enabled, at one minute.
+# https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-metrics.html
+GROUP_METRICS = ["GroupDesiredCapacity", "GroupInServiceInstances"]
+
 
 class GpuGroup(Resource):
     key = "autoscaling.gpu_group"
@@ -11,15 +16,17 @@ class GpuGroup(Resource):
     depends_on = ("ec2.launch_template", "ec2.network")
 
     def desired(self) -> dict:
-        # Room for a rolling deployment at 200%; the capacity provider sets the desired size.
+        # Room for a rolling deployment at 200% of the most tasks scaling may run; the
+        # capacity provider sets the desired size.
         return {
             "launch_template": self.output("ec2.launch_template")["name"],
             "min_size": 0,
-            "max_size": max(2 * self.spec.desired_count, 1),
+            "max_size": 2 * self.spec.max_tasks,
             "subnets": sorted(self.output("ec2.network")["subnet_ids"]),
             # The capacity provider's managed termination protection needs it: ECS then lifts
             # the protection of instances without tasks, and the group scales in only those.
             "protect_new_instances": True,
+            "metrics": GROUP_METRICS,
         }
 
     def read(self) -> dict | None:
@@ -35,6 +42,12 @@ class GpuGroup(Resource):
             "max_size": group["MaxSize"],
             "subnets": sorted(filter(None, group.get("VPCZoneIdentifier", "").split(","))),
             "protect_new_instances": group.get("NewInstancesProtectedFromScaleIn", False),
+            # Others enabled beside ours are no drift.
+            "metrics": [
+                name
+                for name in GROUP_METRICS
+                if name in {item["Metric"] for item in group.get("EnabledMetrics", [])}
+            ],
             "unprotected": sorted(
                 instance["InstanceId"]
                 for instance in group.get("Instances", [])
@@ -79,6 +92,11 @@ class GpuGroup(Resource):
                     InstanceIds=ids[start : start + 50],
                     ProtectedFromScaleIn=True,
                 )
+
+        if "metrics" in fields:
+            self.client.enable_metrics_collection(
+                AutoScalingGroupName=self.name, Metrics=desired["metrics"], Granularity="1Minute"
+            )
 
     def delete(self, current: dict) -> None:
         self.client.delete_auto_scaling_group(AutoScalingGroupName=self.name, ForceDelete=True)
