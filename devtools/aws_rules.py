@@ -297,7 +297,7 @@ class AwsRules:
             return None
         state["throttles"] -= 1
         self._fire("throttling")
-        return _throttling_response(state["protocol"])
+        return throttling_response(state["protocol"])
 
     def _observe(self, http_response: Any, parsed: dict, model: Any, context: dict, **kw) -> None:
         state = context.get(_KEY)
@@ -797,7 +797,7 @@ def _hook_name(model: Any) -> str:
     return f"{model.service_model.endpoint_prefix}.{model.name}"
 
 
-def _throttling_response(protocol: str) -> AWSResponse:
+def throttling_response(protocol: str) -> AWSResponse:
     code, status = _THROTTLES[protocol]
     message = "Rate exceeded"
     request_id = str(uuid.uuid4())

@@ -28,14 +28,14 @@ TRACEBACK = "Traceback (most recent call last):"
 CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 
 
-class _Followed:
-    def __init__(self, name: str, path: Path, also: re.Pattern | None) -> None:
-        self.name = name
+class LogTail:
+    """The lines added to a log file since the last call, from where it ended at the start
+    (a line still being written waits for its end)."""
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.also = also
         self.offset = path.stat().st_size if path.exists() else 0
         self.partial = b""
-        self.in_traceback = False
 
     def new_lines(self) -> list[str]:
         if not self.path.exists():
@@ -46,6 +46,14 @@ class _Followed:
         self.offset += len(data) - len(self.partial)
         *lines, self.partial = data.split(b"\n")
         return [COLOURS.sub("", line.decode(errors="replace")).rstrip() for line in lines]
+
+
+class _Followed(LogTail):
+    def __init__(self, name: str, path: Path, also: re.Pattern | None) -> None:
+        super().__init__(path)
+        self.name = name
+        self.also = also
+        self.in_traceback = False
 
     def shown(self, line: str) -> str | None:
         """What the terminal shows of ``line`` (None: nothing)."""

@@ -190,6 +190,10 @@ def _long_running() -> dict[str, list[str]]:
         processes["model"] = [sys.executable, "-m", "devtools.vllm_local", "serve", "--port", port]
         # Where the local environment's validation runs send their chat completion.
         os.environ.setdefault("LOCAL_MODEL_URL", f"http://127.0.0.1:{port}")
+        if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
+            # CloudWatch Logs' stand-in: the model's embedded metrics into the local AWS.
+            extract = [sys.executable, "-m", "devtools.emf_to_cloudwatch"]
+            processes["model-metrics"] = [*extract, str(services.log_of("model"))]
     return processes
 
 

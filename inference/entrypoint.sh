@@ -1,5 +1,6 @@
 #!/bin/sh
-# Start vLLM's OpenAI server with the audit middleware; arguments are passed on to `vllm serve`.
+# Start vLLM's OpenAI server with the audit middleware, and the reader of its queue; arguments
+# are passed on to `vllm serve`.
 #
 # Audit records name the image tag and task definition revision that served them. On ECS the
 # task learns both from its metadata endpoint, unless IMAGE_TAG / TASK_DEFINITION_REVISION are
@@ -29,6 +30,10 @@ for name, value in found.items():
 PY
 )"
 fi
+
+# vLLM's queue for scaling, one reader per task beside the server (inference/vllm_queue.py): it
+# stops once the server, which it becomes the child of below, is gone.
+python3 -m inference.vllm_queue http://127.0.0.1:8000/metrics &
 
 exec vllm serve "$MODEL_ID" \
   --served-model-name "$SERVED_MODEL_NAME" \

@@ -1,4 +1,5 @@
-"""How far behind the audit is: on vLLM's ``/metrics`` and as CloudWatch metrics.
+"""How far behind the audit is: on vLLM's ``/metrics`` and as CloudWatch metrics; and the
+one writer of the image's CloudWatch embedded metric lines (``emf_line``).
 
 The backlog is read from the spool directory itself by whoever asks (see
 ``writer.spool_backlog``): each spool file's name holds its record count and the time of its
@@ -9,7 +10,9 @@ written by the uploader and read by the serving process's collector. Records are
 in the serving process (the disk fails and memory is full), so the writer counts those.
 
 CloudWatch gets the same figures as embedded metric format lines on stdout (``emf_line``):
-the task's awslogs driver sends them to CloudWatch Logs, which turns them into metrics.
+the task's awslogs driver sends them to CloudWatch Logs, which turns them into metrics. The
+serving metrics (``centralllm.serving``: vLLM's queue, what clients got) take the same path
+under their own namespace.
 """
 
 import json
@@ -21,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from centralllm import serving
+
 if TYPE_CHECKING:
     from inference.writer import AuditWriter
 
@@ -28,18 +33,27 @@ NAMESPACE = "CentralLLM/Audit"
 COUNTERS_FILE = "uploader-counters.json"
 
 
-def emf_line(values: Mapping[str, tuple[float, str]], **fields: Any) -> str:
-    """One embedded-metric-format document: ``values`` maps a metric name to (value, unit);
-    ``fields`` are logged beside them (searchable in Logs Insights, not metrics)."""
+def environment() -> str:
+    """The ``Environment`` dimension of every metric the image publishes."""
+    return os.environ.get("AUDIT_ENVIRONMENT") or "default"
+
+
+def emf_line(
+    namespace: str, values: Mapping[str, tuple[float | list[float], str]], **fields: Any
+) -> str:
+    """One embedded-metric-format document under ``namespace``, its one dimension the
+    environment: ``values`` maps a metric name to (value, unit), the value a number or a list
+    of at most 100 numbers (the format's limit per metric and document); ``fields`` are logged
+    beside them (searchable in Logs Insights, not metrics)."""
     metrics = [{"Name": name, "Unit": unit} for name, (_, unit) in values.items()]
     document = {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
             "CloudWatchMetrics": [
-                {"Namespace": NAMESPACE, "Dimensions": [["Environment"]], "Metrics": metrics}
+                {"Namespace": namespace, "Dimensions": [[serving.DIMENSION]], "Metrics": metrics}
             ],
         },
-        "Environment": os.environ.get("AUDIT_ENVIRONMENT") or "default",
+        serving.DIMENSION: environment(),
         **fields,
         **{name: value for name, (value, _) in values.items()},
     }

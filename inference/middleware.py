@@ -30,6 +30,8 @@ Loaded by ``vllm serve ... --middleware inference.middleware.AuditMiddleware``
   whose ``x-llm-source`` is another project gets a 403 in OpenAI's error format
   (``attribution_refused``), audited as such.
 - A client that goes away before the response is complete makes the record ``cancelled``.
+- What clients got (status, time to first token) is counted for CloudWatch by
+  ``inference.answers``, which holds nothing else of the request.
 - The ASGI lifespan passes through to the app; on its shutdown the writer is flushed.
 """
 
@@ -43,6 +45,7 @@ from typing import Any
 
 from centralllm.audit import contract
 from inference import records
+from inference.answers import AnswerMetrics
 from inference.attribution import Attribution
 from inference.writer import AuditWriter
 
@@ -114,6 +117,7 @@ class AuditMiddleware:
         *,
         gateway_secret: str | None = None,
         attribution: Attribution | None = None,
+        answers: AnswerMetrics | None = None,
     ) -> None:
         self.app = app
         self.writer = writer or AuditWriter.from_env()
@@ -127,6 +131,8 @@ class AuditMiddleware:
             every_seconds=contract.ATTRIBUTION_SECONDS,
         )
         self.attribution.start()
+        self.answers = answers or AnswerMetrics()
+        self.answers.start()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -143,6 +149,7 @@ class AuditMiddleware:
         async def lifespan_send(message: Message) -> None:
             if message["type"].startswith("lifespan.shutdown."):
                 self.attribution.stop()
+                self.answers.stop()
                 await asyncio.to_thread(self.writer.close)
             await send(message)
 
@@ -198,6 +205,7 @@ class AuditMiddleware:
         finally:
             exchange.finish()
             self.writer.submit(exchange)
+            self.answers.add(*exchange.answer())
 
 
 def _from_gateway(headers: list, secret: bytes) -> bool:
@@ -353,6 +361,21 @@ class AuditedExchange:
         if self.finished_at is None:
             self.finished_at = time.perf_counter()
 
+    def answer(self) -> tuple[int | None, float | None]:
+        """What the client got, for the serving metrics: the status (None when it went away
+        before any response; 500 when the app never answered, as the server then does) and
+        the time to first token of a stream (a plain response's first bytes are its end)."""
+        status = self.status
+        if status is None:
+            status = None if self.cancelled else 500
+        streamed = self._content_type().startswith("text/event-stream")
+        return status, self._ttft_ms() if streamed else None
+
+    def _ttft_ms(self) -> float | None:
+        if self.first_body_at is None:
+            return None
+        return (self.first_body_at - self.started_at) * 1000
+
     # In the writer thread.
 
     def encoded(self) -> bytes:
@@ -375,11 +398,7 @@ class AuditedExchange:
             "cancelled": self.cancelled,
             "error": error,
             "latencyMs": (self.finished_at - self.started_at) * 1000,
-            "ttftMs": (
-                None
-                if self.first_body_at is None
-                else (self.first_body_at - self.started_at) * 1000
-            ),
+            "ttftMs": self._ttft_ms(),
             "requestTruncated": self.request_size > self.max_body_bytes,
             "responseTruncated": self.response_size > self.max_body_bytes,
             "flags": self.flags,

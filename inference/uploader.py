@@ -256,6 +256,7 @@ class Uploader:
         spooled, oldest = spool_backlog(self.spool_dir)
         since = {name: self.counters[name] - self._reported[name] for name in self.counters}
         line = metrics.emf_line(
+            metrics.NAMESPACE,
             {
                 "SpoolRecords": (spooled, "Count"),
                 "SpoolOldestUnsentSeconds": (round(oldest, 3), "Seconds"),

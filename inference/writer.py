@@ -230,6 +230,7 @@ class AuditWriter:
             self.lost += len(entries)
         for entry in entries:
             line = metrics.emf_line(
+                metrics.NAMESPACE,
                 {"LostRecords": (1, "Count")},
                 event="audit_record_lost",
                 requestId=records.header(entry)["requestId"],

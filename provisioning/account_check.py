@@ -34,6 +34,7 @@ CHECKED = (
     "security_group_id",
     "instance_type",
     "desired_count",
+    "max_tasks",  # what the vCPU quota is measured against
     "model_id",
     "hf_token_secret_arn",
     "source_repository",

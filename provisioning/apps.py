@@ -5,7 +5,16 @@ class ProvisioningConfig(AppConfig):
     name = "provisioning"
 
     def ready(self) -> None:
-        from provisioning import engine_runs, kinds, rollout_runs, validation_runs
+        from provisioning import (
+            engine_runs,
+            kinds,
+            rollout_runs,
+            scaling,
+            sections,
+            validation_runs,
+        )
+
+        sections.register(scaling.SECTION)
 
         for kind in (
             engine_runs.PLAN,

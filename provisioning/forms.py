@@ -59,8 +59,9 @@ AWS_CONSOLE_HELP = {
     "types. Its vCPUs count against Service Quotas → AWS services → Amazon Elastic Compute "
     "Cloud (Amazon EC2) → Running On-Demand G and VT instances (P types: Running On-Demand P "
     "instances) → Applied account-level quota value.",
-    "desired_count": "GPU instances serving the model, one task each. A rollout starts as "
-    "many again beside them, so the vCPU quota must hold twice this many instances.",
+    "desired_count": "The tasks (one GPU instance each) the service starts with, between the "
+    "min and max tasks; scaling moves the count from there, and an apply sets it back only "
+    "if it is outside them.",
     "model_id": "The model's id on Hugging Face (publisher/name, as at the top of its page).",
     "hf_token_secret_arn": "Secrets Manager console → Secrets → the secret holding the Hugging "
     "Face token → Secret ARN. Needed for gated models (mistralai/…).",

@@ -96,7 +96,38 @@ class Environment(models.Model):
     hf_token_secret_arn = models.CharField(
         "Hugging Face token secret ARN", max_length=300, blank=True
     )
-    desired_count = models.IntegerField(default=1, validators=[_not_negative])
+    desired_count = models.IntegerField(default=1)  # within min..max tasks (clean)
+    # Scaling: Application Auto Scaling moves the service's desired count between these on
+    # the serving hosts' queue (centralllm.serving); desired_count is only where it starts.
+    min_tasks = models.IntegerField(
+        default=1,
+        validators=[_at_least_one],
+        help_text="Scaling never goes below this many tasks, however quiet the night.",
+    )
+    max_tasks = models.IntegerField(
+        default=4,
+        validators=[_at_least_one],
+        help_text="Scaling never goes above this many tasks (one GPU instance each): the vCPU"
+        " quota must hold them, and pre-flight checks it.",
+    )
+    target_requests_per_task = models.IntegerField(
+        default=16,
+        validators=[_at_least_one],
+        help_text="Requests in flight per task (vLLM's waiting and running requests) that"
+        " scaling holds: above it tasks are added, well below it removed.",
+    )
+    scale_out_cooldown_seconds = models.IntegerField(
+        "scale-out cooldown (seconds)",
+        default=60,
+        validators=[_not_negative],
+        help_text="After adding tasks, how long before adding more.",
+    )
+    scale_in_cooldown_seconds = models.IntegerField(
+        "scale-in cooldown (seconds)",
+        default=300,
+        validators=[_not_negative],
+        help_text="After removing tasks, how long before removing more.",
+    )
     throttle_burst_limit = models.IntegerField(default=50, validators=[_not_negative])
     throttle_rate_limit = models.IntegerField(default=100, validators=[_not_negative])
     quota_limit = models.IntegerField(
@@ -230,6 +261,7 @@ class Environment(models.Model):
                 f"{self.audit_retention_days} days: keep them fewer days, or 0."
             )
         errors.update(self._object_lock_errors())
+        errors.update(self._scaling_errors())
         if errors:
             raise ValidationError(errors)
 
@@ -246,6 +278,16 @@ class Environment(models.Model):
                 "object_lock_days": f"Records expire after {records} days: lock them at most "
                 "as long (or keep the records for ever, 0)."
             }
+        return {}
+
+    def _scaling_errors(self) -> dict[str, str]:
+        low, high = self.min_tasks, self.max_tasks
+        if low is None or high is None:
+            return {}  # a field's own validation already says what is wrong with it
+        if high < low:
+            return {"max_tasks": f"At least the min tasks ({low})."}
+        if self.desired_count is not None and not low <= self.desired_count <= high:
+            return {"desired_count": f"Between the min and max tasks ({low} to {high})."}
         return {}
 
     @property

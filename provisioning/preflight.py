@@ -613,9 +613,9 @@ def _quota(ctx: Context) -> Check:
     if not types["InstanceTypes"]:
         return Check(QUOTA, False, f"EC2 does not know the instance type {instance_type}")
     vcpus = types["InstanceTypes"][0]["VCpuInfo"]["DefaultVCpus"]
-    # One task per one-GPU instance, and a rollout starts the new tasks beside the old ones
-    # (maximumPercent 200, minimumHealthyPercent 50): the Auto Scaling group's max_size.
-    instances = max(2 * ctx.spec.desired_count, 1)
+    # One task per one-GPU instance: scaling may run max_tasks of them, and a rollout there
+    # starts the new tasks beside the old ones (maximumPercent 200: the group's max_size).
+    instances = ctx.spec.max_tasks
     needed = vcpus * instances
     quotas = ctx.client("service-quotas")
     try:
@@ -628,11 +628,30 @@ def _quota(ctx: Context) -> Check:
     quota = int(value) if float(value).is_integer() else value
     figures = (
         f"needs {needed} vCPUs: {instances} instance{'s' if instances > 1 else ''} of "
-        f"{instance_type} during a rollout; quota is {quota} ({title}, {code})"
+        f"{instance_type} at the max tasks; quota is {quota} ({title}, {code})"
     )
     if needed > value:
-        return Check(QUOTA, False, f"{figures}: request an increase in Service Quotas")
-    return Check(QUOTA, True, f"{figures}; instances already running count against it too")
+        return Check(
+            QUOTA,
+            False,
+            f"{figures}: scaling could not reach them; lower the max tasks or request an "
+            "increase in Service Quotas",
+        )
+    if 2 * needed > value:
+        return Check(
+            QUOTA,
+            True,
+            f"{figures}; a rollout at the max tasks starts as many again ({2 * needed} vCPUs): "
+            "short of them, ECS stops old tasks first (minimumHealthyPercent 50) and the "
+            "rollout takes longer",
+            warning=True,
+        )
+    return Check(
+        QUOTA,
+        True,
+        f"{figures}, {2 * needed} during a rollout there; instances already running count "
+        "against it too",
+    )
 
 
 def _service_role(ctx: Context) -> Check:

@@ -111,13 +111,17 @@ def register_revision(ctx: Context, image: Image) -> str:
 
 
 def move_service(ctx: Context, arn: str) -> None:
+    """The first rollout starts the declared tasks (a real-AWS service has none before it);
+    later ones keep the count scaling has reached. Scaling may add tasks during the
+    deployment, but ECS suspends its scale-in until the deployment ends:
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-auto-scaling.html"""
+    first = not ctx.spec.live_image_tag
+    count = {"desiredCount": ctx.spec.desired_count} if first else {}
     ctx.client("ecs").update_service(
-        cluster=ctx.name("Cluster"),
-        service=ctx.name("Service"),
-        taskDefinition=arn,
-        desiredCount=ctx.spec.desired_count,
+        cluster=ctx.name("Cluster"), service=ctx.name("Service"), taskDefinition=arn, **count
     )
-    ctx.say(f"the service now deploys {_short(arn)} to {ctx.spec.desired_count} tasks")
+    tasks = f"{ctx.spec.desired_count} tasks" if first else "as many tasks as it runs"
+    ctx.say(f"the service now deploys {_short(arn)} to {tasks}")
 
 
 def follow_deployment(

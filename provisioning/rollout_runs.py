@@ -19,6 +19,7 @@ from provisioning import engine, rollout, runs
 from provisioning.jobs import RunCancelled
 from provisioning.kinds import RunKind
 from provisioning.models import Environment, Hold, Release, Run
+from provisioning.resources.applicationautoscaling import ScalableTarget
 from provisioning.resources.base import Context, Progress, ProvisioningError, Spec
 from provisioning.resources.cloudwatch import ServiceHealthAlarm
 from provisioning.runs import log
@@ -63,7 +64,7 @@ def _rollout(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
             raise
         _make_live(release)
     if not spec.live_image_tag:
-        _bring_alarm_into_force(run, progress)
+        _bring_into_force(run, progress)
     result = {"image_tag": image.tag, "image_digest": image.digest, "task_definition": arn}
     return result, f"{image.tag} ({image.digest[:19]}) is live on {_short_arn(arn)}."
 
@@ -88,13 +89,22 @@ def _check_rollout(environment: Environment, parameters: dict) -> None:
         raise Refused(f"{hold.image_tag} is on hold ({hold.reason}): clear the hold first.")
 
 
-def _bring_alarm_into_force(run: Run, progress: Progress) -> None:
+# What waits for the first release, and how it waits until an apply if bringing it fails.
+_AFTER_FIRST_RELEASE = (
+    (ServiceHealthAlarm.key, "the running-tasks alarm stays silent"),
+    (ScalableTarget.key, "scaling stays suspended at no task"),
+)
+
+
+def _bring_into_force(run: Run, progress: Progress) -> None:
     """The first release is live: the running-tasks alarm, silent while no task was meant to
-    run, now has tasks to watch. A failure here leaves the release live and says what to do."""
-    try:
-        engine.apply_one(run.environment, ServiceHealthAlarm.key, progress)
-    except (ProvisioningError, Refused) as exc:
-        log(run, f"{exc}: the running-tasks alarm stays silent until the next apply", level="error")
+    run, now has tasks to watch, and scaling, held at no task, takes the count over. A
+    failure here leaves the release live and says what to do."""
+    for key, meanwhile in _AFTER_FIRST_RELEASE:
+        try:
+            engine.apply_one(run.environment, key, progress)
+        except (ProvisioningError, Refused) as exc:
+            log(run, f"{exc}: {meanwhile} until the next apply", level="error")
 
 
 def _rollback(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:

@@ -4,6 +4,7 @@ letters), cached in Redis so that many viewers cost one set of AWS calls per cac
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -150,15 +151,20 @@ def endpoint_url(rows: list[ResourceState]) -> str | None:
 
 
 def live(environment: Environment) -> dict[str, Any]:
-    """The environment's state in AWS, at most ``AWS_STATE_CACHE_SECONDS`` old. One viewer
-    reads AWS while the others wait for its answer, so a cache period costs one set of calls."""
+    """The environment's state in AWS, at most ``AWS_STATE_CACHE_SECONDS`` old."""
     key = f"environment-state:{environment.pk}:{environment.updated_at.timestamp()}"
+    return cached(key, lambda: read_live(environment))
+
+
+def cached(key: str, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``read()``'s answer, at most ``AWS_STATE_CACHE_SECONDS`` old. One viewer reads AWS
+    while the others wait for its answer, so a cache period costs one set of calls."""
     state = cache.get(key)
     if state is not None:
         return state
     if cache.add(f"{key}:reading", 1, timeout=30):
         try:
-            state = read_live(environment)
+            state = read()
             cache.set(key, state, settings.AWS_STATE_CACHE_SECONDS)
         finally:
             cache.delete(f"{key}:reading")

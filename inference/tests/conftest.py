@@ -140,3 +140,46 @@ def wait_for_metrics(url: str, condition, what: str) -> dict[str, float]:
         assert time.monotonic() < deadline, f"/metrics never showed {what}: {figures}"
         time.sleep(0.1)
     return figures
+
+
+# CloudWatch's units, as the embedded metric format's schema lists them.
+UNITS = {
+    *("Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes"),
+    *("Gigabytes", "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits"),
+    *("Percent", "Count", "Bytes/Second", "Kilobytes/Second", "Megabytes/Second"),
+    *("Gigabytes/Second", "Terabytes/Second", "Bits/Second", "Kilobits/Second"),
+    *("Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None"),
+}
+
+
+def emf_documents(output: str, event: str) -> list[dict]:
+    """The embedded-metric-format documents of ``event`` among ``output``'s lines, each held to
+    the specification (Specification: Embedded metric format, CloudWatch User Guide): a whole
+    JSON object per line, ``_aws`` with a Timestamp in milliseconds and MetricDirectives, each
+    a Namespace, dimension sets of at most 9 keys naming string members of the root, at most
+    100 metrics naming members that are a number or an array of at most 100 numbers."""
+    documents = []
+    for line in output.splitlines():
+        if not line.startswith("{"):
+            continue
+        document = json.loads(line)
+        if document.get("event") != event:
+            continue
+        meta = document["_aws"]
+        assert isinstance(meta["Timestamp"], int)
+        assert abs(meta["Timestamp"] / 1000 - time.time()) < 600
+        for directive in meta["CloudWatchMetrics"]:
+            assert isinstance(directive["Namespace"], str) and 0 < len(directive["Namespace"]) < 256
+            for keys in directive["Dimensions"]:
+                assert len(keys) <= 9
+                assert all(isinstance(document[key], str) for key in keys)
+            assert 0 < len(directive["Metrics"]) <= 100
+            for definition in directive["Metrics"]:
+                assert set(definition) <= {"Name", "Unit"}
+                assert definition.get("Unit", "None") in UNITS
+                value = document[definition["Name"]]
+                values = value if isinstance(value, list) else [value]
+                assert 0 < len(values) <= 100
+                assert all(type(number) in (int, float) for number in values)
+        documents.append(document)
+    return documents

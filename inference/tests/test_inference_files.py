@@ -3,9 +3,11 @@
 import json
 import os
 import re
+import shutil
 import string
 import subprocess
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -149,6 +151,13 @@ def test_the_entrypoint_serves_the_model_with_the_middleware(tmp_path):
         'echo "$IMAGE_TAG $TASK_DEFINITION_REVISION" > deployment\n'
     )
     fake_vllm.chmod(0o755)
+    # python3 as it is, but for the queue reader, which says how it was started.
+    python3 = tmp_path / "python3"
+    python3.write_text(
+        '#!/bin/sh\nif [ "$2" = inference.vllm_queue ]; then echo "$@" > reader.tmp;'
+        f' mv reader.tmp reader; exit; fi\nexec {shutil.which("python3")} "$@"\n'
+    )
+    python3.chmod(0o755)
     metadata = ThreadingHTTPServer(("127.0.0.1", 0), _Metadata)
     threading.Thread(target=metadata.serve_forever, daemon=True).start()
     try:
@@ -173,3 +182,10 @@ def test_the_entrypoint_serves_the_model_with_the_middleware(tmp_path):
     assert args[args.index("--served-model-name") + 1] == "ministral-8b-instruct"
     assert args[-2:] == ["--max-model-len", "256"]
     assert (tmp_path / "deployment").read_text().split() == ["0123abc", "central-llm-service:42"]
+    # The reader of vLLM's queue, in the background beside the server, on the server's port.
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "reader").exists():
+        assert time.monotonic() < deadline, "the entrypoint started no queue reader"
+        time.sleep(0.05)
+    reader = (tmp_path / "reader").read_text().split()
+    assert reader == ["-m", "inference.vllm_queue", "http://127.0.0.1:8000/metrics"]

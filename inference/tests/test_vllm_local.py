@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from centralllm import aws
+from centralllm import aws, serving
 from centralllm.audit import contract, items, rollups
 from devtools import services, vllm_local
 from devtools.testing import create_audit_table, create_bucket
-from inference.tests.conftest import wait_for_metrics
+from inference.tests.conftest import emf_documents, wait_for_metrics
 from llm_audit_ingest import local as local_ingest
 
 pytestmark = [
@@ -37,8 +37,9 @@ STARTUP_SECONDS = 300
 
 
 class Server:
-    def __init__(self, url: str, audit_bucket: str, raw_bucket: str) -> None:
+    def __init__(self, url: str, audit_bucket: str, raw_bucket: str, log: Path) -> None:
         self.url = url
+        self.log = log  # the server's output, as awslogs would ship it
         self.audit_bucket = audit_bucket
         self.raw_bucket = raw_bucket
 
@@ -109,7 +110,7 @@ def serve_tiny_model(tmp_path_factory, audit_bucket: str, raw_bucket: str) -> It
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_for_health(process, url, log_path)
-        yield Server(url, audit_bucket, raw_bucket)
+        yield Server(url, audit_bucket, raw_bucket, log_path)
     finally:
         process.stop(timeout=30)
 
@@ -237,3 +238,27 @@ def test_chat_completion_lands_in_dynamodb_through_s3_sqs_and_the_handler(server
     assert rollups.summarize(hours)["requests"] == len(found.items)
     dlq = local_ingest.ensure_queue(local_ingest.dlq_name())
     assert "Messages" not in aws.client("sqs").receive_message(QueueUrl=dlq, WaitTimeSeconds=0)
+
+
+def test_the_serving_metrics_are_in_the_servers_output(server):
+    """vLLM's own queue gauges, read by the reader the serve command starts, and the answers
+    the middleware counted, as embedded metric lines in what the server writes."""
+    server.chat_stream("Stream me.")
+    # The answers come within their interval, the queue within its own (and a busy machine's).
+    deadline = time.monotonic() + serving.QUEUE_INTERVAL_SECONDS + 20
+    while True:
+        output = server.log.read_text(errors="replace")
+        queue = emf_documents(output, "vllm_queue")
+        answers = [
+            document
+            for document in emf_documents(output, "serving_answers")
+            if document["Responses"]
+        ]
+        if queue and answers:
+            break
+        assert time.monotonic() < deadline, "no serving metrics in the server's output"
+        time.sleep(1)
+    latest = queue[-1]
+    assert latest["Environment"] == "local"  # the local AWS's environment
+    assert latest["RequestsInFlight"] == latest["RequestsWaiting"] + latest["RequestsRunning"]
+    assert any(document.get("TimeToFirstToken") for document in answers)

@@ -5,6 +5,7 @@ The engine orders them by their ``depends_on``; the order here is only for readi
 
 from provisioning.resources import (
     apigateway,
+    applicationautoscaling,
     autoscaling,
     cloudwatch,
     codebuild,
@@ -57,6 +58,9 @@ CATALOGUE = [
     elbv2.TargetGroup,
     elbv2.Listener,
     ecs.Service,
+    # Scaling (issue 23): the service's task count follows the serving hosts' queue
+    applicationautoscaling.ScalableTarget,
+    applicationautoscaling.ScalingPolicy,
     # API (section 7)
     apigateway.VpcLink,
     apigateway.RestApi,

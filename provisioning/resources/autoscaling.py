@@ -2,13 +2,10 @@
 
 from provisioning.resources.base import Resource, retrying, role_not_ready, wait_until
 
-# The group metrics the console reads (the costs app: in-service instances per hour). AWS
-# publishes group metrics to CloudWatch only once their collection is enabled, at one-minute
-# granularity, at no charge (EC2 Auto Scaling User Guide, "Monitor CloudWatch metrics for your
-# Auto Scaling groups and instances"). EnableMetricsCollection adds to what a group collects,
-# so metrics enabled by hand stay and are no drift.
-GROUP_METRICS = ("GroupInServiceInstances",)
-METRICS_GRANULARITY = "1Minute"  # the only granularity EnableMetricsCollection takes
+# The group's own metrics the environment page charts (instances in service over time):
+# Auto Scaling sends them to CloudWatch only once collection is enabled, at one minute.
+# https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-metrics.html
+GROUP_METRICS = ["GroupDesiredCapacity", "GroupInServiceInstances"]
 
 
 class GpuGroup(Resource):
@@ -19,16 +16,17 @@ class GpuGroup(Resource):
     depends_on = ("ec2.launch_template", "ec2.network")
 
     def desired(self) -> dict:
-        # Room for a rolling deployment at 200%; the capacity provider sets the desired size.
+        # Room for a rolling deployment at 200% of the most tasks scaling may run; the
+        # capacity provider sets the desired size.
         return {
             "launch_template": self.output("ec2.launch_template")["name"],
             "min_size": 0,
-            "max_size": max(2 * self.spec.desired_count, 1),
+            "max_size": 2 * self.spec.max_tasks,
             "subnets": sorted(self.output("ec2.network")["subnet_ids"]),
             # The capacity provider's managed termination protection needs it: ECS then lifts
             # the protection of instances without tasks, and the group scales in only those.
             "protect_new_instances": True,
-            "metrics": sorted(GROUP_METRICS),
+            "metrics": GROUP_METRICS,
         }
 
     def read(self) -> dict | None:
@@ -44,9 +42,12 @@ class GpuGroup(Resource):
             "max_size": group["MaxSize"],
             "subnets": sorted(filter(None, group.get("VPCZoneIdentifier", "").split(","))),
             "protect_new_instances": group.get("NewInstancesProtectedFromScaleIn", False),
-            "metrics": sorted(
-                set(GROUP_METRICS) & {m["Metric"] for m in group.get("EnabledMetrics", [])}
-            ),
+            # Others enabled beside ours are no drift.
+            "metrics": [
+                name
+                for name in GROUP_METRICS
+                if name in {item["Metric"] for item in group.get("EnabledMetrics", [])}
+            ],
             "unprotected": sorted(
                 instance["InstanceId"]
                 for instance in group.get("Instances", [])
@@ -78,6 +79,7 @@ class GpuGroup(Resource):
             retry_if=role_not_ready,
             why="the new instance profile is not usable yet",
         )
+        # From the first hour: the costs app prices the group's instance-hours from them.
         self._collect_metrics(desired)
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
@@ -98,9 +100,7 @@ class GpuGroup(Resource):
 
     def _collect_metrics(self, desired: dict) -> None:
         self.client.enable_metrics_collection(
-            AutoScalingGroupName=self.name,
-            Metrics=desired["metrics"],
-            Granularity=METRICS_GRANULARITY,
+            AutoScalingGroupName=self.name, Metrics=desired["metrics"], Granularity="1Minute"
         )
 
     def delete(self, current: dict) -> None:

@@ -180,7 +180,12 @@ class Spec:
     source_repository: str
     image_tag: str
     hf_token_secret_arn: str
-    desired_count: int
+    desired_count: int  # where the service starts; scaling then moves it within min..max
+    min_tasks: int
+    max_tasks: int
+    target_requests_per_task: int  # the RequestsInFlight per task scaling holds
+    scale_out_cooldown_seconds: int
+    scale_in_cooldown_seconds: int
     throttle_burst_limit: int
     throttle_rate_limit: int
     quota_limit: int

@@ -291,6 +291,12 @@ def task_count(spec: Spec) -> int:
     return spec.desired_count if spec.is_local or spec.live_image_tag else 0
 
 
+def task_range(spec: Spec) -> tuple[int, int]:
+    """The desired counts the service may have: what scaling moves it between, or, before
+    the first rollout on real AWS, none (``task_count``)."""
+    return (spec.min_tasks, spec.max_tasks) if task_count(spec) else (0, 0)
+
+
 class Service(Resource):
     """Rolling deployments keep half the tasks serving; a failing one rolls itself back."""
 
@@ -327,11 +333,11 @@ class Service(Resource):
         if not active:
             return None
         service = active[0]
-        current = {
-            "arn": service["serviceArn"],
-            "task_definition": service["taskDefinition"],
-            "desired_count": service["desiredCount"],
-        }
+        current = {"arn": service["serviceArn"], "task_definition": service["taskDefinition"]}
+        # Scaling owns the count within min..max: only a count outside them is drift.
+        low, high = task_range(self.spec)
+        if not low <= service["desiredCount"] <= high:
+            current["desired_count"] = service["desiredCount"]
         # The local AWS reports neither of these: no drift to claim then.
         if "healthCheckGracePeriodSeconds" in service:
             current["health_check_grace_seconds"] = service["healthCheckGracePeriodSeconds"]
@@ -379,13 +385,15 @@ class Service(Resource):
         retrying(self.ctx, create, retry_if=role_not_ready, why="ECS's service role is not ready")
 
     def update(self, desired: dict, current: dict, fields: list[str]) -> None:
+        # The count is set back only when it is outside min..max: within, it is scaling's.
+        count = {"desiredCount": desired["desired_count"]} if "desired_count" in fields else {}
         self.client.update_service(
             cluster=self.ctx.name("Cluster"),
             service=self.name,
             taskDefinition=desired["task_definition"],
-            desiredCount=desired["desired_count"],
             healthCheckGracePeriodSeconds=desired["health_check_grace_seconds"],
             deploymentConfiguration=desired["deployment"],
+            **count,
         )
 
     def delete(self, current: dict) -> None:

@@ -212,8 +212,9 @@ def test_a_quota_too_small_and_a_bucket_name_another_account_owns_fail_saying_wh
 
     assert found["vCPU quota"] == (
         "failed",
-        "needs 16 vCPUs: 2 instances of g5.2xlarge during a rollout; quota is 8 (Running "
-        "On-Demand G and VT instances, L-DB2E81BA): request an increase in Service Quotas",
+        "needs 32 vCPUs: 4 instances of g5.2xlarge at the max tasks; quota is 8 (Running "
+        "On-Demand G and VT instances, L-DB2E81BA): scaling could not reach them; lower the "
+        "max tasks or request an increase in Service Quotas",
     )
     assert found["bucket names"] == (
         "failed",

@@ -225,6 +225,13 @@ def test_a_real_aws_environment_converges_under_aws_as_documented_where_the_stan
         # No task runs before the first rollout: nobody is paged for it from day 0.
         assert alarm["ActionsEnabled"] is False
         assert alarm["TreatMissingData"] == "notBreaching"
+        # Nor does scaling start tasks with no image to pull: held at none, and suspended.
+        service = f"service/central-llm-service-cluster{suffix}/central-llm-service{suffix}"
+        [target] = aws.client("application-autoscaling").describe_scalable_targets(
+            ServiceNamespace="ecs", ResourceIds=[service]
+        )["ScalableTargets"]
+        assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 0)
+        assert all(target["SuspendedState"].values())
 
         destroyed = engine.destroy(
             environment,

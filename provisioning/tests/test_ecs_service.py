@@ -34,7 +34,6 @@ def test_a_service_without_a_health_check_grace_period_is_drift_and_repaired(stu
             "cluster": "central-llm-service-cluster-stub",
             "service": "central-llm-service-stub",
             "taskDefinition": TASK,
-            "desiredCount": 1,
             "healthCheckGracePeriodSeconds": HEALTH_CHECK_GRACE_SECONDS,
             "deploymentConfiguration": DEPLOYMENT,
         },

@@ -126,7 +126,7 @@ def test_drift_reports_changes_made_behind_our_back_and_apply_repairs_them(envir
     aws.client("ecs").update_service(
         cluster=f"central-llm-service-cluster{suffix}",
         service=f"central-llm-service{suffix}",
-        desiredCount=3,
+        desiredCount=7,  # above the max tasks (4): within them, the count is scaling's
     )
 
     apigateway = aws.client("apigateway")
@@ -150,8 +150,8 @@ def test_drift_reports_changes_made_behind_our_back_and_apply_repairs_them(envir
     assert list(drifted["dynamodb.audit_table"].fields) == ["indexes"]
     assert list(drifted["s3.raw_bucket"].fields) == ["versioning"]
     assert list(drifted["iam.lambda_role"].fields) == ["inline_policies"]
-    assert drifted["ecs.service"].fields == {"desired_count": (3, 1)}
-    assert "desired_count: 3 -> 1" in str(drifted["ecs.service"])
+    assert drifted["ecs.service"].fields == {"desired_count": (7, 1)}
+    assert "desired_count: 7 -> 1" in str(drifted["ecs.service"])
 
     repaired = engine.apply(spec)
     assert repaired.outcomes["ecs.service"] == "updated desired_count"

@@ -9,7 +9,7 @@ import pytest
 
 from centralllm import aws
 from provisioning import engine
-from provisioning.resources.autoscaling import GpuGroup
+from provisioning.resources.autoscaling import GROUP_METRICS, GpuGroup
 from provisioning.resources.base import Spec
 from provisioning.resources.ec2 import METADATA_OPTIONS, ROOT_VOLUME, LaunchTemplate
 from provisioning.resources.ecs import CapacityProvider
@@ -49,7 +49,7 @@ def described_group(*, protected: bool, instances: list[str]) -> dict:
                 f"autoScalingGroupName/{GROUP}",
                 "LaunchTemplate": template,
                 "MinSize": 0,
-                "MaxSize": 2,
+                "MaxSize": 8,
                 "DesiredCapacity": len(instances),
                 "DefaultCooldown": 300,
                 "AvailabilityZones": [f"{GROUP_REGION}a"],
@@ -58,8 +58,7 @@ def described_group(*, protected: bool, instances: list[str]) -> dict:
                 "VPCZoneIdentifier": "subnet-a",
                 "NewInstancesProtectedFromScaleIn": protected,
                 "EnabledMetrics": [
-                    {"Metric": "GroupInServiceInstances", "Granularity": "1Minute"},
-                    {"Metric": "GroupTotalInstances", "Granularity": "1Minute"},
+                    {"Metric": metric, "Granularity": "1Minute"} for metric in GROUP_METRICS
                 ],
                 "Instances": [
                     {
@@ -91,7 +90,7 @@ GROUP_SETTINGS = {
     "AutoScalingGroupName": GROUP,
     "LaunchTemplate": {"LaunchTemplateName": GROUP, "Version": "$Latest"},
     "MinSize": 0,
-    "MaxSize": 2,
+    "MaxSize": 8,  # twice the max tasks: a rollout at the most tasks starts as many again
     "VPCZoneIdentifier": "subnet-a",
     "NewInstancesProtectedFromScaleIn": True,
 }
@@ -102,33 +101,14 @@ def test_a_new_group_protects_its_new_instances_from_scale_in(group):
     # No group of this name still being deleted (a destroy just before keeps the name).
     stubber.add_response("describe_auto_scaling_groups", {"AutoScalingGroups": []})
     stubber.add_response("create_auto_scaling_group", {}, {**GROUP_SETTINGS, "DesiredCapacity": 0})
-    stubber.add_response("enable_metrics_collection", {}, METRICS_COLLECTION)
+    # Its metrics from the first hour (the costs app prices its instance-hours from them).
+    stubber.add_response(
+        "enable_metrics_collection",
+        {},
+        {"AutoScalingGroupName": GROUP, "Metrics": GROUP_METRICS, "Granularity": "1Minute"},
+    )
 
     gpu_group.create(gpu_group.desired())
-
-
-# EnableMetricsCollection: Granularity is required, and "1Minute" its only value (EC2 Auto
-# Scaling API Reference, EnableMetricsCollection); it adds to the metrics a group collects.
-METRICS_COLLECTION = {
-    "AutoScalingGroupName": GROUP,
-    "Metrics": ["GroupInServiceInstances"],
-    "Granularity": "1Minute",
-}
-
-
-def test_a_group_not_collecting_its_in_service_instances_is_drift_and_gets_it_enabled(group):
-    gpu_group, stubber = group
-    # Collection off: DescribeAutoScalingGroups answers EnabledMetrics empty.
-    answer = described_group(protected=True, instances=["i-0aaa"])
-    answer["AutoScalingGroups"][0]["EnabledMetrics"] = []
-    stubber.add_response("describe_auto_scaling_groups", answer)
-    stubber.add_response("update_auto_scaling_group", {}, GROUP_SETTINGS)
-    stubber.add_response("enable_metrics_collection", {}, METRICS_COLLECTION)
-
-    current = gpu_group.read()
-    fields = engine.diff(gpu_group.desired(), current)
-    assert fields == {"metrics": ([], ["GroupInServiceInstances"])}
-    gpu_group.update(gpu_group.desired(), current, list(fields))
 
 
 def test_an_unprotected_group_is_drift_and_its_running_instances_are_protected_too(group):
@@ -164,6 +144,29 @@ def test_instances_ecs_unprotected_are_not_drift(group):
     stubber.add_response("describe_auto_scaling_groups", answer)
 
     assert engine.diff(gpu_group.desired(), gpu_group.read()) == {}
+
+
+def test_a_group_without_its_metrics_collected_is_drift_and_collects_them(group):
+    """The page charts the group's instances in service: Auto Scaling sends its group metrics
+    to CloudWatch only once collection is enabled; others enabled beside them are no drift
+    (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_EnableMetricsCollection.html)."""
+    gpu_group, stubber = group
+    answer = described_group(protected=True, instances=[])
+    answer["AutoScalingGroups"][0]["EnabledMetrics"] = [
+        {"Metric": "GroupTotalInstances", "Granularity": "1Minute"}
+    ]
+    stubber.add_response("describe_auto_scaling_groups", answer)
+    stubber.add_response("update_auto_scaling_group", {}, GROUP_SETTINGS)
+    stubber.add_response(
+        "enable_metrics_collection",
+        {},
+        {"AutoScalingGroupName": GROUP, "Metrics": GROUP_METRICS, "Granularity": "1Minute"},
+    )
+
+    current = gpu_group.read()
+    fields = engine.diff(gpu_group.desired(), current)
+    assert fields == {"metrics": ([], GROUP_METRICS)}
+    gpu_group.update(gpu_group.desired(), current, list(fields))
 
 
 def described_provider(protection: str) -> dict:

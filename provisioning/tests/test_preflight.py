@@ -647,9 +647,9 @@ def test_no_zone_offering_the_instance_type_fails(aws):
     assert preflight.failures(checks) == [zones]
 
 
-def test_a_quota_too_small_for_a_rollout_fails_with_the_figures(aws):
-    """A rollout runs the new task beside the old one, one task per instance (issue 19, item
-    7): three tasks need six instances for a while."""
+def test_a_quota_too_small_for_the_max_tasks_fails_with_the_figures(aws):
+    """One task per instance, and scaling may run the max tasks (issue 23): four tasks need
+    four instances, whatever the count the service starts with."""
     stubbed = aws(desired_count=3)
     answer_account(stubbed)
     answer_account_wide(stubbed)
@@ -662,11 +662,28 @@ def test_a_quota_too_small_for_a_rollout_fails_with_the_figures(aws):
     quota = by_name(checks)["vCPU quota"]
 
     assert not quota.ok
-    assert quota.reason.startswith(
-        "needs 48 vCPUs: 6 instances of g5.2xlarge during a rollout; quota is 16 "
-        "(Running On-Demand G and VT instances, L-DB2E81BA): request an increase"
+    assert quota.reason == (
+        "needs 32 vCPUs: 4 instances of g5.2xlarge at the max tasks; quota is 16 "
+        "(Running On-Demand G and VT instances, L-DB2E81BA): scaling could not reach them; "
+        "lower the max tasks or request an increase in Service Quotas"
     )
     assert preflight.failures(checks) == [quota]
+
+
+def test_a_quota_that_holds_the_max_tasks_but_not_a_rollout_there_warns(aws):
+    stubbed = aws()
+    answer_account(stubbed)
+    answer_account_wide(stubbed)
+    answer_network(stubbed)
+    answer_offerings(stubbed, list(SUBNETS.values()))
+    answer_quota(stubbed, vcpus=8, quota=48.0)
+    answer_image(stubbed)
+
+    quota = by_name(stubbed.run())["vCPU quota"]
+
+    assert quota.ok and quota.warning
+    assert "needs 32 vCPUs: 4 instances of g5.2xlarge at the max tasks; quota is 48" in quota.reason
+    assert "starts as many again (64 vCPUs)" in quota.reason
 
 
 @pytest.mark.parametrize(
@@ -674,7 +691,7 @@ def test_a_quota_too_small_for_a_rollout_fails_with_the_figures(aws):
     [("p4d.24xlarge", "L-417A185B"), ("vt1.3xlarge", "L-DB2E81BA"), ("m5.xlarge", "L-1216C47A")],
 )
 def test_each_family_is_measured_against_its_own_quota(aws, instance_type, code):
-    stubbed = aws(instance_type=instance_type, desired_count=0)
+    stubbed = aws(instance_type=instance_type, max_tasks=1)
     answer_account(stubbed)
     answer_account_wide(stubbed)
     answer_network(stubbed)
@@ -684,7 +701,6 @@ def test_each_family_is_measured_against_its_own_quota(aws, instance_type, code)
 
     quota = by_name(stubbed.run())["vCPU quota"]
 
-    # At least one instance, even with no task declared.
     assert quota.ok and f"needs 96 vCPUs: 1 instance of {instance_type}" in quota.reason
 
 
@@ -700,7 +716,7 @@ def test_an_account_without_its_own_quota_value_gets_the_default(aws):
     quota = by_name(stubbed.run())["vCPU quota"]
 
     assert not quota.ok
-    assert "needs 16 vCPUs: 2 instances of g5.2xlarge during a rollout; quota is 0" in quota.reason
+    assert "needs 32 vCPUs: 4 instances of g5.2xlarge at the max tasks; quota is 0" in quota.reason
     assert "GetAWSDefaultServiceQuota" in stubbed.operations
 
 
@@ -1471,7 +1487,7 @@ def test_on_moto_a_fresh_account_warns_of_the_role_and_fails_a_subnet_without_a_
     assert f"; {subnets[1]} (rtb-" in path.reason and ": no default route" in path.reason
     assert checks["model token"].ok, checks["model token"]
     assert checks["vCPU quota"].reason.startswith(
-        "needs 16 vCPUs: 2 instances of g5.2xlarge during a rollout; quota is 64"
+        "needs 32 vCPUs: 4 instances of g5.2xlarge at the max tasks; quota is 64"
     )
     ctx.close()
 

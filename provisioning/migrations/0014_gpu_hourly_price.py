@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("provisioning", "0012_resource_state"),
+        ("provisioning", "0013_scaling_settings"),
     ]
 
     operations = [
