@@ -172,7 +172,7 @@ class Environment(models.Model):
     rollout_error_rate_percent = models.IntegerField(
         "rollout 5xx rate limit (%)",
         default=5,
-        validators=[_not_negative, MaxValueValidator(100, "A rate is at most 100%.")],
+        validators=[_not_negative, MaxValueValidator(100, "A rate is at most 100 percent.")],
         help_text="A rollout rolls back when more than this percentage of responses are 5xx"
         " for 2 of 3 minutes while ECS deploys and bakes; 0: not watched.",
     )

@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
                 help_text="A rollout rolls back when more than this percentage of responses are 5xx for 2 of 3 minutes while ECS deploys and bakes; 0: not watched.",
                 validators=[
                     django.core.validators.MinValueValidator(0, "Must be zero or more."),
-                    django.core.validators.MaxValueValidator(100, "A rate is at most 100%."),
+                    django.core.validators.MaxValueValidator(100, "A rate is at most 100 percent."),
                 ],
                 verbose_name="rollout 5xx rate limit (%)",
             ),
