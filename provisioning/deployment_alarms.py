@@ -27,10 +27,10 @@ from provisioning.resources.cloudwatch import ROLLOUT_ALARMS, RolloutAlarm
 
 # What the rollout page says of the local stand-in (devtools.local_ecs_alarms), and the docs.
 LOCAL_LIMITS = (
-    "The local AWS evaluates no alarm and its ECS knows no deployment alarms: the local "
-    "stand-in fails and rolls back a deployment when a watched alarm goes into ALARM while it "
-    "settles (set it with aws cloudwatch set-alarm-state), after LOCAL_ECS_BAKE_SECONDS, not "
-    "the bake time AWS derives from the alarms."
+    "nothing evaluates alarms in the local AWS and its ECS knows no deployment alarms. A local "
+    "deployment settles for LOCAL_ECS_BAKE_SECONDS (not the bake time AWS derives from the "
+    "alarms); a watched alarm that goes into ALARM meanwhile (aws cloudwatch set-alarm-state) "
+    "fails it and rolls it back, reported as ECS reports it. The circuit breaker never trips."
 )
 
 

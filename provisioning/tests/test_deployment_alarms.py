@@ -24,7 +24,7 @@ from provisioning.resources.base import Context
 from provisioning.resources.cloudwatch import TOPIC, RolloutErrorRateAlarm, RolloutTtftAlarm
 from provisioning.resources.ecs import Service
 from provisioning.tests.test_engine import actions
-from provisioning.tests.test_rollout import roll_out
+from provisioning.tests.test_rollout import _deployment, roll_out
 
 REGION = "ap-northeast-2"  # no other test file uses it: clients are shared process-wide
 CLUSTER = "central-llm-service-cluster-stub"
@@ -69,17 +69,6 @@ def _services(deployments: list[dict], task_definition: str, running: int = 1) -
                 "events": [],
             }
         ]
-    }
-
-
-def _deployment(arn: str, state: str, status: str, reason: str = "") -> dict:
-    return {
-        "id": f"ecs-svc/{arn[-1]}",
-        "status": status,
-        "taskDefinition": arn,
-        "rolloutState": state,
-        "rolloutStateReason": reason,
-        "createdAt": DEPLOYED_AT,
     }
 
 
