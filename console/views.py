@@ -54,6 +54,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "validation": state.last_validation(environment),
             "running": environment.runs.filter(status__in=Run.ACTIVE).first(),
             "image": state.live_image(environment),
+            # The newest release: a rollout ECS rolled back shows beside the live image.
+            "last_release": environment.releases.first(),
         }
         for environment in Environment.objects.all()
     ]

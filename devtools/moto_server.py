@@ -1,6 +1,6 @@
 """moto's server with what the platform needs from AWS that moto 5.2 lacks, added as AWS
-documents it: tags on API Gateway API keys, and CodeBuild builds that run and push their image
-(``devtools.local_codebuild``).
+documents it: tags on API Gateway API keys, CodeBuild builds that run and push their image
+(``devtools.local_codebuild``), and ECS deployment alarms (``devtools.local_ecs_alarms``).
 
 moto tags only stages; AWS's TagResource, UntagResource and GetTags take any API Gateway
 resource ARN, ``arn:aws:apigateway:<region>::/apikeys/<id>`` among them
@@ -17,7 +17,7 @@ from moto import server
 from moto.apigateway import urls
 from moto.apigateway.responses import APIGatewayResponse
 
-from devtools import local_codebuild
+from devtools import local_codebuild, local_ecs_alarms
 
 API_KEY_ARN = "/tags/arn:(?P<partition>[^/]+):apigateway:(?P<region_name>[^/]+)::/apikeys/"
 urls.url_paths["{0}" + API_KEY_ARN + "(?P<api_key_id>[^/]+)$"] = APIGatewayResponse.dispatch
@@ -61,6 +61,7 @@ APIGatewayResponse.tag_resource = tag_resource
 APIGatewayResponse.untag_resource = untag_resource
 APIGatewayResponse.get_tags = get_tags
 local_codebuild.install()
+local_ecs_alarms.install()
 
 if __name__ == "__main__":
     server.main()

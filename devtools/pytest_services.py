@@ -25,6 +25,8 @@ def pytest_load_initial_conftests(early_config, parser, args) -> None:
     os.environ["REDIS_URL"] = redis_url
     # The local CodeBuild's builds take 1 s here (15 s under `make run`).
     os.environ.setdefault("LOCAL_BUILD_SECONDS", "1")
+    # A local deployment that watches alarms settles for 1 s here (30 s under `make run`).
+    os.environ.setdefault("LOCAL_ECS_BAKE_SECONDS", "1")
     local_aws = services.LocalAWS().start()
     _started.append(local_aws)
     os.environ.update(local_aws.env())

@@ -5,6 +5,7 @@ then create or update what differs), so an interrupted apply is resumed by apply
 and a converged environment costs reads only.
 """
 
+import copy
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -397,9 +398,11 @@ def run_step(ctx: Context, key: str, title: str, action: Callable[[], str]) -> s
     except Exception as exc:
         ctx.progress.failed(key, str(exc))
         if isinstance(exc, _EXPECTED):
-            # Keeps its kind (a rollback stays a rollback) and gains the step's name.
-            kind = type(exc) if isinstance(exc, ProvisioningError) else ProvisioningError
-            raise kind(f"{title}: {exc}") from exc
+            # Keeps its kind and what it carries (a rollback stays a rollback, with the alarm
+            # that made it) and gains the step's name.
+            named = copy.copy(exc) if isinstance(exc, ProvisioningError) else ProvisioningError()
+            named.args = (f"{title}: {exc}",)
+            raise named from exc
         raise
     ctx.progress.finished(key, outcome)
     return outcome

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -192,6 +192,20 @@ class Environment(models.Model):
         default=0,
         validators=[_not_negative],
         help_text="Days each new object of the audit bucket stays locked (with a mode).",
+    )
+    rollout_ttft_p95_ms = models.IntegerField(
+        "rollout TTFT p95 limit (ms)",
+        default=3000,
+        validators=[_not_negative],
+        help_text="A rollout rolls back when the time to first token's p95 stays above this"
+        " many milliseconds for 2 of 3 minutes while ECS deploys and bakes; 0: not watched.",
+    )
+    rollout_error_rate_percent = models.IntegerField(
+        "rollout 5xx rate limit (%)",
+        default=5,
+        validators=[_not_negative, MaxValueValidator(100, "A rate is at most 100 percent.")],
+        help_text="A rollout rolls back when more than this percentage of responses are 5xx"
+        " for 2 of 3 minutes while ECS deploys and bakes; 0: not watched.",
     )
     # Not declared to AWS (no Spec field): what the costs app prices a GPU instance-hour at.
     gpu_hourly_price = models.DecimalField(
@@ -521,6 +535,9 @@ class Release(models.Model):
     task_definition = models.CharField(max_length=300, help_text="The revision's ARN.")
     outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.ROLLING_OUT)
     reason = models.TextField(blank=True, help_text="Why it failed or was rolled back.")
+    # The deployment alarms ECS watched ({"watched": [...]}) and, after a rollback by one,
+    # which fired with its values ({"fired": {...}}): provisioning.deployment_alarms.
+    alarms = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -534,6 +551,14 @@ class Release(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image_tag} on {self.environment}"
+
+    @property
+    def status(self) -> str:
+        """Its outcome as the pages say it: "rolled back (alarm)" when a deployment alarm
+        made ECS roll it back."""
+        if self.outcome == self.Outcome.ROLLED_BACK and self.alarms.get("fired"):
+            return f"{self.outcome} (alarm)"
+        return self.outcome
 
     @property
     def revision(self) -> str:

@@ -1,6 +1,7 @@
 """A rollout (deployment guide, section 9): build the inference image in CodeBuild, find what
 the build pushed in ECR, register a task definition revision with it, move the ECS service
-onto it, and follow the deployment until it is steady or ECS's circuit breaker rolls it back.
+onto it, and follow the deployment until it is steady or ECS rolls it back (its circuit
+breaker, or a deployment alarm: ``provisioning.deployment_alarms``).
 
 Plain Python (no Django); each stage reports through the run's Progress, so a page shows
 which stage a GPU task is in (waiting for capacity, pulling the image, loading the model,
@@ -12,6 +13,7 @@ from datetime import datetime
 
 from botocore.exceptions import ClientError
 
+from provisioning import deployment_alarms
 from provisioning.resources.base import Context, ProvisioningError, error_code
 from provisioning.resources.ecs import HEALTH_CHECK_GRACE_SECONDS, TaskDefinition
 
@@ -29,7 +31,13 @@ NO_CAPACITY = "unable to place a task"
 
 
 class RolledBack(ProvisioningError):
-    """The deployment failed and ECS put the service back on the previous revision."""
+    """The deployment failed and ECS put the service back on the previous revision;
+    ``alarm`` is the deployment alarm that failed it, with its values (None: the circuit
+    breaker did)."""
+
+    def __init__(self, message: str, alarm: dict | None = None) -> None:
+        super().__init__(message)
+        self.alarm = alarm
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,8 @@ def follow_deployment(
                 ctx.say(f"task {_short(task['taskArn'])} stopped: {_stop_reason(task)}")
         deployment = _deployment_of(service, arn)
         if deployment is None or deployment.get("rolloutState") == "FAILED":
-            raise RolledBack(_rollback_reason(service, deployment, stopped))
+            alarm = deployment_alarms.fired(ctx, cluster, name)
+            raise RolledBack(_rollback_reason(service, deployment, stopped, alarm), alarm)
         steady = (
             deployment.get("rolloutState", "COMPLETED") == "COMPLETED"
             and len(service.get("deployments", [])) == 1
@@ -181,7 +190,11 @@ def _deployment_of(service: dict, arn: str) -> dict | None:
     return ours
 
 
-def _rollback_reason(service: dict, deployment: dict | None, stopped: list[dict]) -> str:
+def _rollback_reason(
+    service: dict, deployment: dict | None, stopped: list[dict], alarm: dict | None
+) -> str:
+    if alarm is not None:
+        return f"ECS rolled the deployment back: alarm {alarm['name']} fired ({alarm['said']})"
     parts = []
     if deployment is not None and deployment.get("rolloutStateReason"):
         parts.append(deployment["rolloutStateReason"])

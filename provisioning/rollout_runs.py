@@ -15,7 +15,7 @@ from core import actions
 from core.actions import Actor
 from core.permissions import START_ROLLOUT
 from core.refusals import Refused
-from provisioning import engine, rollout, runs
+from provisioning import deployment_alarms, engine, rollout, runs
 from provisioning.jobs import RunCancelled
 from provisioning.kinds import RunKind
 from provisioning.models import Environment, Hold, Release, Run
@@ -44,6 +44,7 @@ def _rollout(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
             image_tag=image.tag,
             image_digest=image.digest,
             task_definition=arn,
+            alarms={"watched": deployment_alarms.watched(spec)},
         )
         try:
             _stage(ctx, "service", lambda: rollout.move_service(ctx, arn), lambda _: "moved")
@@ -51,7 +52,7 @@ def _rollout(run: Run, spec: Spec, progress: Progress) -> tuple[dict, str]:
                 ctx, "deployment", lambda: rollout.follow_deployment(ctx, arn), lambda _: "steady"
             )
         except rollout.RolledBack as exc:
-            _roll_back(release, str(exc), by="ECS's circuit breaker")
+            _rolled_back_by_ecs(release, exc)
             raise
         except RunCancelled:
             run.refresh_from_db(fields=["roll_back_reason", "cancel_requested_by"])
@@ -163,6 +164,17 @@ def _make_live(release: Release) -> None:
 def _roll_back(release: Release, reason: str, *, by: str) -> None:
     _end_release(release, Release.Outcome.ROLLED_BACK, reason)
     _hold(release, reason, by)
+
+
+def _rolled_back_by_ecs(release: Release, exc: rollout.RolledBack) -> None:
+    """ECS put the service back: its circuit breaker, or a deployment alarm, kept on the
+    release with the values it saw."""
+    if exc.alarm is None:
+        _roll_back(release, str(exc), by="ECS's circuit breaker")
+        return
+    release.alarms = {**release.alarms, "fired": exc.alarm}
+    release.save(update_fields=["alarms"])
+    _roll_back(release, str(exc), by=f"ECS's deployment alarm {exc.alarm['name']}")
 
 
 def _hold(release: Release, reason: str, by: str) -> None:

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("provisioning", "0014_gpu_hourly_price"),
+        ("provisioning", "0015_gpu_hourly_price"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

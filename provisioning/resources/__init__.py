@@ -75,4 +75,7 @@ CATALOGUE = [
     cloudwatch.DlqDepthAlarm,
     cloudwatch.AuditBacklogAlarm,
     cloudwatch.AuditQuarantineAlarm,
+    # Rollouts roll back on slower answers (issue 23): the service's deployment watches these
+    cloudwatch.RolloutTtftAlarm,
+    cloudwatch.RolloutErrorRateAlarm,
 ]

@@ -201,6 +201,9 @@ class Spec:
     preview_retention_days: int  # 0: as long as the item
     object_lock_mode: str  # S3 Object Lock on the audit bucket: "", GOVERNANCE or COMPLIANCE
     object_lock_days: int  # each new object's default retention, with a mode
+    # What a rollout's deployment alarms roll back on (0: that alarm is not watched).
+    rollout_ttft_p95_ms: int
+    rollout_error_rate_percent: int
     # What the last rollout put live; empty until the first one.
     live_image_tag: str = ""
     # Temporary quota increases in force (api_access.models.QuotaIncrease), on top of the limit.

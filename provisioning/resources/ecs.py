@@ -21,6 +21,10 @@ from provisioning.resources.secretsmanager import GatewaySecret, secret_arn
 
 TASK_DEFINITION = "inference/ecs-task-definition.json"
 
+# The alarms a deployment watches (``cloudwatch.ROLLOUT_ALARMS``; named here, as that module
+# imports this one): those an environment declares with a limit.
+ROLLOUT_ALARM_KEYS = ("cloudwatch.rollout_ttft_alarm", "cloudwatch.rollout_error_rate_alarm")
+
 # vLLM answers /health only once the model is loaded (minutes): until then the load balancer's
 # failing health checks must not make ECS replace the task (and the circuit breaker roll back).
 HEALTH_CHECK_GRACE_SECONDS = 600
@@ -298,7 +302,9 @@ def task_range(spec: Spec) -> tuple[int, int]:
 
 
 class Service(Resource):
-    """Rolling deployments keep half the tasks serving; a failing one rolls itself back."""
+    """Rolling deployments keep half the tasks serving; one whose tasks fail (the circuit
+    breaker) or whose answers are slower or fail more than declared (the deployment alarms)
+    rolls itself back."""
 
     key = "ecs.service"
     title = "ECS service"
@@ -311,6 +317,7 @@ class Service(Resource):
         "elbv2.target_group",
         "elbv2.listener",
         "ec2.network",
+        *ROLLOUT_ALARM_KEYS,
     )
 
     def desired(self) -> dict:
@@ -322,8 +329,16 @@ class Service(Resource):
                 "maximumPercent": 200,
                 "minimumHealthyPercent": 50,
                 "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+                "alarms": self._deployment_alarms(),
             },
         }
+
+    def _deployment_alarms(self) -> dict:
+        """The rollout alarms the environment declares, watched with rollback
+        (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-alarm-failure.html);
+        none declared: the method is off."""
+        names = [self.output(key)["name"] for key in ROLLOUT_ALARM_KEYS if key in self.ctx.outputs]
+        return {"alarmNames": names, "enable": bool(names), "rollback": bool(names)}
 
     def read(self) -> dict | None:
         found = self.client.describe_services(

@@ -27,8 +27,8 @@ def test_every_alarm_notifies_the_topic_into_alarm_and_back_to_ok():
     ctx = Context(Environment(name="alarms", suffix="-al", is_local=True).spec())
     ctx.outputs[TOPIC] = {"arn": "arn:aws:sns:eu-central-1:123456789012:central-llm-alarms-al"}
     try:
-        # The guide's three, the spool backlog and the quarantine.
-        assert len(state.ALARMS) == 5
+        # The guide's three, the spool backlog, the quarantine and the two rollouts watch.
+        assert len(state.ALARMS) == 7
         for cls in state.ALARMS:
             desired = cls(ctx).desired()
             assert TOPIC in cls.depends_on, cls.key

@@ -470,6 +470,27 @@ def test_a_failed_deployment_is_a_rollback_with_the_stopped_tasks_reasons(stubbe
         _service(failed, ["(service x) deployment failed: tasks failed to start."]),
     )
     _tasks(ecs, [], stopped)
+    # What failed it is on the service deployment: the circuit breaker, no alarm
+    # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ServiceDeployment.html).
+    deployment = f"arn:aws:ecs:{REGION}:123456789012:service-deployment/{CLUSTER}/{SERVICE}/8"
+    ecs.add_response(
+        "list_service_deployments",
+        {"serviceDeployments": [{"serviceDeploymentArn": deployment, "createdAt": WHEN}]},
+    )
+    ecs.add_response(
+        "describe_service_deployments",
+        {
+            "serviceDeployments": [
+                {
+                    "serviceDeploymentArn": deployment,
+                    "status": "ROLLBACK_IN_PROGRESS",
+                    "deploymentCircuitBreaker": {"status": "TRIGGERED", "failureCount": 2},
+                    "alarms": {"status": "MONITORING", "alarmNames": ["x"]},
+                }
+            ]
+        },
+        {"serviceDeploymentArns": [deployment]},
+    )
 
     with pytest.raises(rollout.RolledBack) as raised:
         rollout.follow_deployment(ctx, ARN)

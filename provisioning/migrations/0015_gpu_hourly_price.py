@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("provisioning", "0013_scaling_settings"),
+        ("provisioning", "0014_rollout_alarms"),
     ]
 
     operations = [
