@@ -21,9 +21,11 @@ from provisioning.models import Environment
 # Region's prices.
 PRICING_REGION = "us-east-1"
 LIST_PRICE_SECONDS = 24 * 3600  # AWS updates its prices rarely, and never within the hour
-# On-demand Linux, shared tenancy, us-east-1, in USD per hour, as
-# https://aws.amazon.com/ec2/pricing/on-demand/ listed them on 2026-12-05. Only the local
-# AWS reads them: it has no Price List, and its GPUs cost nothing anyway.
+# On-demand Linux, shared tenancy, us-east-1, in USD per hour: AWS's public list prices
+# (https://aws.amazon.com/ec2/pricing/on-demand/) as widely quoted; g5.xlarge's was checked
+# against a June 2026 price survey, the others were not checked here (no internet access).
+# Only the local AWS reads them: it has no Price List and its GPUs cost nothing, so these only
+# make the local pages' figures realistic. Check the price page before relying on one.
 PINNED = {
     "g4dn.xlarge": Decimal("0.526"),
     "g4dn.2xlarge": Decimal("0.752"),
@@ -33,7 +35,7 @@ PINNED = {
     "g6.xlarge": Decimal("0.8048"),
     "g6.2xlarge": Decimal("0.9776"),
 }
-PINNED_SOURCE = "pinned on-demand price (us-east-1, Linux, as listed on 2026-12-05)"
+PINNED_SOURCE = "pinned list price (us-east-1, Linux, on-demand; for the local AWS only)"
 CURRENCY = "USD"
 
 
