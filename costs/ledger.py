@@ -7,14 +7,14 @@ saw; each project's own rollups give its tokens and the users it counted. Tokens
 classes count but no named project does (projects past a rollup item's cap, counted as
 "(other)") are charged to ``UNNAMED``, so an hour's shares always add up to its cost.
 
-Reads, whatever the traffic: ``ROLLUP_SHARDS`` (8) DynamoDB Queries per status class (40)
-and per project with traffic in the range, ``READERS`` at a time, and one GetMetricData
-page per 100,800 datapoints (a range of hours is one). A ledger is kept
-``CACHE_SECONDS``: the pages, the dashboard's budgets and the export share it.
+Reads: the hours' tokens through ``usage`` (cold, ``ROLLUP_SHARDS`` (8) DynamoDB Queries
+per status class and per project with traffic in the range; then 40 Queries of counts and
+the hours changed since, from the days it keeps), and one GetMetricData page per 100,800
+datapoints (a range of hours is one); the instance-hours and the price are read for every
+ledger. A ledger is kept ``CACHE_SECONDS``: the pages, the dashboard's budgets and the
+export share it.
 """
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -22,12 +22,9 @@ from decimal import Decimal
 from django.core.cache import cache
 
 from centralllm.audit import rollups
-from centralllm.audit.table import ROLLUP_SHARDS
-from costs import apportion, gpu_hours, prices
+from costs import apportion, gpu_hours, prices, usage
 from provisioning.models import Environment
 
-STATUS_CLASSES = tuple(f"{digit}xx" for digit in range(1, 6))  # the rollups' status classes
-READERS = 8  # rollup keys read at once (botocore pools 10 connections)
 CACHE_SECONDS = 600
 UNNAMED = "(unnamed projects)"
 MILLION = Decimal(1_000_000)
@@ -144,98 +141,23 @@ def compute(
     measured = gpu_hours.instance_hours(environment, start, end)
     wanted = set(_hours(start, end))
     found = Ledger(start, end, price, {hour: n for hour, n in measured.items() if hour in wanted})
-    usage = _usage(environment, start, end)
+    first, last = rollups.hour_of(_iso(start)), rollups.hour_of(_iso(end))
+    used_hours = usage.hourly(environment, first, last)
     for hour, instances in sorted(found.instance_hours.items()):
         cost = apportion.hour_cost(instances, price.per_hour)
-        used = usage.get(hour)
-        if used is None or not used.total:
+        used = used_hours.get(hour)
+        if used is None or not used.tokens:
             found.charges.append(Charge(hour, None, cost, 0))
             continue
-        weights = {name: tokens for name, (tokens, _) in used.projects.items() if tokens}
-        rest = used.total - sum(weights.values())
+        # By name: the shares come out in one order however the hour was read.
+        weights = {name: tokens for name, (tokens, _) in sorted(used.projects.items()) if tokens}
+        rest = used.tokens - sum(weights.values())
         if rest > 0:
             weights[UNNAMED] = rest
         for name, share in apportion.split(cost, weights).items():
             users = used.projects.get(name, (0, frozenset()))[1]
             found.charges.append(Charge(hour, name, share, weights[name], users, used.api_keys))
     return found
-
-
-@dataclass
-class _HourUsage:
-    total: int = 0
-    projects: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
-    api_keys: frozenset[str] = frozenset()
-
-
-def _usage(environment: Environment, start: datetime, end: datetime) -> dict[str, _HourUsage]:
-    table = environment.audit_table()
-    hours: dict[str, _HourUsage] = {}
-    names: set[str] = set()
-    read = _each(
-        lambda status_class: _read("statusClass", status_class, start, end, **table),
-        STATUS_CLASSES,
-    )
-    for items in read:
-        for item in items:
-            used = hours.setdefault(item["createdAt"]["S"], _HourUsage())
-            used.total += int(item.get("totalTokens", {}).get("N", 0))
-            used.api_keys |= set(item.get("seen.apiKeyId", {}).get("SS", []))
-            names |= set(item.get("seen.project", {}).get("SS", []))
-    projects = sorted(names)
-    read = _each(lambda name: _read("project", name, start, end, **table), projects)
-    for name, items in zip(projects, read, strict=True):
-        for item in items:
-            used = hours.setdefault(item["createdAt"]["S"], _HourUsage())
-            tokens, users = used.projects.get(name, (0, frozenset()))
-            used.projects[name] = (
-                tokens + int(item.get("totalTokens", {}).get("N", 0)),
-                users | frozenset(item.get("seen.user", {}).get("SS", [])),
-            )
-    return hours
-
-
-# What a ledger reads of a rollup item: its tokens, and the sets of the values its
-# breakdowns saw (at most BREAKDOWN_CAP each; a value past the cap is in none, so its
-# project's tokens go to UNNAMED). A month of items is tens of thousands: reading only
-# these keeps botocore's parsing (most of the time) small.
-_READ = {"#hour": "createdAt", "#tokens": "totalTokens"} | {
-    f"#seen{n}": f"{rollups.SEEN_PREFIX}{name}"
-    for n, name in enumerate(("project", "apiKeyId", "user"))
-}
-
-
-def _read(
-    dimension: str, value: str, start: datetime, end: datetime, *, table: str, client
-) -> list[dict]:
-    """The items of one rollup key over the range (every write shard and page), as
-    DynamoDB returns them, with the attributes of ``_READ`` only."""
-    found = []
-    for shard in range(ROLLUP_SHARDS):
-        params = {
-            "TableName": table,
-            "KeyConditionExpression": "id = :id AND #hour BETWEEN :start AND :end",
-            "ExpressionAttributeValues": {
-                ":id": {"S": rollups.rollup_id(dimension, value, shard)},
-                ":start": {"S": rollups.hour_of(_iso(start))},
-                ":end": {"S": rollups.hour_of(_iso(end))},
-            },
-            "ProjectionExpression": ", ".join(_READ),
-            "ExpressionAttributeNames": _READ,
-        }
-        while True:
-            response = client.query(**params)
-            found += response["Items"]
-            if "LastEvaluatedKey" not in response:
-                break
-            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-    return found
-
-
-def _each(read: Callable, values: Iterable) -> list:
-    """``read`` of every value, ``READERS`` at a time, in the values' order."""
-    with ThreadPoolExecutor(READERS, thread_name_prefix="costs") as pool:
-        return list(pool.map(read, values))
 
 
 def _iso(moment: datetime) -> str:

@@ -31,3 +31,28 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} in {self.environment.name}: ${self.monthly_usd} a month"
+
+
+class KeptDay(models.Model):
+    """One UTC day of an environment's hourly token usage as the audit rollups counted it
+    (``costs.usage``), kept so that a ledger reads again only the hours whose counts changed.
+
+    In the database rather than the cache: every gunicorn process and worker shares it, it
+    outlives restarts and Redis's evictions, and a day is updated in place. Nothing in it is
+    trusted unchecked: each hour is used only while the rollups still count it as kept."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    hours = models.JSONField(
+        default=dict,
+        help_text='{"2026-11-27T05": {"requests", "tokens", "keys", "projects": '
+        "{name: [tokens, users]}}}, the hours with traffic only.",
+    )
+    kept_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["environment", "day"]
+        constraints = [models.UniqueConstraint(fields=["environment", "day"], name="one_kept_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} of {self.environment}"

@@ -235,15 +235,19 @@ def batch_get(
     table: str,
     client: Any = None,
     projection: str | None = None,
+    names: dict[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[dict]:
     """The items of ``keys`` (typed attribute values, as DynamoDB sends them), 100 keys a
-    BatchGetItem; what DynamoDB leaves unprocessed is asked again, backing off."""
+    BatchGetItem; what DynamoDB leaves unprocessed is asked again, backing off. ``names``:
+    the projection's expression attribute names, if it uses any."""
     client = client or aws.client("dynamodb")
     for first in range(0, len(keys), BATCH_GET_KEYS):
         wanted: dict[str, Any] = {"Keys": keys[first : first + BATCH_GET_KEYS]}
         if projection:
             wanted["ProjectionExpression"] = projection
+        if names:
+            wanted["ExpressionAttributeNames"] = names
         request = {table: wanted}
         for attempt in range(8):
             response = client.batch_get_item(RequestItems=request)

@@ -5,6 +5,7 @@ and GPU datapoints in the local AWS's CloudWatch (moto)."""
 import csv
 import io
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -19,7 +20,7 @@ from centralllm.audit.tests.conftest import make_record
 from core.models import Action
 from costs import apportion, gpu_hours, prices
 from costs import ledger as ledgers
-from costs.models import Budget
+from costs.models import Budget, KeptDay
 from provisioning.models import Environment
 
 HOUR = timedelta(hours=1)
@@ -276,6 +277,51 @@ def test_the_project_page_and_the_chargeback_export_agree_and_add_up(
     assert {row["BillingCurrency"] for row in rows} == {"USD"}
     exported = Action.objects.filter(verb="costs.chargeback_export")
     assert exported.count() >= 1 and exported.first().actor_name == "vera"
+
+
+def test_a_kept_ledger_equals_a_fresh_one_and_reads_again_only_what_changed(audited, charged):
+    """Kept hours serve while the status classes count them as kept: a late record, a late
+    datapoint and a new price show at once, exactly as a ledger read afresh shows them."""
+    first, last = charged
+    calls = Counter()
+
+    def count(model, **_) -> None:
+        calls[model.name] += 1
+
+    def ledger() -> ledgers.Ledger:
+        calls.clear()
+        return ledgers.compute(audited, first, last, prices.hourly_price(audited))
+
+    def fresh() -> ledgers.Ledger:
+        KeptDay.objects.filter(environment=audited).delete()
+        return ledger()
+
+    events = audited.client("dynamodb").meta.events
+    events.register("before-call.dynamodb", count)
+    try:
+        cold = fresh()
+        assert calls == {"Query": 8 * (5 + 3)}  # the status classes, alpha, beta and EVIL
+        assert ledger() == cold and calls == {"Query": 40}  # the counts only
+
+        # A record of the first hour arrives late (a host's spool, a redrive): that hour
+        # alone is read again, by key: its 40 status-class items, then alpha's and beta's.
+        usage = {"prompt_tokens": 40, "completion_tokens": 60, "total_tokens": 100}
+        ingest_record(
+            make_record(project="beta", usage=usage, created_at=first + timedelta(minutes=40))
+        )
+        late = ledger()
+        assert calls == {"Query": 40, "BatchGetItem": 2}
+        assert late.project("beta").tokens == 200 and late == fresh()
+
+        # A late datapoint for the idle hour and a new price: no token read again.
+        put_in_service(audited, last.replace(minute=0, second=0), [3])
+        audited.gpu_hourly_price = Decimal("2")
+        audited.save()
+        repriced = ledger()
+        assert calls == {"Query": 40} and repriced.gpu_hours == Decimal("4.5")
+        assert repriced.total == Decimal("9") and repriced == fresh()
+    finally:
+        events.unregister("before-call.dynamodb", count)
 
 
 def test_budgets_are_set_by_admins_and_warned_about_on_the_dashboard(
