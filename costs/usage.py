@@ -67,9 +67,9 @@ class HourUsage:
         return {
             "requests": self.requests,
             "tokens": self.tokens,
-            "keys": sorted(self.api_keys),
+            "keys": list(self.api_keys),
             "projects": {
-                name: [tokens, sorted(users)] for name, (tokens, users) in self.projects.items()
+                name: [tokens, list(users)] for name, (tokens, users) in self.projects.items()
             },
         }
 
