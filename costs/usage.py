@@ -29,7 +29,7 @@ project (``seen.project``, at most ``BREAKDOWN_CAP`` names an item); past the ca
 the ledger's unnamed share. So an hour reads the same alone, or within any range.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -154,46 +154,28 @@ _READ = {**_COUNTED, "#value": "value"} | {
 }
 
 
-def _counts(first: str, last: str, *, table: str, client) -> dict[str, tuple[int, int]]:
+def _counts(first: str, last: str, **table) -> dict[str, tuple[int, int]]:
     """``{hour: (requests, tokens)}`` of the status classes: ``COUNT_READS`` Queries."""
     counts: dict[str, tuple[int, int]] = {}
-    read = _each(
-        lambda status_class: _query(
-            "statusClass", status_class, first, last, _COUNTED, table=table, client=client
-        ),
-        STATUS_CLASSES,
-    )
-    for items in read:
-        for item in items:
-            requests, tokens = counts.get(item["createdAt"]["S"], (0, 0))
-            counts[item["createdAt"]["S"]] = (
-                requests + _number(item, "requests"),
-                tokens + _number(item, "totalTokens"),
-            )
+    status_classes = _query_each("statusClass", STATUS_CLASSES, first, last, _COUNTED, **table)
+    for item in status_classes:
+        requests, tokens = counts.get(item["createdAt"]["S"], (0, 0))
+        counts[item["createdAt"]["S"]] = (
+            requests + _number(item, "requests"),
+            tokens + _number(item, "totalTokens"),
+        )
     return counts
 
 
-def _read_range(first: str, last: str, *, table: str, client) -> dict[str, HourUsage]:
+def _read_range(first: str, last: str, **table) -> dict[str, HourUsage]:
     """Every hour from ``first`` to ``last``: each status class's and each project's rollup
     key queried over the range."""
     hours: dict[str, HourUsage] = {}
-    read = _each(
-        lambda status_class: _query(
-            "statusClass", status_class, first, last, _READ, table=table, client=client
-        ),
-        STATUS_CLASSES,
-    )
-    for items in read:
-        for item in items:
-            _add_status(hours, item)
+    for item in _query_each("statusClass", STATUS_CLASSES, first, last, _READ, **table):
+        _add_status(hours, item)
     names = sorted({name for used in hours.values() for name in used.projects})
-    read = _each(
-        lambda name: _query("project", name, first, last, _READ, table=table, client=client),
-        names,
-    )
-    for items in read:
-        for item in items:
-            _add_project(hours, item)
+    for item in _query_each("project", names, first, last, _READ, **table):
+        _add_project(hours, item)
     return hours
 
 
@@ -281,7 +263,12 @@ def _query(
     return found
 
 
-def _each(read: Callable, values: Iterable) -> list:
-    """``read`` of every value, ``READERS`` at a time, in the values' order."""
+def _query_each(
+    dimension: str, values: Iterable[str], first: str, last: str, read: dict, **table
+) -> Iterator[dict]:
+    """The items of each value's rollup key (``_query``), ``READERS`` keys at a time."""
     with ThreadPoolExecutor(READERS, thread_name_prefix="costs") as pool:
-        return list(pool.map(read, values))
+        for items in pool.map(
+            lambda value: _query(dimension, value, first, last, read, **table), values
+        ):
+            yield from items
