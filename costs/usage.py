@@ -14,11 +14,18 @@ each of these reaches the rollups one way (``centralllm.audit.ingest``): one tra
 the record to its hour's status class (``requests`` + 1 and its tokens) and to its project's
 rollup. An hour whose status-class counts are unchanged therefore has unchanged project
 rollups too: the counts the audit completeness check also compares with the day's records.
-Checking them is ``COUNT_READS`` (40) Queries of three attributes, whatever the range; the
+Checking them is 40 Queries of three attributes, whatever the range; the
 hours changed (the current one, and any a late record reached) are read again, by key when
 they are few (``BY_KEY_HOURS``), else over their span like a cold ledger. Nothing else
 writes rollups and the retention keeps them for ever, so the check has no blind spot in
 this code; a rollup edited by hand to the same counts would be one.
+
+Every read is strongly consistent (``ConsistentRead``: twice the read units, of small items),
+and an hour's status classes are read before its projects: so what is kept of an hour's
+projects holds every record its kept counts hold (one that lands in between is in the
+projects and not the counts, and has the hour read again next time). An eventually
+consistent read of the projects could miss a record the counts hold, and keep the hour
+without it for good.
 
 Not kept: the instance-hours (one GetMetricData call reads any range, and CloudWatch may add
 a late datapoint) and the price (an admin's new price applies to every hour at once): the
@@ -41,7 +48,6 @@ from costs.models import KeptDay
 from provisioning.models import Environment
 
 STATUS_CLASSES = tuple(f"{digit}xx" for digit in range(1, 6))  # the rollups' status classes
-COUNT_READS = ROLLUP_SHARDS * len(STATUS_CLASSES)
 READERS = 8  # rollup keys read at once (botocore pools 10 connections)
 # Changed hours up to this many are read by key: 40 keys an hour for the status classes and
 # 8 per project the hour saw, 100 keys a BatchGetItem. Two days of 100 busy projects are
@@ -198,6 +204,7 @@ def _read_hours(wanted: list[str], *, table: str, client) -> dict[str, HourUsage
             client=client,
             projection=", ".join(_READ),
             names=_READ,
+            consistent=True,
         )
 
     for item in get([("statusClass", c, hour) for hour in wanted for c in STATUS_CLASSES]):
@@ -253,6 +260,7 @@ def _query(
             },
             "ProjectionExpression": ", ".join(read),
             "ExpressionAttributeNames": read,
+            "ConsistentRead": True,
         }
         while True:
             response = client.query(**params)

@@ -236,11 +236,13 @@ def batch_get(
     client: Any = None,
     projection: str | None = None,
     names: dict[str, str] | None = None,
+    consistent: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[dict]:
     """The items of ``keys`` (typed attribute values, as DynamoDB sends them), 100 keys a
     BatchGetItem; what DynamoDB leaves unprocessed is asked again, backing off. ``names``:
-    the projection's expression attribute names, if it uses any."""
+    the projection's expression attribute names, if it uses any; ``consistent``: strongly
+    consistent reads."""
     client = client or aws.client("dynamodb")
     for first in range(0, len(keys), BATCH_GET_KEYS):
         wanted: dict[str, Any] = {"Keys": keys[first : first + BATCH_GET_KEYS]}
@@ -248,6 +250,8 @@ def batch_get(
             wanted["ProjectionExpression"] = projection
         if names:
             wanted["ExpressionAttributeNames"] = names
+        if consistent:
+            wanted["ConsistentRead"] = True
         request = {table: wanted}
         for attempt in range(8):
             response = client.batch_get_item(RequestItems=request)

@@ -283,13 +283,16 @@ def test_a_kept_ledger_equals_a_fresh_one_and_reads_again_only_what_changed(audi
     """Kept hours serve while the status classes count them as kept: a late record, a late
     datapoint and a new price show at once, exactly as a ledger read afresh shows them."""
     first, last = charged
-    calls = Counter()
+    calls, consistent = Counter(), set()
 
-    def count(model, **_) -> None:
+    def count(params, model, **_) -> None:
         calls[model.name] += 1
+        reads = params.get("RequestItems", {"": params}).values()  # a BatchGetItem's or a Query
+        consistent.update(read.get("ConsistentRead", False) for read in reads)
 
     def ledger() -> ledgers.Ledger:
         calls.clear()
+        consistent.clear()
         return ledgers.compute(audited, first, last, prices.hourly_price(audited))
 
     def fresh() -> ledgers.Ledger:
@@ -297,7 +300,7 @@ def test_a_kept_ledger_equals_a_fresh_one_and_reads_again_only_what_changed(audi
         return ledger()
 
     events = audited.client("dynamodb").meta.events
-    events.register("before-call.dynamodb", count)
+    events.register("provide-client-params.dynamodb", count)
     try:
         cold = fresh()
         assert calls == {"Query": 8 * (5 + 3)}  # the status classes, alpha, beta and EVIL
@@ -311,6 +314,11 @@ def test_a_kept_ledger_equals_a_fresh_one_and_reads_again_only_what_changed(audi
         )
         late = ledger()
         assert calls == {"Query": 40, "BatchGetItem": 2}
+        # Strongly consistent, every read: an eventually consistent one may miss a write
+        # made just before it ("Read consistency", Amazon DynamoDB Developer Guide,
+        # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html);
+        # the local stand-ins answer both alike.
+        assert consistent == {True}
         assert late.project("beta").tokens == 200 and late == fresh()
 
         # A late datapoint for the idle hour and a new price: no token read again.
@@ -321,7 +329,7 @@ def test_a_kept_ledger_equals_a_fresh_one_and_reads_again_only_what_changed(audi
         assert calls == {"Query": 40} and repriced.gpu_hours == Decimal("4.5")
         assert repriced.total == Decimal("9") and repriced == fresh()
     finally:
-        events.unregister("before-call.dynamodb", count)
+        events.unregister("provide-client-params.dynamodb", count)
 
 
 def test_budgets_are_set_by_admins_and_warned_about_on_the_dashboard(
