@@ -1,8 +1,8 @@
 """Traffic of one project or user over time, from the hourly rollups alone.
 
 What the per-project and per-user pages show: totals, series per hour (requests, errors,
-latency percentiles, tokens), the top values of the dimension's breakdowns, and the latency
-histogram. Nothing here reads a record, so 30 days cost the same whatever the traffic.
+latency percentiles, tokens, speed), the top values of the dimension's breakdowns, and the
+latency histogram. Nothing here reads a record, so 30 days cost the same whatever the traffic.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -15,6 +15,13 @@ from provisioning.models import Environment
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 DEFAULT_RANGE = "7d"
 TOP = 10
+# The speed figures of each hour (``rollups.summarize``), by their series' names.
+SPEED_SERIES = {
+    "ttftP50": "p50TtftMs",
+    "ttftP95": "p95TtftMs",
+    "msPerToken": "msPerOutputToken",
+    "tokensPerSecond": "outputTokensPerSecond",
+}
 SETTLED = timedelta(hours=1)  # records reach the table minutes late, rarely more
 DAY_SECONDS = 3600
 
@@ -51,6 +58,7 @@ def totals(found: list[dict], start: datetime, end: datetime) -> dict:
     for hour in found:
         by_hour.setdefault(hour["hour"], []).append(hour)
     series = {name: [] for name in ("time", "requests", "errors", "p50", "p95", "tokens")}
+    series.update({name: [] for name in SPEED_SERIES})
     at = start.replace(minute=0, second=0, microsecond=0)
     while at <= end:
         group = by_hour.get(rollups.hour_of(at.isoformat()))
@@ -61,6 +69,8 @@ def totals(found: list[dict], start: datetime, end: datetime) -> dict:
         series["p50"].append(hour["p50LatencyMs"] if hour else None)
         series["p95"].append(hour["p95LatencyMs"] if hour else None)
         series["tokens"].append(hour["totalTokens"] if hour else 0)
+        for name, figure in SPEED_SERIES.items():
+            series[name].append(hour[figure] if hour else None)
         at += timedelta(hours=1)
     total["series"] = series
     total["top"] = {

@@ -13,7 +13,7 @@ from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from audit_explorer import exports, follow, overview, scope, traffic
+from audit_explorer import exports, follow, overview, scope, speed, traffic
 from audit_explorer import search as audit_search
 from audit_explorer.models import Export, SavedSearch
 from centralllm.audit import items
@@ -195,7 +195,7 @@ def audit_traffic(request: HttpRequest) -> HttpResponse:
         if not dimension:
             raise ValueError("Name a project or a user: ?project=… or ?user=….")
         start, end = traffic.window(range_name)
-        found = traffic.traffic(dimension, value, start, end, environment=environment)
+        found, speed_found = speed.read(dimension, value, start, end, environment=environment)
     except ValueError as exc:
         context["error"] = str(exc)
     except (BotoCoreError, ClientError) as exc:
@@ -207,6 +207,7 @@ def audit_traffic(request: HttpRequest) -> HttpResponse:
             start=start,
             end=end,
             traffic=found,
+            speed=speed_found,
             charts=_charts(environment, found, start, end),
             search_query=urlencode({**search, "environment": environment.name}),
         )

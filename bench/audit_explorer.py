@@ -11,6 +11,7 @@ table), then ``--records`` demo records of one project bulk-loaded into a fresh 
   time inside DynamoDB calls (botocore's whole call: request building, the wire, parsing)
   and the rest, ours (target: at most 30 ms), and the DynamoDB calls it makes;
 - the summary of 30 days of rollups (``search.summary``): total and ours (target: 100 ms);
+- the project's page over 30 days with ten releases (speed and their before/after);
 - the CSV export of every row, ``--exports`` times: rows per second and RSS growth, then
   once more under tracemalloc for Python's peak (tracemalloc slows it down).
 """
@@ -70,6 +71,7 @@ def _bench(args, local_aws: services.LocalAWS) -> int:
     whole = {"project": PROJECT, "start": (now - timedelta(days=31)).isoformat()}
     _page(client, whole, args.repeat, dynamodb)
     _summary(now, args.repeat, dynamodb)
+    _traffic(client, now, args.repeat, dynamodb)
     _export(client, {**whole, "format": "csv"}, args.records, args.exports)
     return 0
 
@@ -186,6 +188,33 @@ def _summary(now: datetime, repeat: int, dynamodb: DynamoDBTime) -> None:
     calls = ", ".join(f"{n} {name} {where}" for (name, where), n in sorted(dynamodb.calls.items()))
     requests = audit_search.summary(found, environment=environment)["requests"]
     print(f"\nsummary, 30 days of rollups (search.summary, {requests} requests)")
+    _print_times(ms, 100)
+    print(f"  DynamoDB calls: {calls}")
+
+
+def _traffic(client, now: datetime, repeat: int, dynamodb: DynamoDBTime) -> None:
+    """The project's page over 30 days, with ten releases in it to judge (issue 23)."""
+    from django.urls import reverse
+
+    from provisioning.models import Environment, Release
+
+    environment = Environment.objects.get(name="local")
+    for n in range(10):
+        release = Release.objects.create(
+            environment=environment, image_tag=f"v{n}", outcome=Release.Outcome.REPLACED
+        )
+        went_live = now - timedelta(days=3 * n + 1)
+        Release.objects.filter(pk=release.pk).update(
+            started_at=went_live - timedelta(minutes=15), finished_at=went_live
+        )
+    url, query = reverse("audit_explorer:traffic"), {"project": PROJECT, "range": "30d"}
+
+    def get() -> None:
+        assert client.get(url, query).status_code == 200
+
+    ms = _timed(get, repeat, dynamodb)
+    calls = ", ".join(f"{n} {name} {where}" for (name, where), n in sorted(dynamodb.calls.items()))
+    print(f"\nproject page, 30 days, 10 releases: GET {url}?project={PROJECT}&range=30d")
     _print_times(ms, 100)
     print(f"  DynamoDB calls: {calls}")
 

@@ -78,6 +78,8 @@ FLAGS = {
     "audit_conflict": "its request id already named a stored record with other content: stored"
     " under a new id, the first record left as it was",
     "truncated": "the response was longer than the audit captures: the record holds its start",
+    "ttft_unusable": "its time to first token was not a number from 0 to its latency (a clock"
+    " gone wrong, a writer not ours): read as none, the request kept",
 }
 
 # Error messages come from upstream exceptions; an audit record is not the place for a stack dump.
@@ -392,9 +394,10 @@ def validate_record(data: Any) -> dict:
     if data["outcome"] not in OUTCOMES:
         allowed = ", ".join(OUTCOMES)
         raise InvalidRecord(f"outcome {data['outcome'][:40]!r} must be one of {allowed}")
-    for name in ("latencyMs", "ttftMs"):
-        if data[name] is not None and not 0 <= data[name] < math.inf:
-            raise InvalidRecord(f"{name} must be a finite number of at least 0, got {data[name]}")
+    if not 0 <= data["latencyMs"] < math.inf:
+        raise InvalidRecord(
+            f"latencyMs must be a finite number of at least 0, got {data['latencyMs']}"
+        )
     if data["rawKey"] != raw_key(data):
         # The explorer serves the raw bodies from here: never another request's.
         raise InvalidRecord(
@@ -411,6 +414,12 @@ def validate_record(data: Any) -> dict:
         )
 
     record = {name: data[name] for name in FIELDS}
+    # A bad time to first token is no reason to lose the audit of who asked what (a bad
+    # latencyMs is: it orders a project's index): read as none, and said so. The serving
+    # middleware never writes one (both are read from one monotonic clock).
+    if record["ttftMs"] is not None and not 0 <= record["ttftMs"] <= record["latencyMs"]:
+        record["ttftMs"] = None
+        flags = [*flags, "ttft_unusable"]
     record["flags"] = sorted(set(flags))
     record["deployment"] = {name: data["deployment"][name] for name in DEPLOYMENT_FIELDS}
     for name, fields in (("usage", USAGE_FIELDS), ("error", ERROR_FIELDS)):

@@ -11,6 +11,20 @@ twice.
 The histogram has log-spaced buckets, eight per doubling: bucket i holds latencies in
 (2^((i-1)/8), 2^(i/8)] ms, so a percentile read from it is at most 9% above the true value.
 Bucket 0 holds everything up to 1 ms; the last bucket (about 70 minutes) everything longer.
+
+Speed (issue 23) is counted beside it, with attribute names of its own, none from a record:
+
+- the time to first token in a histogram of the same buckets (``t<i>``), for records with a
+  usable one; ``ttftNone`` counts those without (non-streaming answers, errors, whose first
+  byte is their error, streams that ended before their first byte), ``ttftUnusable`` those
+  whose TTFT the contract found unusable (flag ``ttft_unusable``). A record counts in
+  exactly one of the three, so an hour whose three add up to fewer than its requests was
+  (partly) ingested before they were counted.
+- generation: ``genMs`` (latency - TTFT for a stream, the whole latency for a non-streaming
+  answer, which then includes reading the prompt) and ``genTokens`` (its completion tokens),
+  added up over ``genRequests``, the records whose figures are plausible (see
+  ``generation``). Time per output token is genMs / genTokens, tokens per second its
+  inverse: averages weighted by tokens, as a client waiting for them sees them.
 """
 
 import math
@@ -47,6 +61,7 @@ BREAKDOWNS = {
 BUCKETS_PER_DOUBLING = 8
 LAST_BUCKET = 22 * BUCKETS_PER_DOUBLING
 HISTOGRAM_PREFIX = "h"  # bucket i is the number attribute "h<i>"
+TTFT_PREFIX = "t"  # bucket i of the time to first token is "t<i>"
 COUNTERS = (
     "requests",
     "errors",
@@ -55,7 +70,16 @@ COUNTERS = (
     "completionTokens",
     "totalTokens",
     "latencyMsSum",
+    "ttftNone",
+    "ttftUnusable",
+    "genRequests",
+    "genMs",
+    "genTokens",
 )
+# A generation beyond these is not a measurement (a writer not ours, a clock gone wrong):
+# left out of the sums, which then stay far inside DynamoDB's 38 digits.
+MAX_GENERATION_MS = 24 * 3600 * 1000
+MAX_GENERATION_TOKENS = 10**7
 
 
 def latency_bucket(latency_ms: float) -> int:
@@ -80,6 +104,43 @@ def percentile(histogram: Mapping[int, int], q: float) -> float | None:
         if seen >= rank:
             return bucket_upper_ms(bucket)
     raise AssertionError("unreachable: the ranks add up to the total")
+
+
+def speed_increments(record: dict) -> dict[str, int | float]:
+    """What a validated record adds to its rollups' speed counters: exactly one of a TTFT
+    bucket, ``ttftNone`` or ``ttftUnusable``, and its generation when it has one."""
+    if "ttft_unusable" in record["flags"]:
+        counted: dict[str, int | float] = {"ttftUnusable": 1}
+    elif record["ttftMs"] is None or not _answered(record):
+        counted = {"ttftNone": 1}
+    else:
+        counted = {f"{TTFT_PREFIX}{latency_bucket(record['ttftMs'])}": 1}
+    measured = generation(record)
+    if measured is not None:
+        counted.update(genRequests=1, genMs=measured[0], genTokens=measured[1])
+    return counted
+
+
+def generation(record: dict) -> tuple[float, int] | None:
+    """(ms, tokens) the record spent generating its completion, or None when it has no
+    plausible figure: an error, no tokens, a stream without a usable TTFT, no time left."""
+    tokens = (record["usage"] or {}).get("completionTokens", 0)
+    if not _answered(record):
+        return None
+    if record["stream"]:
+        if record["ttftMs"] is None:
+            return None
+        spent = record["latencyMs"] - record["ttftMs"]
+    else:
+        spent = record["latencyMs"]
+    if not (0 < spent <= MAX_GENERATION_MS and 0 < tokens <= MAX_GENERATION_TOKENS):
+        return None
+    return round(spent, 3), tokens
+
+
+def _answered(record: dict) -> bool:
+    """Whether the model answered (if cut short): an error's first byte is its error, fast."""
+    return record["outcome"] in ("ok", "cancelled")
 
 
 def hour_of(created_at: str) -> str:
@@ -140,6 +201,7 @@ def rollup_updates(
         "latencyMsSum": record["latencyMs"],
         f"{HISTOGRAM_PREFIX}{latency_bucket(record['latencyMs'])}": 1,
     }
+    speed = speed_increments(record)
     shard = shard_of(record["requestId"], ROLLUP_SHARDS)
     created = datetime.fromisoformat(record["createdAt"].replace("Z", "+00:00"))
     # The key's quota period is what the keys page reads, with the newest record counted.
@@ -157,6 +219,8 @@ def rollup_updates(
         level = (crowded or {}).get(dimension, FULL)
         folded = (over_cap or {}).get(dimension, ())
         counted = {**increments, **_breakdowns(record, dimension, level, folded)}
+        if dimension != PERIOD_DIMENSION:  # a key's quota period counts usage, not speed
+            counted.update(speed)
         names = {f"#n{i}": name for i, name in enumerate(counted)}
         values = {f":v{i}": {"N": str(amount)} for i, amount in enumerate(counted.values())}
         adds = [f"#n{i} :v{i}" for i in range(len(counted))]
@@ -325,11 +389,17 @@ def read_rollups(
 
 
 _COUNTER_NAMES = frozenset(COUNTERS)
+# A summary's histograms, by the prefix of their bucket attributes.
+HISTOGRAMS = {HISTOGRAM_PREFIX: "histogram", TTFT_PREFIX: "ttftHistogram"}
 # What a summary adds up, by expression attribute name (``#n0``: the attribute).
 _SUMMED_NAMES = {
     f"#n{index}": name
     for index, name in enumerate(
-        ("createdAt", *COUNTERS, *(f"{HISTOGRAM_PREFIX}{b}" for b in range(LAST_BUCKET + 1)))
+        (
+            "createdAt",
+            *COUNTERS,
+            *(f"{prefix}{b}" for prefix in HISTOGRAMS for b in range(LAST_BUCKET + 1)),
+        )
     )
 }
 
@@ -337,7 +407,7 @@ _SUMMED_NAMES = {
 def _accumulate(summary: dict, attributes: dict, breakdowns: tuple[str, ...]) -> None:
     """Add one rollup item, as DynamoDB sent it, to ``summary``: one pass over its numbers,
     without building a Python item first (a month of hours is thousands of items)."""
-    histogram = summary["histogram"]
+    histograms = {prefix: summary[name] for prefix, name in HISTOGRAMS.items()}
     for name, typed in attributes.items():
         number = typed.get("N")
         if number is None:
@@ -345,8 +415,8 @@ def _accumulate(summary: dict, attributes: dict, breakdowns: tuple[str, ...]) ->
         amount = float(number) if "." in number or "E" in number.upper() else int(number)
         if name in _COUNTER_NAMES:
             summary[name] += amount
-        elif name[0] == HISTOGRAM_PREFIX and name[1:].isdigit():
-            bucket = int(name[1:])
+        elif name[0] in histograms and name[1:].isdigit():
+            histogram, bucket = histograms[name[0]], int(name[1:])
             histogram[bucket] = histogram.get(bucket, 0) + amount
         elif breakdowns:
             breakdown, _, value = name.partition("#")
@@ -378,34 +448,50 @@ def read_key_periods(
 
 
 def _empty(hour: str) -> dict:
-    return {"hour": hour, **dict.fromkeys(COUNTERS, 0), "histogram": {}, "breakdowns": {}}
+    return {
+        "hour": hour,
+        **dict.fromkeys(COUNTERS, 0),
+        **{name: {} for name in HISTOGRAMS.values()},
+        "breakdowns": {},
+    }
 
 
-def _add(
-    summary: dict,
-    counters: Mapping,
-    histogram: Mapping[int, int],
-    breakdowns: Mapping[str, Mapping[str, int]],
-) -> None:
+def _add(summary: dict, hour: Mapping) -> None:
     for counter in COUNTERS:
-        summary[counter] += counters.get(counter, 0)
-    for bucket, count in histogram.items():
-        summary["histogram"][bucket] = summary["histogram"].get(bucket, 0) + count
-    for breakdown, counts in breakdowns.items():
+        summary[counter] += hour.get(counter, 0)
+    for name in HISTOGRAMS.values():
+        into = summary[name]
+        # .get: hours kept in a cache from before the TTFT histogram have none.
+        for bucket, count in hour.get(name, {}).items():
+            into[bucket] = into.get(bucket, 0) + count
+    for breakdown, counts in hour["breakdowns"].items():
         into = summary["breakdowns"].setdefault(breakdown, {})
         for value, count in counts.items():
             into[value] = into.get(value, 0) + count
 
 
 def summarize(hours: Iterable[dict]) -> dict:
-    """Totals over hourly summaries, with mean latency and p50/p95/p99 in ms."""
+    """Totals over hourly summaries, with mean latency and p50/p95/p99 in ms, and speed:
+    TTFT p50/p95 (ms), time per output token (ms), output tokens per second, and
+    ``speedMissing``, the requests ingested before speed was counted (none of the three
+    TTFT counts), which the speed figures leave out."""
     total = _empty("")
     del total["hour"]
     for hour in hours:
-        _add(total, hour, hour["histogram"], hour["breakdowns"])
+        _add(total, hour)
     total["meanLatencyMs"] = (
         total["latencyMsSum"] / total["requests"] if total["requests"] else None
     )
     for q in (50, 95, 99):
         total[f"p{q}LatencyMs"] = percentile(total["histogram"], q)
+    for q in (50, 95):
+        total[f"p{q}TtftMs"] = percentile(total["ttftHistogram"], q)
+    total["ttftCount"] = sum(total["ttftHistogram"].values())
+    counted = total["ttftCount"] + total["ttftNone"] + total["ttftUnusable"]
+    total["speedMissing"] = max(0, total["requests"] - counted)
+    generating = total["genTokens"] and total["genMs"]
+    total["msPerOutputToken"] = total["genMs"] / total["genTokens"] if generating else None
+    total["outputTokensPerSecond"] = (
+        total["genTokens"] / total["genMs"] * 1000 if generating else None
+    )
     return total

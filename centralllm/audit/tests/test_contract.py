@@ -127,7 +127,6 @@ def test_deployment_from_env():
         (lambda r: r.update(requestId="a/b"), "without '/'"),
         (lambda r: r.update(schemaVersion="1"), 'unknown schema version "1"'),
         (lambda r: r.update(latencyMs=-1), "latencyMs must be a finite number of at least 0"),
-        (lambda r: r.update(ttftMs=float("nan")), "ttftMs must be a finite number"),
         (lambda r: r.update(requestId="rollup#project#x"), "not starting with 'rollup#'"),
     ],
 )
@@ -137,6 +136,13 @@ def test_validation_reasons(change, reason):
     with pytest.raises(InvalidRecord) as raised:
         validate_record(record)
     assert reason in str(raised.value)
+
+
+def test_an_unusable_ttft_costs_the_record_its_ttft_not_its_audit():
+    for ttft in (float("nan"), -1, 101):
+        record = {**make_record(stream=True, latency_ms=100), "ttftMs": ttft}
+        assert validate_record(record)["ttftMs"] is None
+        assert validate_record(record)["flags"] == ["ttft_unusable"]
 
 
 def test_not_an_object():

@@ -1,4 +1,6 @@
+import json
 import random
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -7,7 +9,7 @@ from botocore.stub import Stubber
 from centralllm import aws
 from centralllm.audit import rollups
 from centralllm.audit.ingest import ingest_record
-from centralllm.audit.items import guard_item, serialize
+from centralllm.audit.items import get_item, guard_item, serialize
 from centralllm.audit.rollups import (
     bucket_upper_ms,
     latency_bucket,
@@ -19,7 +21,8 @@ from centralllm.audit.rollups import (
     summarize,
 )
 from centralllm.audit.table import ROLLUP_SHARDS, shard_of
-from centralllm.audit.tests.conftest import make_record
+from centralllm.audit.tests.conftest import make_record, put_body, s3_event
+from llm_audit_ingest.handler import lambda_handler
 
 HOUR = datetime(2026, 11, 27, 5, tzinfo=UTC)
 
@@ -208,3 +211,71 @@ def test_a_breakdown_at_its_cap_folds_alone(audit_table, monkeypatch):
     }
     # The project's own hour knows it, as before.
     assert summarize(read_rollups("project", "late", HOUR, HOUR))["breakdowns"]["user"] == {"qa": 1}
+
+
+def speed_record(project: str, **fields) -> dict:
+    return make_record(project=project, user=f"{project}-user", **fields)
+
+
+def tokens(completion: int) -> dict:
+    return {"prompt_tokens": 10, "completion_tokens": completion, "total_tokens": 10 + completion}
+
+
+def test_speed_counts_streams_and_answers_each_as_they_are(audit_table, monkeypatch):
+    streams = [
+        # 100 ms to the first byte, then 50 tokens in 1,000 ms.
+        speed_record("speedy", stream=True, ttft_ms=100, latency_ms=1100, usage=tokens(50))
+        for _ in range(4)
+    ]
+    others = [
+        # A non-streaming answer: no TTFT (counted as such, not as 0); 100 tokens in 2 s.
+        speed_record("speedy", latency_ms=2000, usage=tokens(100)),
+        # A streamed error: its first byte is the error, no TTFT and no generation.
+        speed_record("speedy", stream=True, status=500, ttft_ms=3, latency_ms=5, usage=None),
+    ]
+    for record in streams + others:
+        ingest_record(record)
+
+    for dimension, value in (("project", "speedy"), ("user", "speedy-user")):
+        total = summarize(read_rollups(dimension, value, HOUR, HOUR))
+        assert (total["ttftCount"], total["ttftNone"], total["ttftUnusable"]) == (4, 2, 0)
+        assert total["speedMissing"] == 0
+        assert 100 <= total["p50TtftMs"] <= total["p95TtftMs"] <= 100 * 2 ** (1 / 8)
+        assert (total["genRequests"], total["genMs"], total["genTokens"]) == (5, 6000, 300)
+        assert total["msPerOutputToken"] == 20  # 6,000 ms for 300 tokens
+        assert total["outputTokensPerSecond"] == 50
+
+    # An hour ingested before speed was counted has none of it: said, not guessed.
+    monkeypatch.setattr(rollups, "speed_increments", lambda record: {})
+    ingest_record(speed_record("speedy", stream=True, ttft_ms=900, latency_ms=1000))
+    total = summarize(read_rollups("project", "speedy", HOUR, HOUR))
+    assert (total["requests"], total["speedMissing"], total["ttftCount"]) == (7, 1, 4)
+
+
+def test_hostile_timings_and_usage_end_as_counted_records(audit_bucket, audit_table):
+    """Numbers no serving host writes (a writer not ours) cost the record its TTFT, never
+    its audit: each is stored and counted, none fails the ingest."""
+    plain = speed_record("hostile", stream=True, ttft_ms=50, latency_ms=500, usage=None)
+    bodies = [
+        *(
+            json.dumps({**speed_record("hostile", stream=True, latency_ms=500), "ttftMs": ttft})
+            for ttft in ("1e100", "-5", "NaN", "Infinity", "1e999")
+        ),
+        json.dumps(speed_record("hostile", latency_ms=500, usage=tokens(10**30))),
+        json.dumps(plain),  # a stream without usage: its TTFT counts, no generation
+    ]
+    keys = []
+    for n, body in enumerate(bodies):
+        # json.dumps quotes the numbers above: unquoted, they are what a hostile writer sends.
+        body = re.sub(r'"ttftMs": "([^"]+)"', r'"ttftMs": \1', body)
+        keys.append(f"logs/2026/11/27/hostile-{n}.json")
+        put_body(audit_bucket, keys[-1], body.encode())
+
+    event = {"Records": [s3_event(audit_bucket, key)["Records"][0] for key in keys]}
+    assert lambda_handler(event, None) == {"ingested": 7, "duplicates": 0, "ignored": 0}
+
+    total = summarize(read_rollups("project", "hostile", HOUR, HOUR))
+    assert (total["requests"], total["ttftUnusable"], total["ttftCount"]) == (7, 5, 1)
+    assert (total["ttftNone"], total["speedMissing"], total["genRequests"]) == (1, 0, 0)
+    assert total["msPerOutputToken"] is None and total["outputTokensPerSecond"] is None
+    assert get_item(plain["requestId"])["ttftMs"] == 50
