@@ -160,14 +160,15 @@ def _confirmed_plan(environment: Environment, operator) -> Run:
 @pytest.mark.django_db
 def test_an_apply_refuses_when_aws_changed_since_the_plan(environment, operator):
     _apply_now(environment)
-    Environment.objects.filter(pk=environment.pk).update(desired_count=2)
+    # A count within min..max is scaling's: raising the minimum above it is what makes a change.
+    Environment.objects.filter(pk=environment.pk).update(desired_count=2, min_tasks=2)
     environment.refresh_from_db()
     apply = _confirmed_plan(environment, operator)
-    # Behind the console's back: someone sets the service to 3 tasks by hand.
+    # Behind the console's back: someone sets the service to 7 tasks by hand, beyond max_tasks.
     aws.client("ecs").update_service(
         cluster=f"central-llm-service-cluster{environment.suffix}",
         service=f"central-llm-service{environment.suffix}",
-        desiredCount=3,
+        desiredCount=7,
     )
 
     with engine.counting_calls(environment.region) as calls:
