@@ -28,8 +28,12 @@ def datapoint(environment: str, name: str, stat: str) -> float:
             "Stat": stat,
         },
     }
+    # Ending a minute ahead: the local AWS drops the end's fraction of a second, which left
+    # out a datapoint put in the same second as the read.
     result = aws.client("cloudwatch").get_metric_data(
-        MetricDataQueries=[query], StartTime=now - timedelta(minutes=10), EndTime=now
+        MetricDataQueries=[query],
+        StartTime=now - timedelta(minutes=10),
+        EndTime=now + timedelta(minutes=1),
     )["MetricDataResults"][0]
     assert len(result["Values"]) == 1, f"{name}: {result}"
     return result["Values"][0]
