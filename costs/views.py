@@ -18,13 +18,18 @@ from costs import ledger as ledgers
 from costs.prices import PriceUnknown
 from provisioning.models import Environment
 
+# No platform ran before 2000; and 9999-12 has no month after it for the page to link.
+FIRST_MONTH = date(2000, 1, 1)
+MONTH_HINT = "Give a month as YYYY-MM, from 2000 on."
+
 
 def _month(text: str) -> date | None:
-    """The first day of ``YYYY-MM``; None if it is not one."""
+    """The first day of ``YYYY-MM`` from 2000 to 9998; None if it is not one."""
     try:
-        return datetime.strptime(text, "%Y-%m").date()
+        month = datetime.strptime(text, "%Y-%m").date()
     except ValueError:
         return None
+    return month if FIRST_MONTH <= month < date(9999, 1, 1) else None
 
 
 def _month_range(month: date) -> tuple[datetime, datetime]:
@@ -39,9 +44,12 @@ def environment_costs(request: HttpRequest, name: str) -> HttpResponse:
     daily chart, the chargeback export and (for admins) the budgets' form."""
     environment = get_object_or_404(Environment, name=name)
     this_month = budgets.month_start().date()
-    month = _month(request.GET.get("month", "")) or this_month
+    asked = request.GET.get("month", "")
+    month = _month(asked) or this_month
     context = {"environment": environment, "month": month, "this_month": this_month}
-    if month > this_month:
+    if asked and _month(asked) is None:
+        context["error"] = f"{MONTH_HINT} (not {asked!r})"
+    elif month > this_month:
         context["error"] = "That month has not begun."
     else:
         context.update(pages.read(environment, *_month_range(month)))

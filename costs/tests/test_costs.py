@@ -401,3 +401,17 @@ def test_only_an_admin_sets_the_environment_s_own_price_and_a_missing_one_is_sai
     audited.save()
     page = client.get(reverse("costs:environment", args=[audited.name])).content.decode()
     assert "Cost not known: No pinned price for p9.nothing" in page
+
+
+@pytest.mark.parametrize("month", ["0001-01", "9999-12", "1999-13", "2026-1x"])
+def test_a_month_out_of_reach_gets_a_message_not_a_500(client, admin_user, audited, month):
+    """The page's neighbours of 0001-01 and 9999-12 (the month before, the month after) were
+    beyond Python's dates: a 500 for anyone who typed a year."""
+    client.force_login(admin_user)
+    page = client.get(reverse("costs:environment", args=[audited.name]), {"month": month})
+    assert page.status_code == 200
+    assert (
+        f"Give a month as YYYY-MM, from 2000 on. (not &#x27;{month}&#x27;)" in page.content.decode()
+    )
+    export = client.get(reverse("costs:chargeback", args=[audited.name, month]))
+    assert export.status_code == 404
