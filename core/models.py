@@ -48,3 +48,8 @@ class Action(models.Model):
         if not (self.before or self.after):
             return ""
         return f"{self.before or '—'} → {self.after or '—'}"
+
+    def changed_names(self) -> list[str]:
+        """The names a long change folds under, sorted: PostgreSQL's jsonb keeps keys in its
+        own order (shortest first), not the order they were written in."""
+        return sorted(self.after or self.before or {})
