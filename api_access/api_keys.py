@@ -311,7 +311,13 @@ def _make(
     key = _key_of({**made, "value": None})
     forget(environment)
     actions.record_about(
-        verb, "apigateway.api_key", key.id, str(key), actor=actor, parameters=parameters
+        verb,
+        "apigateway.api_key",
+        key.id,
+        str(key),
+        actor=actor,
+        parameters=parameters,
+        within=environment,
     )
     return key
 
@@ -458,6 +464,7 @@ def set_enabled(
         parameters={"reason": reason} if reason else None,
         before={"enabled": key.enabled},
         after={"enabled": enabled},
+        within=environment,
     )
 
 
@@ -474,6 +481,7 @@ def delete(environment: Environment, key: ApiKey, *, typed_name: str, actor) -> 
         str(key),
         actor=actor,
         before={"name": key.name, "enabled": key.enabled, "project": key.project},
+        within=environment,
     )
 
 
@@ -563,6 +571,7 @@ def set_projects(environment: Environment, key: ApiKey, text: str, *, actor) -> 
         actor=actor,
         before={"projects": list(key.projects) if key.projects is not None else None},
         after={"projects": list(projects)},
+        within=environment,
     )
     try:
         publish(environment)
@@ -679,6 +688,7 @@ def finish(rotation: KeyRotation, *, actor, reason: str) -> bool:
         parameters={"rotation": str(rotation.pk), "reason": reason, "new_key": rotation.new_key_id},
         before={"enabled": True},
         after={"enabled": False},
+        within=rotation.environment,
     )
     return True
 

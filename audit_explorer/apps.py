@@ -6,8 +6,11 @@ class AuditExplorerConfig(AppConfig):
     verbose_name = "Audit explorer"
 
     def ready(self) -> None:
-        from audit_explorer import audit_runs, trail_views
+        from audit_explorer import action_stream, audit_runs, trail_views
+        from core import actions
         from provisioning import kinds, sections
+
+        actions.follow(action_stream.queue)
 
         kinds.register(audit_runs.CHECK)
         kinds.register(audit_runs.REDRIVE)

@@ -8,9 +8,7 @@ parts of ``PART_BYTES``. The job beats a heartbeat with every page; ``reap_all``
 and the exports page) fails an export whose worker died or whose job was lost, saying why.
 """
 
-import csv
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -29,7 +27,7 @@ from rq.job import Job, JobStatus
 
 from audit_explorer import search as audit_search
 from audit_explorer.models import Export
-from core.spreadsheets import inert
+from core.spreadsheets import csv_lines
 from provisioning.models import Environment
 
 log = logging.getLogger(__name__)
@@ -77,15 +75,7 @@ def lines(rows: Iterable[dict], kind: str) -> Iterator[str]:
         for row in rows:
             yield json.dumps(row, default=str) + "\n"
         return
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({name: inert(value) for name, value in row.items()})
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
+    yield from csv_lines(rows, COLUMNS)
 
 
 def expected_rows(search: audit_search.Search, environment: Environment) -> int:

@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -196,3 +198,50 @@ class AuditDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} of {self.environment}"
+
+
+class ActionBatch(models.Model):
+    """Actions bound for one audit bucket as one object, written once (``action_stream``): its
+    key and its actions are fixed before the first PUT, so a batch put again, after a crash or
+    by a second worker, finds its own object there and never makes a second."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    bucket = models.CharField(max_length=63)
+    region = models.CharField(max_length=30)
+    key = models.CharField(max_length=200, blank=True, help_text="actions/YYYY/MM/DD/…")
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="PUTs that failed.")
+    next_try_at = models.DateTimeField(db_index=True)
+    last_error = models.TextField(blank=True)
+    shipped_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class ActionShipment(models.Model):
+    """One action bound for one audit bucket: the action stream's outbox, written in the
+    transaction that records the action, put in a batch once it ships."""
+
+    action = models.ForeignKey("core.Action", on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey(
+        "provisioning.Environment",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Whose audit bucket; its bucket still receives it once it is deleted.",
+    )
+    bucket = models.CharField(max_length=63)
+    region = models.CharField(max_length=30)
+    batch = models.ForeignKey(
+        ActionBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="shipments"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["action", "bucket"], name="one_shipment_per_bucket")
+        ]
+        indexes = [models.Index(fields=["bucket", "batch"], name="action_shipments_waiting")]
+
+    def __str__(self) -> str:
+        return f"action {self.action_id} to {self.bucket}"

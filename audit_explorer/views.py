@@ -353,6 +353,7 @@ def audit_record(request: HttpRequest, request_id: str) -> HttpResponse:
             f"audit record {request_id}",
             actor=request.user,
             parameters={"environment": environment.name, "rawKey": item["rawKey"]},
+            within=environment,
         )
     context.update(item=item, raw=raw, raw_gone=raw_gone, fields=sorted(item.items()))
     template = "audit_explorer/record.html"

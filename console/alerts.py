@@ -1,6 +1,6 @@
 """What needs someone, for the dashboard: keys near their quota or expiring, rotations ending,
-dead letters waiting, audit days incomplete, runs stalled, projects near their budget; each
-alert links to where it is fixed.
+dead letters waiting, audit days incomplete, runs stalled, projects near their budget, actions
+not reaching the audit bucket; each alert links to where it is fixed.
 
 Every source reads one environment, cheaply and bounded; its docstring counts its AWS calls.
 A user gets only the alerts of the pages they may open, and a source they may not see is not
@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from api_access import api_keys
 from api_access.models import KeyRotation
-from audit_explorer import audit_runs
+from audit_explorer import action_stream, audit_runs
 from audit_explorer.models import AuditDay, DeadLetter
 from core import permissions as perms
 from core.templatetags.figures import relative
@@ -207,6 +207,26 @@ def stalled_runs(environment: Environment) -> list[Alert]:
     return found
 
 
+def action_stream_lag(environment: Environment) -> list[Alert]:
+    """Actions that have waited ``action_stream.LAG_SECONDS`` for the environment's audit
+    bucket, with the last S3 error: two queries, no AWS call."""
+    return [
+        Alert(
+            WARNING,
+            environment.name,
+            f"{lag.waiting:,} action{pluralize(lag.waiting)} of the action log "
+            f"{pluralize(lag.waiting, 'waits,wait')} for audit bucket {lag.bucket}, the oldest "
+            f"made {relative(lag.oldest)}; last error: {lag.error}",
+            _actions_page(environment),
+        )
+        for lag in action_stream.lags(environment)
+    ]
+
+
+def _actions_page(environment: Environment) -> str:
+    return reverse("actions")
+
+
 def _costs_page(environment: Environment) -> str:
     return reverse("costs:environment", args=[environment.name])
 
@@ -248,4 +268,5 @@ SOURCES = (
     Source("the audit days", perms.VIEW_AUDIT, audit_days, _days_page),
     Source("the runs", perms.VIEW_STATE, stalled_runs, _environment_page),
     Source("the projects' budgets", perms.VIEW_AUDIT, project_budgets, _costs_page),
+    Source("the action log's shipping", perms.MANAGE_USERS, action_stream_lag, _actions_page),
 )

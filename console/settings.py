@@ -5,6 +5,7 @@ endpoint and credential chain. See README.md for every variable.
 """
 
 import os
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -226,6 +227,10 @@ LOCAL_MODEL_URL = os.environ.get("LOCAL_MODEL_URL", "")
 LOCAL_API_URL = os.environ.get("LOCAL_API_URL", "")
 
 AWS_REGION = region()
+
+# Names this console in each action it sends to the audit buckets (``core.actions.as_record``):
+# its public host name, say console.example.com; this machine's name if unset.
+CONSOLE_HOST_NAME = os.environ.get("CONSOLE_HOST_NAME", "") or socket.gethostname()
 
 # What signs each checked day's audit seal (audit_explorer.seals): an asymmetric KMS signing
 # key (id, ARN or alias), else an HMAC key of 32 characters or more, kept in a secret store.

@@ -30,6 +30,7 @@ urlpatterns = [
     path("api-keys/", include("api_access.key_urls")),
     path("usage-plans/", include("api_access.plan_urls")),
     path("actions/", views.action_list, name="actions"),
+    path("actions/export/", views.action_export, name="actions-export"),
     path("preferences/timezone", views.set_timezone, name="set-timezone"),
     path("environments/", include("provisioning.urls")),
     path("audit/", include("audit_explorer.urls")),

@@ -83,5 +83,6 @@ def check_account(environment: Environment, *, actor: Actor) -> AccountCheck:
             "outcomes": {check.name: check.outcome for check in checks},
             "seconds": round(done.seconds, 2),
         },
+        within=environment,
     )
     return done
