@@ -129,6 +129,33 @@ def keyed(audited) -> Environment:
     return environment
 
 
+@pytest.fixture
+def bucketed_environment(db):
+    """Makes environments each with an audit bucket of its own (versioned, so that a key
+    written twice would show), as a run saw it: where the action log is shipped."""
+
+    def make(name: str) -> Environment:
+        tag = uuid.uuid4().hex[:8]
+        environment = Environment.objects.create(
+            name=f"{name}-{tag}", suffix=f"-{tag}", is_local=True, region=aws.region()
+        )
+        bucket = create_bucket(unique("actions").lower())
+        aws.client("s3").put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+        )
+        ResourceState.objects.create(
+            environment=environment,
+            key="s3.audit_bucket",
+            title="S3 audit bucket",
+            state="present",
+            outputs={"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            seen_at=timezone.now(),
+        )
+        return environment
+
+    return make
+
+
 def make_user(django_user_model, username: str, role: str | None):
     user = django_user_model.objects.create_user(
         username=username, password=password_of(username), is_staff=role == ADMIN

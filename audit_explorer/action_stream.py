@@ -17,7 +17,8 @@ due as one object, write-once (``IfNoneMatch='*'``). A batch's key and lines are
 its first PUT, so a batch put again (its worker died after the PUT, or a second worker took it
 too) answers 412, which means this very batch is there: shipped, never overwritten. A failed
 PUT leaves the batch for later with its error, backing off from ``SHIP_SECONDS`` to
-``RETRY_MAX_SECONDS``, and the bucket's other batches wait for the next pass.
+``RETRY_MAX_SECONDS``, and the bucket's other batches wait for the next pass; once a PUT to
+the bucket succeeds again, the batches backing off there go at once.
 
 Several workers at once: gathering claims rows with ``select_for_update(skip_locked=True)``
 on PostgreSQL; on SQLite, which locks the whole database for a writer, the gathering writes
@@ -31,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.db import models, transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from audit_explorer.models import ActionBatch, ActionShipment
@@ -132,10 +133,20 @@ def _put_due() -> int:
     # Due before the next pass: tried in this one.
     due = ActionBatch.objects.filter(
         shipped_at=None, next_try_at__lte=now + timedelta(seconds=SHIP_SECONDS / 2)
-    ).order_by("created_at")
-    failed: set[str] = set()  # buckets whose PUT failed in this pass: down until the next
+    )
+    shipped, answered = _put_each(due, now)
+    # S3 answers again: the bucket's batches backing off go now, not after their wait.
+    again = ActionBatch.objects.filter(shipped_at=None, attempts__gt=0, bucket__in=answered)
+    return shipped + _put_each(again, now)[0]
+
+
+def _put_each(batches: QuerySet[ActionBatch], now: datetime) -> tuple[int, set[str]]:
+    """Put each batch, oldest first, that no other worker has taken; a bucket that fails
+    is not tried again in this pass. How many were shipped, and the buckets that answered."""
+    answered: set[str] = set()
+    failed: set[str] = set()
     shipped = 0
-    for batch in due:
+    for batch in batches.order_by("created_at"):
         if batch.bucket in failed:
             continue
         taken = ActionBatch.objects.filter(
@@ -150,8 +161,9 @@ def _put_due() -> int:
             _failed(batch, exc)
         else:
             ActionBatch.objects.filter(pk=batch.pk).update(shipped_at=timezone.now())
+            answered.add(batch.bucket)
             shipped += 1
-    return shipped
+    return shipped, answered - failed
 
 
 def lines(batch: ActionBatch) -> bytes:
@@ -159,14 +171,16 @@ def lines(batch: ActionBatch) -> bytes:
     return "".join(as_json_line(shipment.action) for shipment in shipments).encode()
 
 
+def s3_client(region: str):
+    """Quick to give up: one attempt, tried again by a later pass, as a batch is."""
+    return aws.client("s3", region_name=region, connect_timeout=3, read_timeout=10, max_attempts=1)
+
+
 def put(batch: ActionBatch) -> None:
     """Write the batch's object unless it is there already (S3 conditional writes:
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)."""
-    s3 = aws.client(
-        "s3", region_name=batch.region, connect_timeout=3, read_timeout=10, max_attempts=1
-    )
     try:
-        s3.put_object(
+        s3_client(batch.region).put_object(
             Bucket=batch.bucket,
             Key=batch.key,
             Body=lines(batch),

@@ -1,6 +1,7 @@
 """Test helpers: AWS resources on the session's local AWS, with names no other test shares,
 the test database's URL for worker processes, and racing threads."""
 
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -75,3 +76,17 @@ def log_in(page, base_url: str, username: str) -> None:
     page.get_by_label("Password").fill(password_of(username))
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+
+def shipped_actions(bucket: str) -> dict[str, list[dict]]:
+    """Every version of every object the action log wrote to ``bucket`` (``actions/``), key
+    by key, as its lines: a key written twice shows its lines twice."""
+    s3 = aws.client("s3")
+    found: dict[str, list[dict]] = {}
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="actions/")
+    for page in pages:
+        for version in page.get("Versions", ()):
+            key = version["Key"]
+            body = s3.get_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])["Body"]
+            found.setdefault(key, []).extend(map(json.loads, body.read().splitlines()))
+    return found
