@@ -28,7 +28,8 @@ is claimed by moving the batch's ``next_try_at`` (compare-and-set).
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.db import models, transaction
@@ -111,11 +112,12 @@ def _gather(bucket: str, region: str) -> bool:
             .order_by("action_id")
             .values_list("pk", "action__at")[:BATCH_ACTIONS]
         )
+        claimed = 0
         if waiting:
             day = _utc_day(waiting[0][1])
             same_day = [pk for pk, at in waiting if _utc_day(at) == day]
             claimed = ActionShipment.objects.filter(pk__in=same_day, batch=None).update(batch=batch)
-        if not waiting or not claimed:
+        if not claimed:
             batch.delete()
             return False
         first = waiting[0][1].astimezone(UTC)
@@ -124,7 +126,7 @@ def _gather(bucket: str, region: str) -> bool:
     return True
 
 
-def _utc_day(moment: datetime):
+def _utc_day(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
@@ -171,7 +173,7 @@ def lines(batch: ActionBatch) -> bytes:
     return "".join(as_json_line(shipment.action) for shipment in shipments).encode()
 
 
-def s3_client(region: str):
+def s3_client(region: str) -> Any:
     """Quick to give up: one attempt, tried again by a later pass, as a batch is."""
     return aws.client("s3", region_name=region, connect_timeout=3, read_timeout=10, max_attempts=1)
 
