@@ -121,6 +121,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Beside the database it tests, so that two checkouts' test runs never share one.
     database = Path(DATABASES["default"]["NAME"])
     DATABASES["default"]["TEST"] = {"NAME": str(database.with_name(f"test-{database.name}"))}
+    # A transaction takes the write lock as it begins, waiting for it: one that read first
+    # (update_or_create) would otherwise fail at once ("database is locked") when a worker
+    # writes meanwhile, as the action log's shipping does every few seconds.
+    DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Axes first: it refuses a locked-out sign-in before a password is checked.
