@@ -146,11 +146,13 @@ def test_a_scrape_counts_the_requests_of_every_gunicorn_worker(transactional_db,
         "-c",
         "python:console.gunicorn_conf",
     ]
-    # --preload: the app loads once and each new worker is a fork, ready at once.
     options = ["--bind", f"fd://{listener.fileno()}", "--workers", "2", "--max-requests", "1"]
+    # --preload: the app loads once and each new worker is a fork, ready at once; no control
+    # socket, whose default path every gunicorn on the machine shares.
+    options += ["--preload", "--no-control-socket"]
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [*command, *options, "--preload"],
+            [*command, *options],
             env=env,
             pass_fds=[listener.fileno()],
             stdout=out,
