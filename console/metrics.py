@@ -63,7 +63,10 @@ def refusal(request: HttpRequest) -> Refusal | None:
     return None
 
 
-def _from_networks(request: HttpRequest, networks: list) -> bool:
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _from_networks(request: HttpRequest, networks: list[Network]) -> bool:
     """Whether the connecting address is in ``networks``. A request that names a forwarded
     address came through a proxy (a load balancer adds the header): the connecting address
     is the proxy's, not the scraper's, and the header is the client's to write, so neither
