@@ -25,6 +25,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("health/checks", views.health_checks, name="health-checks"),
+    path("metrics", views.prometheus_metrics, name="metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api-keys/", include("api_access.key_urls")),
