@@ -2,6 +2,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.apps import apps
 from django.utils import timezone
 
 from api_access import api_keys
@@ -9,6 +10,9 @@ from audit_explorer import audit_runs
 from audit_explorer.models import AuditDay, DeadLetter
 from centralllm.audit.ingest import ingest_record
 from centralllm.audit.tests.conftest import make_record
+from console.provider import parse_role_groups
+from console.roles import sync_roles
+from devtools.oidc_provider import OIDCProvider
 from provisioning import runs
 from provisioning.models import Environment, Release, Run
 
@@ -65,3 +69,29 @@ def troubled(keyed, admin_user) -> Environment:
         finished_at=timezone.now() - timedelta(days=3),
     )
     return keyed
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(live_server, tmp_path_factory) -> OIDCProvider:
+    """A real OpenID provider for the session, in a folder of its own; its client returns to
+    the live server (the browser tests) and to the test client (``testserver``)."""
+    callbacks = [f"{live_server.url}/oidc/callback/", "http://testserver/oidc/callback/"]
+    provider = OIDCProvider(tmp_path_factory.mktemp("oidc-provider"), redirect_uris=callbacks)
+    yield provider.start()
+    provider.stop()
+
+
+@pytest.fixture
+def signin_with_provider(settings, oidc_provider) -> OIDCProvider:
+    """The console signs in through the session's provider, its endpoints discovered, as
+    CONSOLE_OIDC_ISSUER and the others set them."""
+    sync_roles(apps)  # transactional tests flush the groups the migration made
+    settings.CONSOLE_OIDC_ISSUER = oidc_provider.issuer
+    settings.CONSOLE_OIDC_PROVIDER_NAME = "Test provider"
+    settings.OIDC_RP_CLIENT_ID = oidc_provider.client_id
+    settings.OIDC_RP_CLIENT_SECRET = oidc_provider.client_secret
+    settings.OIDC_RP_SCOPES = "openid email profile groups"
+    settings.CONSOLE_OIDC_ROLE_GROUPS = parse_role_groups(
+        "viewer:llm-viewers,viewer:auditors,operator:llm-operators,admin:llm-admins"
+    )
+    return oidc_provider
