@@ -124,7 +124,8 @@ class ProviderBackend(_ProviderSettings, OIDCAuthenticationBackend):
         self.UserModel = get_user_model()
 
     def authenticate(self, request: HttpRequest | None, **kwargs: Any):
-        if not enabled() or request is None or "code" not in request.GET:
+        # Only the callback's call (a password's, even with ?code= in its URL, is not ours).
+        if not enabled() or request is None or "nonce" not in kwargs:
             return None
         super().__init__()
         return super().authenticate(request, **kwargs)

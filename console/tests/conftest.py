@@ -71,27 +71,50 @@ def troubled(keyed, admin_user) -> Environment:
     return keyed
 
 
+def _started_provider(tmp_path_factory, console_url: str) -> OIDCProvider:
+    callback = f"{console_url}/oidc/callback/"
+    folder = tmp_path_factory.mktemp("oidc-provider")
+    return OIDCProvider(folder, redirect_uris=[callback]).start()
+
+
 @pytest.fixture(scope="session")
-def oidc_provider(live_server, tmp_path_factory) -> OIDCProvider:
-    """A real OpenID provider for the session, in a folder of its own; its client returns to
-    the live server (the browser tests) and to the test client (``testserver``)."""
-    callbacks = [f"{live_server.url}/oidc/callback/", "http://testserver/oidc/callback/"]
-    provider = OIDCProvider(tmp_path_factory.mktemp("oidc-provider"), redirect_uris=callbacks)
-    yield provider.start()
+def oidc_provider(tmp_path_factory) -> OIDCProvider:
+    """A real OpenID provider for the session, in a folder of its own, whose client returns
+    to the test client (``testserver``)."""
+    provider = _started_provider(tmp_path_factory, "http://testserver")
+    yield provider
     provider.stop()
 
 
-@pytest.fixture
-def signin_with_provider(settings, oidc_provider) -> OIDCProvider:
-    """The console signs in through the session's provider, its endpoints discovered, as
+@pytest.fixture(scope="session")
+def browser_oidc_provider(live_server, tmp_path_factory) -> OIDCProvider:
+    """The same, returning to the live server: a provider of its own, so that the tests of
+    the test client need no live server (which makes every test using it transactional)."""
+    provider = _started_provider(tmp_path_factory, live_server.url)
+    yield provider
+    provider.stop()
+
+
+def _sign_in_through(settings, provider: OIDCProvider) -> OIDCProvider:
+    """The console signs in through ``provider``, its endpoints discovered, as
     CONSOLE_OIDC_ISSUER and the others set them."""
     sync_roles(apps)  # transactional tests flush the groups the migration made
-    settings.CONSOLE_OIDC_ISSUER = oidc_provider.issuer
+    settings.CONSOLE_OIDC_ISSUER = provider.issuer
     settings.CONSOLE_OIDC_PROVIDER_NAME = "Test provider"
-    settings.OIDC_RP_CLIENT_ID = oidc_provider.client_id
-    settings.OIDC_RP_CLIENT_SECRET = oidc_provider.client_secret
+    settings.OIDC_RP_CLIENT_ID = provider.client_id
+    settings.OIDC_RP_CLIENT_SECRET = provider.client_secret
     settings.OIDC_RP_SCOPES = "openid email profile groups"
     settings.CONSOLE_OIDC_ROLE_GROUPS = parse_role_groups(
         "viewer:llm-viewers,viewer:auditors,operator:llm-operators,admin:llm-admins"
     )
-    return oidc_provider
+    return provider
+
+
+@pytest.fixture
+def signin_with_provider(settings, oidc_provider) -> OIDCProvider:
+    return _sign_in_through(settings, oidc_provider)
+
+
+@pytest.fixture
+def browser_signin_with_provider(settings, browser_oidc_provider) -> OIDCProvider:
+    return _sign_in_through(settings, browser_oidc_provider)

@@ -197,6 +197,18 @@ def test_the_provider_never_signs_in_as_the_break_glass_superuser(
 
 
 @pytest.mark.django_db
+def test_a_wrong_password_with_a_code_in_the_address_is_only_a_wrong_password(
+    client, signin_with_provider, operator
+):
+    login = reverse("login") + "?code=not-the-providers&state=x"
+
+    answer = client.post(login, {"username": "otto", "password": "not-the-password"})
+
+    assert answer.status_code == 200
+    assert "didn't match" in answer.content.decode()
+
+
+@pytest.mark.django_db
 def test_an_unreachable_provider_is_a_page_that_says_so(client, signin_with_provider, settings):
     settings.CONSOLE_OIDC_ISSUER = f"http://127.0.0.1:{free_port()}"
 
@@ -236,8 +248,9 @@ def test_wrong_break_glass_passwords_still_lock_the_account(
     client, signin_with_provider, settings, django_user_model
 ):
     settings.CONSOLE_LOCAL_PASSWORDS = False
+    settings.AXES_FAILURE_LIMIT = 2
     django_user_model.objects.create_superuser("root", password="a-long-local-password")
-    for _ in range(settings.AXES_FAILURE_LIMIT):
+    for _ in range(2):
         client.post(reverse("login-local"), {"username": "root", "password": "wrong"})
 
     locked = client.post(

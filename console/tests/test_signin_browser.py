@@ -17,10 +17,10 @@ RENEWAL_SECONDS = 3
 
 
 def test_the_group_gives_the_role_and_removing_it_takes_the_access_away(
-    page, live_server, signin_with_provider, settings
+    page, live_server, browser_signin_with_provider, settings
 ):
     settings.OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = RENEWAL_SECONDS
-    oidc_provider = signin_with_provider
+    oidc_provider = browser_signin_with_provider
     oidc_provider.set_user("olga", password="olga-at-the-provider", groups=["llm-operators"])
     create = f"{live_server.url}/environments/new/"
 
@@ -47,7 +47,7 @@ def test_the_group_gives_the_role_and_removing_it_takes_the_access_away(
 
 
 def test_with_passwords_off_the_login_page_offers_only_the_provider_but_break_glass_works(
-    page, live_server, signin_with_provider, settings, django_user_model, caplog
+    page, live_server, browser_signin_with_provider, settings, django_user_model, caplog
 ):
     settings.CONSOLE_LOCAL_PASSWORDS = False
     admin = django_user_model.objects.create_superuser("admin", password="break-glass-pass-9")
