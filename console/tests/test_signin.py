@@ -152,6 +152,20 @@ def test_a_group_removed_at_the_provider_is_applied_at_the_renewal_not_before(
 
 
 @pytest.mark.django_db
+def test_endpoints_set_by_hand_need_no_discovery(
+    client, signin_with_provider, settings, django_user_model
+):
+    for setting, endpoint in provider.discover(signin_with_provider.issuer).items():
+        setattr(settings, setting, endpoint)
+    settings.CONSOLE_OIDC_ISSUER = f"http://127.0.0.1:{free_port()}"  # nothing answers there
+    signin_with_provider.set_user("vic", password="pw", groups=["auditors"])
+
+    sign_in(client, signin_with_provider, "vic")
+
+    assert roles_of(django_user_model, "vic") == {"viewer"}
+
+
+@pytest.mark.django_db
 def test_a_due_renewal_reloads_an_htmx_page_and_sends_a_form_back_to_its_page(
     client, signin_with_provider
 ):
