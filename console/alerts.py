@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CRITICAL, WARNING = "critical", "warning"
 GRACE_NOTICE = timedelta(hours=24)  # a rotation's old key stops working within this
+RECENT_DAYS = 30  # the audit days looked at
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ _SEAL_PROBLEMS = {"tampered": "its seal fails", "changed": "a record changed sin
 def audit_days(environment: Environment) -> list[Alert]:
     """Days of the last 30 whose check found records missing, extra or miscounted, or whose
     seal no longer holds: one query, no AWS call (the checks ran before)."""
-    since = audit_runs.today() - timedelta(days=30)
+    since = audit_runs.today() - timedelta(days=RECENT_DAYS)
     bad = list(
         AuditDay.objects.filter(environment=environment, day__gte=since)
         .filter(Q(complete=False) | Q(seal_status__in=list(_SEAL_PROBLEMS)))
@@ -188,7 +189,7 @@ def audit_days(environment: Environment) -> list[Alert]:
     if len(bad) == 1:
         url = reverse("audit_explorer:audit-day", args=[environment.name, newest.day.isoformat()])
     else:
-        text = f"{len(bad)} days of the last 30 need a look; the newest, {text}"
+        text = f"{len(bad)} days of the last {RECENT_DAYS} need a look; the newest, {text}"
         url = _days_page(environment)
     return [Alert(CRITICAL, environment.name, text, url)]
 

@@ -4,6 +4,7 @@ The defaults are safe for a laptop: SQLite under var/, Redis on localhost, AWS's
 endpoint and credential chain. See README.md for every variable.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +41,15 @@ def envint(name: str, default: int) -> int:
 
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def envnetworks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(item) for item in envlist(name, "")]
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"{name} must be networks such as 10.0.0.0/16, separated by commas: {exc}"
+        ) from None
 
 
 DEBUG = envbool("DJANGO_DEBUG", False)
@@ -230,7 +240,7 @@ WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 if envbool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0" if DEBUG else "31536000"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = False
@@ -285,3 +295,17 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
+
+# /metrics (console.metrics, docs/metrics.md): answered only to a scraper that sends this
+# bearer token and/or connects from one of these networks (CIDRs, matched against the
+# connecting address); with neither set it answers 404. Prometheus scrapes each task directly,
+# over the private network, so it is exempt from the HTTPS redirect like /healthz.
+METRICS_TOKEN = os.environ.get("CONSOLE_METRICS_TOKEN", "")
+METRICS_NETWORKS = envnetworks("CONSOLE_METRICS_NETWORKS")
+# Request counts and latencies per view (django-prometheus): its two middlewares wrap all the
+# others. Under gunicorn, PROMETHEUS_MULTIPROC_DIR gathers every worker's (console.gunicorn).
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]

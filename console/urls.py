@@ -25,6 +25,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("health/checks", views.health_checks, name="health-checks"),
+    path("metrics", views.prometheus_metrics, name="metrics"),
     path("login/", signin.login, name="login"),
     path("login/local/", signin.login, {"break_glass": True}, name="login-local"),
     path("oidc/", include(signin.urlpatterns)),

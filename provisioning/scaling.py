@@ -132,7 +132,8 @@ def _queries(ctx: Context) -> list[dict]:
 
 def _charts(ctx: Context) -> dict:
     """The last ``HOURS`` in ``PERIOD_SECONDS`` steps, one series per metric (a step with no
-    datapoint counts 0), with the latest datapoint; at most three pages of GetMetricData."""
+    datapoint is None, drawn as a gap: no datapoint is not 0 tasks), with the latest
+    datapoint; at most three pages of GetMetricData."""
     end = timezone.now()
     start = end - timedelta(hours=HOURS)
     steps = HOURS * 3600 // PERIOD_SECONDS
@@ -155,7 +156,7 @@ def _charts(ctx: Context) -> dict:
     series = {}
     for key, what in SERIES.items():
         points = found.get(key, {})
-        values = [0.0] * steps
+        values: list[float | None] = [None] * steps
         for moment, value in points.items():
             step = int((moment - start).total_seconds() // PERIOD_SECONDS)
             values[min(max(step, 0), steps - 1)] = value

@@ -153,7 +153,22 @@ def endpoint_url(rows: list[ResourceState]) -> str | None:
 def live(environment: Environment) -> dict[str, Any]:
     """The environment's state in AWS, at most ``AWS_STATE_CACHE_SECONDS`` old."""
     key = f"environment-state:{environment.pk}:{environment.updated_at.timestamp()}"
-    return cached(key, lambda: read_live(environment))
+    return cached(key, lambda: _read_and_keep(environment))
+
+
+LAST_KNOWN_SECONDS = 7 * 24 * 3600
+
+
+def _read_and_keep(environment: Environment) -> dict[str, Any]:
+    state = read_live(environment)
+    cache.set(f"environment-state-last:{environment.pk}", state, LAST_KNOWN_SECONDS)
+    return state
+
+
+def last_known(environment: Environment) -> dict[str, Any] | None:
+    """The state ``live`` read last, however old (its ``read_at`` says), or None when none was
+    read in ``LAST_KNOWN_SECONDS``: what /metrics exports without reading AWS itself."""
+    return cache.get(f"environment-state-last:{environment.pk}")
 
 
 def cached(key: str, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:

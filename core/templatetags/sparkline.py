@@ -19,7 +19,7 @@ def _scale(peak: Number, height: int) -> Callable[[Number], float]:
 
 @register.simple_tag
 def sparkline(
-    requests: list[Number],
+    requests: list[Number | None],
     errors: list[Number] | None = None,
     *,
     target: Number | None = None,
@@ -30,12 +30,40 @@ def sparkline(
     and the figure is there before any chart library loads. Styled by console.css.
 
     Any other series draws the same way with its own ``label``; ``target`` adds a dashed
-    line at that value (what scaling holds a metric at)."""
-    y = _scale(max([*requests, target or 0], default=0), HEIGHT)
+    line at that value (what scaling holds a metric at). A ``None`` is a step with no figure:
+    the line breaks there rather than fall to 0."""
+    measured = [count for count in requests if count is not None]
+    y = _scale(max([*measured, target or 0], default=0), HEIGHT)
     step = WIDTH / max(len(requests) - 1, 1)
 
-    points = " ".join(f"{i * step:.1f},{y(count):.1f}" for i, count in enumerate(requests))
-    area = f"0,{HEIGHT} {points} {WIDTH},{HEIGHT}"
+    stretches: list[list[tuple[float, float]]] = [[]]
+    for i, count in enumerate(requests):
+        if count is None:
+            stretches.append([])
+        else:
+            stretches[-1].append((i * step, y(count)))
+    shapes = format_html_join(
+        "",
+        '<polygon points="{0},{2} {1} {3},{2}"></polygon><polyline points="{1}"></polyline>',
+        (
+            (
+                f"{stretch[0][0]:.1f}",
+                " ".join(f"{across:.1f},{up:.1f}" for across, up in stretch),
+                HEIGHT,
+                f"{stretch[-1][0]:.1f}",
+            )
+            for stretch in stretches
+            if len(stretch) > 1
+        ),
+    ) + format_html_join(
+        "",
+        '<circle cx="{}" cy="{}" r="1.5"></circle>',
+        (
+            (f"{stretch[0][0]:.1f}", f"{stretch[0][1]:.1f}")
+            for stretch in stretches
+            if len(stretch) == 1
+        ),
+    )
     bars = format_html_join(
         "",
         '<rect class="errors" x="{}" y="{}" width="{}" height="{}"></rect>',
@@ -51,12 +79,12 @@ def sparkline(
             '<line class="target" x1="0" y1="{}" x2="{}" y2="{}"></line>', level, WIDTH, level
         )
     if not label:
-        most, failed = max(requests, default=0), sum(errors or [])
-        label = f"Requests per hour: {sum(requests):,} in all, at most {most:,}; errors: {failed:,}"
+        most, failed = max(measured, default=0), sum(errors or [])
+        label = f"Requests per hour: {sum(measured):,} in all, at most {most:,}; errors: {failed:,}"
     return format_html(
         '<svg class="sparkline" viewBox="0 0 {} {}" width="{}" height="{}" role="img" '
         'aria-label="{}"><title>{}</title><rect class="frame" width="{}" height="{}"></rect>'
-        '<polygon points="{}"></polygon><polyline points="{}"></polyline>{}</svg>',
+        "{}{}</svg>",
         WIDTH,
         HEIGHT,
         WIDTH,
@@ -65,8 +93,7 @@ def sparkline(
         label,
         WIDTH,
         HEIGHT,
-        area,
-        points,
+        shapes,
         bars,
     )
 

@@ -5,6 +5,7 @@ from django.template import Context, Template
 from django.utils import timezone
 
 from core.templatetags.figures import count, duration_ms, duration_s, percent, relative
+from core.templatetags.sparkline import sparkline
 
 
 @pytest.mark.parametrize(
@@ -59,3 +60,11 @@ def test_when_shows_the_time_relative_and_the_exact_time_in_the_viewers_timezone
     assert 'title="2026-12-05 11:00:00 CET"' in html
     # The text is the relative time, from now (a fixed moment's would change with the clock).
     assert when(timezone.now() - timedelta(minutes=3, seconds=30)).endswith(">3 min ago</time>")
+
+
+def test_a_sparkline_breaks_where_a_step_has_no_figure():
+    drawn = sparkline([1, 2, None, 3, None, 4, 5])
+
+    assert drawn.count("<polyline") == 2  # 1 to 2 and 4 to 5; 3 stands alone between gaps
+    assert drawn.count("<circle") == 1
+    assert 'aria-label="Requests per hour: 15 in all, at most 5; errors: 0"' in drawn

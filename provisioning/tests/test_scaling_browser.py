@@ -47,6 +47,10 @@ def test_a_viewer_sees_the_queue_against_its_target_and_what_the_local_aws_canno
     queue = section.get_by_role("img", name="Requests in flight per task over the last 6 h")
     expect(queue).to_be_visible()
     expect(queue.locator("line.target")).to_have_count(1)
+    # Three datapoints 20 minutes apart are three dots: the 5-minute steps between them have
+    # none, which is no figure, not 0 in flight.
+    expect(queue.locator("circle")).to_have_count(3)
+    expect(queue.locator("polyline")).to_have_count(0)
     expect(section.locator("[data-scaling-charts]")).to_contain_text("6.0 target 8")
     expect(section.locator("[data-stand-in]")).to_have_text(scaling.STAND_IN_LIMITS)
     page.screenshot(path="var/scaling.png", full_page=True)
