@@ -6,6 +6,6 @@ class ConsoleConfig(AppConfig):
     verbose_name = "Central LLM Console"
 
     def ready(self) -> None:
-        from console import auth
+        from console import auth, signin  # noqa: F401 (signin's receivers)
 
         auth.connect_signals()

@@ -1,8 +1,13 @@
 """Django's model backend, with each user's permissions kept in Redis: a page that polls every
 second checks them without two database queries each time. A change to a user's groups or to
 a group's permissions, or deleting a group, drops what was kept, so a revoked role is refused
-at once."""
+at once.
 
+With local passwords off (``CONSOLE_LOCAL_PASSWORDS``), only superusers, the bootstrap admin
+kept for break-glass, sign in with a password; others' password sessions end (console.signin
+logs each break-glass sign-in)."""
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group
@@ -18,6 +23,11 @@ def _key(user_id: int) -> str:
 
 
 class CachedPermissionsBackend(ModelBackend):
+    def user_can_authenticate(self, user) -> bool:
+        return super().user_can_authenticate(user) and (
+            settings.CONSOLE_LOCAL_PASSWORDS or user.is_superuser
+        )
+
     def get_all_permissions(self, user_obj, obj=None) -> set[str]:
         if obj is not None or not user_obj.is_active or user_obj.is_anonymous:
             return super().get_all_permissions(user_obj, obj)

@@ -15,6 +15,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from centralllm.aws import region
+from console.provider import parse_role_groups
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -96,6 +97,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "console.idle.IdleTimeoutMiddleware",
+    "console.signin.ProviderSessionRefresh",
     "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
@@ -141,6 +143,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "console.auth.CachedPermissionsBackend",
+    # Does nothing without CONSOLE_OIDC_ISSUER; after the one above, which keeps permissions.
+    "console.signin.ProviderBackend",
 ]
 # Wrong passwords lock the account name, whatever address they come from (behind a load
 # balancer every address is the balancer's), for a cool-off that bounds a lockout's harm.
@@ -173,6 +177,45 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Sign-in through the company's identity provider (OpenID Connect, mozilla-django-oidc), on
+# when an issuer is set. Its endpoints come from the issuer's discovery document, read at the
+# first sign-in of each process, unless set here. See README "Signing in with the company's
+# identity provider".
+CONSOLE_OIDC_ISSUER = os.environ.get("CONSOLE_OIDC_ISSUER", "").strip()
+CONSOLE_OIDC_PROVIDER_NAME = os.environ.get("CONSOLE_OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_RP_CLIENT_ID = os.environ.get("CONSOLE_OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get("CONSOLE_OIDC_CLIENT_SECRET", "")
+OIDC_RP_SCOPES = os.environ.get("CONSOLE_OIDC_SCOPES", "openid email profile")
+OIDC_RP_SIGN_ALGO = os.environ.get("CONSOLE_OIDC_SIGN_ALGO", "RS256")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("CONSOLE_OIDC_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("CONSOLE_OIDC_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("CONSOLE_OIDC_USERINFO_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("CONSOLE_OIDC_JWKS_ENDPOINT", "")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+# How often a signed-in user's groups are asked of the provider again (at their next request).
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = envint("CONSOLE_OIDC_REFRESH_SECONDS", 900)
+CONSOLE_OIDC_USERNAME_CLAIM = os.environ.get("CONSOLE_OIDC_USERNAME_CLAIM", "preferred_username")
+CONSOLE_OIDC_GROUPS_CLAIM = os.environ.get("CONSOLE_OIDC_GROUPS_CLAIM", "groups")
+try:
+    CONSOLE_OIDC_ROLE_GROUPS = parse_role_groups(os.environ.get("CONSOLE_OIDC_ROLE_GROUPS", ""))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"CONSOLE_OIDC_ROLE_GROUPS: {exc}") from None
+if CONSOLE_OIDC_ISSUER:
+    _needed = {
+        "CONSOLE_OIDC_CLIENT_ID": OIDC_RP_CLIENT_ID,
+        "CONSOLE_OIDC_CLIENT_SECRET": OIDC_RP_CLIENT_SECRET,
+        "CONSOLE_OIDC_ROLE_GROUPS": CONSOLE_OIDC_ROLE_GROUPS,
+    }
+    if _missing := [name for name, value in _needed.items() if not value]:
+        raise ImproperlyConfigured(f"CONSOLE_OIDC_ISSUER needs {', '.join(_missing)} too")
+# Off: only superusers (the bootstrap admin) sign in with a password, for break-glass, each
+# time logged; everyone else signs in through the provider.
+CONSOLE_LOCAL_PASSWORDS = envbool("CONSOLE_LOCAL_PASSWORDS", True)
+if not CONSOLE_LOCAL_PASSWORDS and not CONSOLE_OIDC_ISSUER:
+    raise ImproperlyConfigured("CONSOLE_LOCAL_PASSWORDS=false needs CONSOLE_OIDC_ISSUER")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"

@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import permission_required
 from django.urls import include, path
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
-from console import views
+from console import signin, views
 from core import permissions as perms
 
 
@@ -26,7 +26,9 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("health/checks", views.health_checks, name="health-checks"),
     path("metrics", views.prometheus_metrics, name="metrics"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", signin.login, name="login"),
+    path("login/local/", signin.login, {"break_glass": True}, name="login-local"),
+    path("oidc/", include(signin.urlpatterns)),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api-keys/", include("api_access.key_urls")),
     path("usage-plans/", include("api_access.plan_urls")),

@@ -10,7 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from audit_explorer import action_stream, audit_runs, overview
-from console import action_exports, alerts, health, metrics, timezones
+from console import action_exports, alerts, health, metrics, signin, timezones
 from console.action_exports import FORMATS, ExportForm
 from core import actions
 from core import permissions as perms
@@ -57,7 +57,8 @@ def health_checks(request: HttpRequest) -> JsonResponse:
 def dashboard(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm(perms.VIEW_STATE):
         # Signed in but given no role yet: nothing of the platform, not even its account.
-        return render(request, "console/no_role.html", status=403)
+        context = {"provider_name": signin.provider_name()}
+        return render(request, "console/no_role.html", context, status=403)
     template = "console/dashboard.html"
     if request.htmx and not request.htmx.boosted:
         template = "console/_health_badges.html"

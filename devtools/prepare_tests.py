@@ -3,7 +3,7 @@ and the downloads every test process would otherwise race to fetch."""
 
 import sys
 
-from devtools import dynamodb_local, services
+from devtools import dynamodb_local, oidc_provider, services
 
 TEST_PACKAGES = {
     "redis-server": "redis-server",
@@ -15,5 +15,6 @@ if __name__ == "__main__":
     try:
         services.ensure_os_packages(TEST_PACKAGES)
         dynamodb_local.install()
+        oidc_provider.install()
     except services.ServiceError as exc:
         sys.exit(f"make test: {exc}")

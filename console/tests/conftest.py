@@ -2,6 +2,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.apps import apps
 from django.utils import timezone
 
 from api_access import api_keys
@@ -9,6 +10,9 @@ from audit_explorer import audit_runs
 from audit_explorer.models import AuditDay, DeadLetter
 from centralllm.audit.ingest import ingest_record
 from centralllm.audit.tests.conftest import make_record
+from console.provider import parse_role_groups
+from console.roles import sync_roles
+from devtools.oidc_provider import OIDCProvider
 from provisioning import runs
 from provisioning.models import Environment, Release, Run
 
@@ -65,3 +69,52 @@ def troubled(keyed, admin_user) -> Environment:
         finished_at=timezone.now() - timedelta(days=3),
     )
     return keyed
+
+
+def _started_provider(tmp_path_factory, console_url: str) -> OIDCProvider:
+    callback = f"{console_url}/oidc/callback/"
+    folder = tmp_path_factory.mktemp("oidc-provider")
+    return OIDCProvider(folder, redirect_uris=[callback]).start()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory) -> OIDCProvider:
+    """A real OpenID provider for the session, in a folder of its own, whose client returns
+    to the test client (``testserver``)."""
+    provider = _started_provider(tmp_path_factory, "http://testserver")
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def browser_oidc_provider(live_server, tmp_path_factory) -> OIDCProvider:
+    """The same, returning to the live server: a provider of its own, so that the tests of
+    the test client need no live server (which makes every test using it transactional)."""
+    provider = _started_provider(tmp_path_factory, live_server.url)
+    yield provider
+    provider.stop()
+
+
+def _sign_in_through(settings, provider: OIDCProvider) -> OIDCProvider:
+    """The console signs in through ``provider``, its endpoints discovered, as
+    CONSOLE_OIDC_ISSUER and the others set them."""
+    sync_roles(apps)  # transactional tests flush the groups the migration made
+    settings.CONSOLE_OIDC_ISSUER = provider.issuer
+    settings.CONSOLE_OIDC_PROVIDER_NAME = "Test provider"
+    settings.OIDC_RP_CLIENT_ID = provider.client_id
+    settings.OIDC_RP_CLIENT_SECRET = provider.client_secret
+    settings.OIDC_RP_SCOPES = "openid email profile groups"
+    settings.CONSOLE_OIDC_ROLE_GROUPS = parse_role_groups(
+        "viewer:llm-viewers,viewer:auditors,operator:llm-operators,admin:llm-admins"
+    )
+    return provider
+
+
+@pytest.fixture
+def signin_with_provider(settings, oidc_provider) -> OIDCProvider:
+    return _sign_in_through(settings, oidc_provider)
+
+
+@pytest.fixture
+def browser_signin_with_provider(settings, browser_oidc_provider) -> OIDCProvider:
+    return _sign_in_through(settings, browser_oidc_provider)

@@ -8,9 +8,15 @@ from conftest import make_user
 from core import permissions as perms
 from provisioning.models import Environment
 
-PUBLIC = {"login", "healthz", "admin:login"}
-# /metrics checks its own token or networks instead (test_metrics.py): off unless set.
-OWN_ACCESS = {"metrics": 404}
+PUBLIC = {"login", "login-local", "healthz", "admin:login"}
+# /metrics checks its own token or networks instead (test_metrics.py): off unless set; the
+# identity provider's views are open before sign-in and missing without one (console.signin).
+OWN_ACCESS = {
+    "metrics": 404,
+    "oidc_authentication_init": 404,
+    "oidc_authentication_callback": 404,
+    "oidc_logout": 404,
+}
 # The Django admin (user management for admins) keeps its own login page.
 LOGIN_PAGES = ("/login/?next=", "/admin/login/?next=")
 
