@@ -159,9 +159,19 @@ class ProviderBackend(_ProviderSettings, OIDCAuthenticationBackend):
         return self.update_user(user, claims)
 
     def update_user(self, user, claims: dict):
+        # A name is no proof of identity: the provider may call someone what a local account
+        # is called (a superuser kept for break-glass, a user from before the provider). Only
+        # an account without a password (made here, or whose password an admin removed to
+        # hand it over) signs in through the provider.
         if user.is_superuser:
             raise SuspiciousOperation(
                 f"{user} is a superuser, kept for break-glass: it signs in with its password only"
+            )
+        if user.has_usable_password():
+            raise SuspiciousOperation(
+                f"{user} is a local account with a password: an admin hands it to the provider "
+                "by removing its password (manage.py changepassword cannot; the Django admin "
+                "or set_unusable_password can)"
             )
         apply_roles(user, _claimed_groups(claims))
         return user

@@ -211,6 +211,24 @@ def test_the_provider_never_signs_in_as_the_break_glass_superuser(
 
 
 @pytest.mark.django_db
+def test_the_provider_takes_over_a_local_account_only_once_its_password_is_removed(
+    client, signin_with_provider, django_user_model
+):
+    bob = django_user_model.objects.create_user("bob", password="a-long-local-password")
+    signin_with_provider.set_user("bob", password="pw", groups=["llm-admins"])
+
+    refused = sign_in(client, signin_with_provider, "bob")
+
+    assert refused["Location"] == reverse("login")
+    assert "_auth_user_id" not in client.session
+    bob.set_unusable_password()
+    bob.save()
+    signed_in = sign_in(client, signin_with_provider, "bob")
+    assert signed_in["Location"] == reverse("dashboard")
+    assert roles_of(django_user_model, "bob") == {"admin"}
+
+
+@pytest.mark.django_db
 def test_a_wrong_password_with_a_code_in_the_address_is_only_a_wrong_password(
     client, signin_with_provider, operator
 ):
