@@ -35,7 +35,7 @@ PINNED = {
     "g6.xlarge": Decimal("0.8048"),
     "g6.2xlarge": Decimal("0.9776"),
 }
-PINNED_SOURCE = "pinned list price (us-east-1, Linux, on-demand; for the local AWS only)"
+PINNED_SOURCE = "pinned list price: us-east-1, Linux, on-demand; for the local AWS only"
 CURRENCY = "USD"
 
 

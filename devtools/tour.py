@@ -53,6 +53,8 @@ def pages(page: Page, base: str, environment: str) -> dict[str, str]:
         "environment": f"/environments/{environment}/",
         "audit": "/audit/",
         "keys": f"/api-keys/{environment}/",
+        "costs": f"/costs/{environment}/",
+        "actions": "/actions/",
     }
     page.goto(f"{base}/environments/{environment}/")
     if run := _first_link(page, r"/environments/runs/\d+/$"):

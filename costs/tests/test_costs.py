@@ -403,6 +403,13 @@ def test_only_an_admin_sets_the_environment_s_own_price_and_a_missing_one_is_sai
     assert "Cost not known: No pinned price for p9.nothing" in page
 
 
+def test_a_month_without_gpu_hours_says_so_instead_of_an_empty_chart(client, viewer, audited):
+    client.force_login(viewer)
+    page = client.get(reverse("costs:environment", args=[audited.name]), {"month": "2001-01"})
+    assert "No GPU cost in this range: no hour had an instance in service." in page.content.decode()
+    assert 'class="cost-chart"' not in page.content.decode()
+
+
 @pytest.mark.parametrize("month", ["0001-01", "9999-12", "1999-13", "2026-1x"])
 def test_a_month_out_of_reach_gets_a_message_not_a_500(client, admin_user, audited, month):
     """The page's neighbours of 0001-01 and 9999-12 (the month before, the month after) were
