@@ -56,11 +56,13 @@ def test_with_passwords_off_the_login_page_offers_only_the_provider_but_break_gl
     page.goto(f"{live_server.url}/")
     expect(page.get_by_role("link", name="Sign in with Test provider")).to_be_visible()
     expect(page.get_by_label("Password")).to_have_count(0)
+    page.screenshot(path="var/signin-provider-only.png", full_page=True)
 
     with caplog.at_level(logging.WARNING, logger="console.signin"):
         page.goto(f"{live_server.url}/login/local/")
         page.get_by_label("Username").fill("admin")
         page.get_by_label("Password").fill("break-glass-pass-9")
+        page.screenshot(path="var/signin-break-glass.png", full_page=True)
         page.get_by_role("button", name="Log in").click()
         expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
